@@ -1,0 +1,145 @@
+"""Fetch the digit datasets into ./data (or --root / $DANN_DATA_DIR), verified by checksum.
+
+    python download_data.py                               # MNIST and SVHN from the official sources
+    python download_data.py --datasets mnist mnist_m usps
+    python download_data.py --from /mnt/copies            # import local copies instead (offline machines)
+
+Every file is checked against the checksum table in data.SOURCES. A valid file already in
+place is skipped, a corrupt one is fetched again. Downloads resume after an interruption
+(HTTP Range), fall back to the next mirror on an error and land by atomic rename.
+"""
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import requests
+from tqdm import tqdm
+
+from data import DOMAINS, SOURCES, UserError, default_root
+
+CHUNK = 1 << 20
+
+
+def file_digest(path, algo):
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def matches(path, checksums):
+    """True when the file has one of the accepted digests ("algo:hex"), or none is published."""
+    return not checksums or any(file_digest(path, c.split(":")[0]) == c.split(":")[1].lower() for c in checksums)
+
+
+def _stream_to(url, part, timeout):
+    """Append url's bytes to `part`, resuming from its current size when the server allows."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
+        if r.status_code == 416:  # the partial file is already whole (or wrong): start over
+            part.unlink()
+            return _stream_to(url, part, timeout)
+        r.raise_for_status()
+        if have and r.status_code != 206:  # server ignored the Range header
+            have = 0
+        total = int(r.headers.get("Content-Length", 0)) + have or None
+        with open(part, "ab" if have else "wb") as f, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=part.name[:-len(".part")], leave=False, disable=None) as bar:
+            for block in r.iter_content(64 * 1024):  # small blocks: an interruption loses little
+                f.write(block)
+                bar.update(len(block))
+
+
+def download(urls, dest, checksums=(), timeout=30):
+    """Download `dest` from the first of `urls` that delivers a file with a valid checksum.
+
+    Bytes go to `dest.part`, which survives an interruption so the next call resumes it;
+    only a verified file is renamed to `dest`. Raises UserError when every URL fails.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    tried = []
+    for url in urls:
+        try:
+            _stream_to(url, part, timeout)
+        except requests.RequestException as e:
+            tried.append(f"{url} ({type(e).__name__}: {str(e)[:80]})")
+            if isinstance(e, requests.HTTPError):
+                part.unlink(missing_ok=True)  # an error page is not a partial file
+            continue
+        if matches(part, checksums):
+            os.replace(part, dest)
+            return dest
+        part.unlink()
+        tried.append(f"{url} (checksum mismatch)")
+    raise UserError(f"could not download {dest.name}: tried {'; '.join(tried)}. Check the network, "
+                    f"or fetch the file by hand and import it with --from DIR")
+
+
+def import_file(name, source_dir, dest, checksums):
+    """Copy a local copy named `name` found anywhere under source_dir, if its checksum is right."""
+    candidates = sorted(Path(source_dir).rglob(name))
+    for found in candidates:
+        if found.is_file() and matches(found, checksums):
+            tmp = dest.with_name(dest.name + ".part")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, tmp)
+            os.replace(tmp, dest)
+            return dest
+    why = "has the wrong checksum" if candidates else "is not there"
+    raise UserError(f"{name} {why} under {source_dir}; put an intact copy of the official file there")
+
+
+def fetch(names, root=None, source_dir=None, log=print):
+    """Make sure every file of the named datasets is present and valid under root/<name>/."""
+    root = Path(root or default_root())
+    for name in names:
+        for remote in SOURCES[name]:
+            dest = root / name / remote.name
+            if dest.is_file() and matches(dest, remote.checksums):
+                log(f"{name}: {remote.name} present and verified")
+                continue
+            if dest.is_file():
+                log(f"{name}: {remote.name} is corrupt, fetching it again")
+                dest.unlink()
+            if source_dir:
+                import_file(remote.name, source_dir, dest, remote.checksums)
+                log(f"{name}: {remote.name} imported from {source_dir}")
+            else:
+                download(remote.urls, dest, remote.checksums)
+                log(f"{name}: {remote.name} downloaded")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", choices=DOMAINS, default=["mnist", "svhn"], metavar="NAME",
+                   help=f"datasets to fetch, any of: {' '.join(DOMAINS)} (default: mnist svhn)")
+    p.add_argument("--root", type=Path, default=None,
+                   help="folder to put them in (default: $DANN_DATA_DIR, else ./data)")
+    p.add_argument("--from", dest="source_dir", type=Path, default=None, metavar="DIR",
+                   help="import local copies found anywhere under DIR (same file names as the "
+                        "official downloads) instead of using the network")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.source_dir and not args.source_dir.is_dir():
+        raise UserError(f"--from {args.source_dir}: no such folder")
+    fetch(args.datasets, args.root, args.source_dir)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: partial downloads are kept as .part files and resume on the next run")

@@ -1,0 +1,303 @@
+"""Train DANN (Ganin & Lempitsky 2015) on a labelled source and an unlabelled target domain.
+
+    python main.py                                        # SVHN -> MNIST, the paper's recipe
+    python main.py --source mnist --target mnist_m        # MNIST -> MNIST-M
+    python main.py --mode source-only                     # the paper's lower bound
+    python main.py --resume runs/svhn-mnist-dann-...      # continue an interrupted run
+
+Both training sets live on the training device as uint8 and batches are gathered there by
+index: no DataLoader and no per-sample Python in the loop. Target labels are used only to
+report target accuracy (and, in target-only mode, to train, which is what that mode means).
+"""
+import argparse
+import contextlib
+import json
+import math
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import download_data
+from data import DOMAINS, UserError, default_root, load_domain, missing_files, save_atomic
+from models import ARCHS, CHECKPOINT_FORMAT, DEFAULT_ARCH, DANN, model_config
+
+MODES = ("dann", "source-only", "target-only")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument_group("task")
+    a.add_argument("--source", choices=DOMAINS, default="svhn", help="labelled domain (default: svhn)")
+    a.add_argument("--target", choices=DOMAINS, default="mnist", help="unlabelled domain (default: mnist)")
+    a.add_argument("--mode", choices=MODES, default="dann",
+                   help="dann: adapt; source-only: ignore the target (lower bound); "
+                        "target-only: train on target labels (upper bound) (default: dann)")
+    a.add_argument("--arch", choices=ARCHS, default=None,
+                   help="network; default: the paper's for the source (svhn for svhn, mnist otherwise)")
+    a.add_argument("--dropout", type=float, default=0.0, help="dropout in the classifiers' hidden layers (default: 0)")
+    o = p.add_argument_group("optimisation (defaults: the paper's recipe)")
+    o.add_argument("--epochs", type=int, default=100, help="epochs; one epoch = the smaller training set once (default: 100)")
+    o.add_argument("--batch-size", type=int, default=128, help="images per domain per step (default: 128)")
+    o.add_argument("--lr", type=float, default=0.01, help="mu_0, the initial learning rate (default: 0.01)")
+    o.add_argument("--lr-alpha", type=float, default=10.0, help="alpha in mu_p = mu_0 / (1 + alpha p)^beta (default: 10)")
+    o.add_argument("--lr-beta", type=float, default=0.75, help="beta in the learning-rate schedule (default: 0.75)")
+    o.add_argument("--gamma", type=float, default=10.0, help="gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1 (default: 10)")
+    o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    o.add_argument("--weight-decay", type=float, default=1e-5, help="L2 weight decay (default: 1e-5)")
+    r = p.add_argument_group("run")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when present (default: auto)")
+    r.add_argument("--seed", type=int, default=0, help="random seed; the same seed on the CPU gives the same numbers (default: 0)")
+    r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<source>-<target>-<mode>-<time>)")
+    r.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    r.add_argument("--limit", type=int, default=None, metavar="N", help="use at most N training images per domain (quick trials)")
+    r.add_argument("--eval-every", type=int, default=5, metavar="K", help="test accuracies every K epochs and at the end (default: 5)")
+    r.add_argument("--save-every", type=int, default=10, metavar="K", help="checkpoint every K epochs and at the end (default: 10)")
+    r.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
+    r.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
+    args = p.parse_args(argv)
+    for flag in ("epochs", "batch_size", "eval_every", "save_every"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be at least 1")
+    if args.source == args.target and args.mode == "dann":
+        p.error("--source and --target are the same domain: there is nothing to adapt")
+    return args
+
+
+# ---------------------------------------------------------------- schedules (JMLR 2016, section 5.2)
+
+def learning_rate(p, mu0, alpha, beta):
+    return mu0 / (1 + alpha * p) ** beta
+
+
+def adaptation_weight(p, gamma):
+    return 2 / (1 + math.exp(-gamma * p)) - 1
+
+
+# ---------------------------------------------------------------- data
+
+def pick_device(name):
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def load_data(cfg, device):
+    """Train and test sets of both domains, on the device, as uint8 / int64 tensors."""
+    root = Path(cfg["data_dir"]) if cfg["data_dir"] else default_root()
+    for name in {cfg["source"], cfg["target"]}:
+        if missing_files(name, root):
+            if cfg["no_download"]:
+                raise UserError(f"{name} is missing from {root} and --no-download is set; get it with: "
+                                f"python download_data.py --datasets {name} --root {root}")
+            download_data.fetch([name], root)
+    sets = {}
+    for role in ("source", "target"):
+        for split in ("train", "test"):
+            x, y = load_domain(cfg[role], split, root)
+            if split == "train" and cfg["limit"]:
+                x, y = x[:cfg["limit"]], y[:cfg["limit"]]
+            sets[f"{role}_{split}"] = (x.to(device), y.to(device))
+    return sets
+
+
+def epoch_batches(n, steps, batch_size, seed, epoch, device):
+    """steps x batch_size indices into a set of n: a fresh permutation per epoch, wrapped
+    around when the set is smaller. A pure function of (seed, epoch), so a resumed run
+    draws exactly the batches the uninterrupted one would."""
+    g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g, device=device)
+    return perm[torch.arange(steps * batch_size, device=device) % n].view(steps, batch_size)
+
+
+# ---------------------------------------------------------------- train / evaluate
+
+def train_step(model, opt, xs, ys, xt, mode):
+    """One SGD step; returns (class loss, domain loss, domain accuracy) as tensors."""
+    if mode == "dann":
+        logits, domain_logits = model(torch.cat([xs, xt]), with_domain=True)
+        domains = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).to(xs.device, torch.long)
+        class_loss = F.cross_entropy(logits[:len(xs)], ys)
+        domain_loss = F.cross_entropy(domain_logits, domains)
+        domain_acc = (domain_logits.argmax(1) == domains).float().mean()
+        loss = class_loss + domain_loss  # lambda acts inside the reversal layer
+    else:
+        class_loss = loss = F.cross_entropy(model(xs), ys)
+        domain_loss = domain_acc = torch.zeros((), device=xs.device)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return class_loss.detach(), domain_loss.detach(), domain_acc.detach()
+
+
+def accuracy(model, images, labels):
+    return (model.predict_proba(images).argmax(1) == labels).float().mean().item()
+
+
+def evaluate(model, sets):
+    return {f"{role}_test_acc": accuracy(model, *sets[f"{role}_test"]) for role in ("source", "target")}
+
+
+# ---------------------------------------------------------------- checkpoints and run folder
+
+def checkpoint_state(model, opt, cfg, step, history):
+    return {
+        "format": CHECKPOINT_FORMAT, "model_config": model_config(model), "model": model.state_dict(),
+        "optimizer": opt.state_dict(), "config": cfg, "step": step, "history": history,
+        "rng": {"cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+
+
+def restore(run_dir, model, opt):
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: no checkpoint.pt there; start a new run instead")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+    except Exception as e:
+        raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
+                        f"({type(e).__name__}); start a new run instead") from None
+    torch.set_rng_state(ckpt["rng"]["cpu"])
+    if ckpt["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    return ckpt["step"], ckpt["history"]
+
+
+def run_config(args):
+    """The run's configuration: from the flags, or from the run folder when resuming."""
+    if args.resume:
+        cfg_file = args.resume / "config.json"
+        if not cfg_file.is_file():
+            raise UserError(f"--resume {args.resume}: no config.json there; is it a run folder of main.py?")
+        cfg = json.loads(cfg_file.read_text())
+        cfg["device"] = args.device  # the one thing a resumed run may change
+        return cfg, args.resume
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "resume")}
+    cfg["arch"] = args.arch or DEFAULT_ARCH[args.source]
+    out = args.out or Path("runs") / f"{args.source}-{args.target}-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    return cfg, out
+
+
+def write_metrics(out, cfg, history, final, wall, device):
+    metrics = {"config": cfg, **final, "history": history, "wall_time_s": round(wall, 1),
+               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+               "versions": {"python": platform.python_version(), "torch": torch.__version__},
+               "note": "accuracies of the final model; no epoch or setting was chosen with target labels"}
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2))
+    tmp.replace(out / "metrics.json")
+    return metrics
+
+
+# ---------------------------------------------------------------- main
+
+@contextlib.contextmanager
+def ctrl_c_requests_stop():
+    """While active, Ctrl-C sets stop["now"]: the loop finishes its step, saves and returns."""
+    stop = {"now": False}
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train(args):
+    cfg, out = run_config(args)
+    device = pick_device(cfg["device"])
+    torch.manual_seed(cfg["seed"])
+    sets = load_data(cfg, device)
+    # source-only never looks at target images; target-only learns from target labels.
+    labelled = "target" if cfg["mode"] == "target-only" else "source"
+    unlabelled = "target" if cfg["mode"] == "dann" else labelled
+    n_lab, n_unl = len(sets[f"{labelled}_train"][0]), len(sets[f"{unlabelled}_train"][0])
+    steps_per_epoch = math.ceil(min(n_lab, n_unl) / cfg["batch_size"])
+    total_steps = cfg["epochs"] * steps_per_epoch
+
+    model = DANN(cfg["arch"], cfg["dropout"]).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    step, history = restore(out, model, opt) if args.resume else (0, [])
+    if step >= total_steps:
+        raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
+
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(str(out))
+    with ctrl_c_requests_stop() as stop:
+        print(f"{cfg['source']} -> {cfg['target']}, {cfg['mode']}, arch {cfg['arch']}, {cfg['epochs']} epochs x "
+              f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
+
+        started = time.time()
+        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
+        xl, yl = sets[f"{labelled}_train"]
+        xu = sets[f"{unlabelled}_train"][0]
+        while step < total_steps and not stop["now"]:
+            epoch, first = divmod(step, steps_per_epoch)
+            idx_l = epoch_batches(n_lab, steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch, device)
+            idx_u = epoch_batches(n_unl, steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch + 1, device)
+            sums = torch.zeros(3, device=device)
+            for i in range(first, steps_per_epoch):
+                p = step / total_steps
+                lr = learning_rate(p, cfg["lr"], cfg["lr_alpha"], cfg["lr_beta"])
+                lambd = adaptation_weight(p, cfg["gamma"])
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                model.grl.set_lambda(lambd)
+                stats = torch.stack(train_step(model, opt, xl[idx_l[i]], yl[idx_l[i]], xu[idx_u[i]], cfg["mode"]))
+                sums += stats
+                step += 1
+                bar.update()
+                if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
+                    c, d, a = stats.tolist()
+                    bar.set_postfix(loss=f"{c:.3f}", dom_loss=f"{d:.3f}", dom_acc=f"{a:.2f}", lambd=f"{lambd:.2f}", lr=f"{lr:.4f}")
+                    for name, v in (("loss/class", c), ("loss/domain", d), ("domain_acc", a), ("lambda", lambd), ("lr", lr)):
+                        writer.add_scalar(name, v, step)
+                if stop["now"]:
+                    break
+            epoch_done = step % steps_per_epoch == 0
+            if epoch_done:
+                e = step // steps_per_epoch
+                c, d, a = (sums / (steps_per_epoch - first)).tolist()
+                record = {"epoch": e, "class_loss": c, "domain_loss": d, "domain_acc": a}
+                if e % cfg["eval_every"] == 0 or step == total_steps:
+                    record.update(evaluate(model, sets))
+                    for k in ("source_test_acc", "target_test_acc"):
+                        writer.add_scalar(f"accuracy/{k}", record[k], step)
+                    bar.write(f"epoch {e}: source test {record['source_test_acc']:.4f}, "
+                              f"target test {record['target_test_acc']:.4f}")
+                history.append(record)
+            if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg["save_every"] == 0):
+                save_atomic(checkpoint_state(model, opt, cfg, step, history), out / "checkpoint.pt")
+        bar.close()
+        writer.close()
+        if stop["now"] and step < total_steps:
+            print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
+                  file=sys.stderr)
+            return None
+        final = history[-1] if "target_test_acc" in history[-1] else evaluate(model, sets)
+        wall = time.time() - started
+        metrics = write_metrics(out, cfg, history, {k: final[k] for k in ("source_test_acc", "target_test_acc")},
+                                wall, device)
+        print(f"final model: source test {metrics['source_test_acc']:.4f}, target test "
+              f"{metrics['target_test_acc']:.4f}; {out}/metrics.json", file=sys.stderr)
+        return metrics
+
+
+if __name__ == "__main__":
+    try:
+        train(parse_args())
+    except UserError as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,155 @@
+"""DANN networks (Ganin et al., JMLR 2016, section 5 and figure 4) and their checkpoints.
+
+A DANN is a feature extractor G_f shared by a label classifier G_y and, behind a gradient
+reversal layer, a domain classifier G_d. Minimising both losses with plain SGD then trains
+G_d to tell the domains apart and G_f to make them indistinguishable.
+"""
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from data import UserError
+
+ARCHS = ("mnist", "svhn")
+# The paper's architecture for each source domain (svhn for SVHN->MNIST, mnist for MNIST->MNIST-M).
+DEFAULT_ARCH = {"svhn": "svhn", "mnist": "mnist", "mnist_m": "mnist", "usps": "mnist"}
+CHECKPOINT_FORMAT = "dann-checkpoint-1"
+
+
+class GradientReversalFunction(torch.autograd.Function):
+    """Identity on the way forward; multiplies the gradient by -lambda on the way back."""
+
+    @staticmethod
+    def forward(ctx, x, lambd):
+        ctx.save_for_backward(lambd)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (lambd,) = ctx.saved_tensors
+        return -lambd * grad, None
+
+
+class GradientReversal(nn.Module):
+    """The reversal layer. lambda lives in a buffer so it can change every step without
+    re-tracing anything (a captured CUDA graph or compiled step keeps reading the buffer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("lambd", torch.zeros(()), persistent=False)
+
+    def set_lambda(self, value):
+        self.lambd.fill_(value)
+
+    def forward(self, x):
+        return GradientReversalFunction.apply(x, self.lambd)
+
+
+def _mlp(sizes, dropout):
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers += [nn.ReLU(inplace=True), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+def feature_extractor(arch):
+    if arch == "mnist":  # 28 -> 24 -> 12 -> 8 -> 4: 48 x 4 x 4 features
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 48, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten())
+    if arch == "svhn":  # 28 -> 28 -> 13 -> 13 -> 6 -> 6 (padded 5x5 convs): 128 x 6 x 6 features
+        return nn.Sequential(
+            nn.Conv2d(3, 64, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(inplace=True),
+            nn.Flatten())
+    raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+FEATURES = {"mnist": 48 * 4 * 4, "svhn": 128 * 6 * 6}
+LABEL_HIDDEN = {"mnist": (100, 100), "svhn": (3072, 2048)}
+DOMAIN_HIDDEN = {"mnist": (100,), "svhn": (1024, 1024)}
+
+
+def standardize(images):
+    """uint8 (or 0..255 float) images -> float with every image's channels at zero mean and
+    unit variance. Per-image statistics remove the colour and contrast that separate MNIST
+    from MNIST-M (or SVHN's lighting) without looking at any label; see README, 'Results'."""
+    x = images.float()
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True)
+    return (x - mean) / (std + 1.0)  # +1 (in pixel units) keeps blank images finite
+
+
+class DANN(nn.Module):
+    """forward(images) -> class logits; forward(images, with_domain=True) adds domain logits."""
+
+    def __init__(self, arch="mnist", dropout=0.0):
+        super().__init__()
+        self.arch, self.dropout = arch, dropout
+        self.features = feature_extractor(arch)
+        self.label_classifier = _mlp((FEATURES[arch], *LABEL_HIDDEN[arch], 10), dropout)
+        self.grl = GradientReversal()
+        self.domain_classifier = _mlp((FEATURES[arch], *DOMAIN_HIDDEN[arch], 2), dropout)
+
+    def forward(self, images, with_domain=False):
+        f = self.features(standardize(images))
+        logits = self.label_classifier(f)
+        if not with_domain:
+            return logits
+        return logits, self.domain_classifier(self.grl(f))
+
+    @torch.no_grad()
+    def predict_proba(self, images, batch_size=2048):
+        was_training = self.training
+        self.eval()
+        probs = torch.cat([F.softmax(self(images[i:i + batch_size]).float(), 1)
+                           for i in range(0, len(images), batch_size)])
+        self.train(was_training)
+        return probs
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def model_config(model):
+    return {"arch": model.arch, "dropout": model.dropout}
+
+
+def load_checkpoint(path, device="cpu"):
+    """Load a checkpoint written by main.py -> (model in eval mode, the checkpoint dict).
+
+    weights_only=True: a checkpoint is data, and one that carries pickled code is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train one with: python main.py, or pass --checkpoint PATH|URL")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise UserError(f"refusing to load {path}: it contains pickled Python objects that could run code, "
+                            "not only weights; use a checkpoint written by main.py") from None
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
+                        "it may be truncated or not a PyTorch file: download or train it again") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a DANN checkpoint written by main.py (no '{CHECKPOINT_FORMAT}' marker)")
+    model = DANN(**ckpt["model_config"]).to(device)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise UserError(f"{path}: its weights do not fit the '{ckpt['model_config'].get('arch')}' "
+                        "architecture it names; the file was altered or comes from another program") from None
+    return model.eval(), ckpt
+
+
+def latest_checkpoint(runs_dir="runs"):
+    found = sorted(Path(runs_dir).glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"no trained model under {runs_dir}/; train one with: python main.py, "
+                        "or pass --checkpoint PATH|URL")
+    return found[-1]

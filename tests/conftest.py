@@ -1,0 +1,118 @@
+"""Shared fixtures: tiny datasets written in each official format, and the real data when present."""
+import gzip
+import io
+import shutil
+import struct
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def write_idx(path, array, magic):
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def digit_images(labels, size, channels, seed=0):
+    """Images whose content depends on the label (a bright bar at a label-dependent row), so
+    that a classifier can learn them and a loader's label order can be checked."""
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 60, (len(labels), size, size, channels), dtype=np.uint8)
+    for i, y in enumerate(labels):
+        row = 2 + int(y) * (size - 4) // 10
+        imgs[i, row:row + 2, 2:-2] = 250
+    return imgs
+
+
+def make_mnist(folder, n_train=40, n_test=20):
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", digit_images(labels, 28, 1)[..., 0], 2051)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+
+
+def make_svhn(folder, n_train=30, n_test=20):
+    import scipy.io
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % 10
+        x = digit_images(labels, 32, 3).transpose(1, 2, 3, 0)  # the official 32 x 32 x 3 x N layout
+        y = np.where(labels == 0, 10, labels).reshape(-1, 1).astype(np.uint8)
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+
+
+def make_mnist_m(folder, n_train=30, n_test=20):
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(folder / "mnist_m.tar.gz", "w:gz") as tar:
+        def add(name, payload):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        for split, n in (("train", n_train), ("test", n_test)):
+            labels = np.arange(n) % 10
+            lines = []
+            for i, img in enumerate(digit_images(labels, 32, 3, seed=1)):
+                buf = io.BytesIO()
+                Image.fromarray(img).save(buf, "PNG")
+                add(f"mnist_m/mnist_m_{split}/{i:08d}.png", buf.getvalue())
+                lines.append(f"{i:08d}.png {labels[i]}")
+            add(f"mnist_m/mnist_m_{split}_labels.txt", ("\n".join(lines) + "\n").encode())
+
+
+def make_usps(folder, n_train=30, n_test=20):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % 10
+        pixels = digit_images(labels, 16, 1)[..., 0].reshape(n, -1) / 127.5 - 1
+        text = "\n".join(f"{y:.4f} " + " ".join(f"{v:.4f}" for v in row) for y, row in zip(labels, pixels))
+        with gzip.open(folder / f"zip.{split}.gz", "wt") as f:
+            f.write(text + "\n")
+
+
+MAKERS = {"mnist": make_mnist, "svhn": make_svhn, "mnist_m": make_mnist_m, "usps": make_usps}
+
+
+@pytest.fixture
+def synthetic_root(tmp_path):
+    """A data root with a tiny copy of every domain in its official format."""
+    root = tmp_path / "data"
+    for name, make in MAKERS.items():
+        make(root / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_root(tmp_path_factory):
+    """Real MNIST and MNIST-M imported from ../shared/data with download_data.py --from."""
+    if not (SHARED_DATA / "mnist").is_dir() or not (SHARED_DATA / "mnist_m").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    import download_data
+    root = tmp_path_factory.mktemp("real") / "data"
+    download_data.main(["--from", str(SHARED_DATA), "--root", str(root), "--datasets", "mnist", "mnist_m"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_mnist_root(tmp_path_factory):
+    """Real MNIST only (cheap to import)."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real MNIST not found at {SHARED_DATA / 'mnist'}")
+    import download_data
+    root = tmp_path_factory.mktemp("real_mnist") / "data"
+    download_data.main(["--from", str(SHARED_DATA / "mnist"), "--root", str(root), "--datasets", "mnist"])
+    return root
+
+
+def copy_tree(src, dst):
+    shutil.copytree(src, dst)
+    return dst

@@ -1,0 +1,172 @@
+import gzip
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import data
+from conftest import digit_images, make_mnist, write_idx
+
+
+@pytest.mark.parametrize("name", data.DOMAINS)
+@pytest.mark.parametrize("split", data.SPLITS)
+def test_every_domain_loads_as_28x28_rgb_uint8(synthetic_root, name, split):
+    images, labels = data.load_domain(name, split, synthetic_root)
+    n = {"train": {"mnist": 40}.get(name, 30), "test": 20}[split]
+    assert images.shape == (n, 3, 28, 28) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64 and labels.tolist() == [i % 10 for i in range(n)]
+    # the label-dependent bright bar survives decoding and resizing at the right height
+    rows = images.float().mean(dim=(1, 3))
+    assert rows[1].argmax() < rows[5].argmax() < rows[9].argmax()
+
+
+def test_gray_domains_are_replicated_to_three_equal_channels(synthetic_root):
+    for name in ("mnist", "usps"):
+        images, _ = data.load_domain(name, "train", synthetic_root)
+        assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2])
+
+
+def test_mnist_pixels_are_exactly_the_idx_bytes(synthetic_root):
+    images, _ = data.load_domain("mnist", "test", synthetic_root)
+    expected = digit_images(np.arange(20) % 10, 28, 1)[..., 0]
+    assert np.array_equal(images[:, 0].numpy(), expected)
+
+
+def test_svhn_label_10_means_digit_0(synthetic_root):
+    _, labels = data.load_domain("svhn", "train", synthetic_root)
+    assert labels[0] == 0 and labels[10] == 0 and 10 not in labels.tolist()
+
+
+def test_cache_is_used_and_rebuilt_when_the_raw_file_changes(synthetic_root):
+    first, _ = data.load_domain("mnist", "train", synthetic_root)
+    cache = synthetic_root / "mnist" / "cache" / "train.pt"
+    assert cache.is_file()
+    stamp = cache.stat().st_mtime_ns
+    data.load_domain("mnist", "train", synthetic_root)
+    assert cache.stat().st_mtime_ns == stamp  # a hit does not rewrite it
+    # replace the raw images with different content: the cache must not answer any more
+    labels = np.arange(40) % 10
+    write_idx(synthetic_root / "mnist" / "train-images-idx3-ubyte.gz", 255 - digit_images(labels, 28, 1)[..., 0], 2051)
+    os.utime(synthetic_root / "mnist" / "train-images-idx3-ubyte.gz", ns=(time.time_ns(), time.time_ns() + 10**9))
+    second, _ = data.load_domain("mnist", "train", synthetic_root)
+    assert torch.equal(second, 255 - first)
+
+
+def test_damaged_cache_is_rebuilt(synthetic_root):
+    data.load_domain("usps", "test", synthetic_root)
+    (synthetic_root / "usps" / "cache" / "test.pt").write_bytes(b"garbage")
+    images, _ = data.load_domain("usps", "test", synthetic_root)
+    assert images.shape == (20, 3, 28, 28)
+
+
+def test_missing_dataset_names_the_command_to_get_it(tmp_path):
+    with pytest.raises(data.UserError, match=r"python download_data.py --datasets svhn --root"):
+        data.load_domain("svhn", "train", tmp_path)
+
+
+def test_unknown_domain_and_split(tmp_path):
+    with pytest.raises(data.UserError, match="unknown domain"):
+        data.load_domain("cifar", "train", tmp_path)
+    with pytest.raises(data.UserError, match="unknown split"):
+        data.load_domain("mnist", "val", tmp_path)
+
+
+def _corrupt(path, how):
+    raw = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif how == "not-gzip":
+        path.write_bytes(b"<html>not found</html>")
+    return path
+
+
+@pytest.mark.parametrize("how", ["truncated", "not-gzip"])
+def test_damaged_mnist_file_gets_one_clear_error(tmp_path, how):
+    make_mnist(tmp_path / "mnist")
+    _corrupt(tmp_path / "mnist" / "train-images-idx3-ubyte.gz", how)
+    with pytest.raises(data.UserError, match=r"train-images-idx3-ubyte.gz is not a valid .*download_data.py"):
+        data.load_domain("mnist", "train", tmp_path)
+
+
+def test_idx_with_wrong_magic_or_length(tmp_path):
+    make_mnist(tmp_path / "mnist")
+    labels_file = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
+    write_idx(labels_file, np.zeros(40), 2051)  # an image file where labels belong
+    with pytest.raises(data.UserError, match="magic number 2049"):
+        data.load_domain("mnist", "train", tmp_path)
+    write_idx(labels_file, np.zeros(39), 2049)  # one label short
+    with pytest.raises(data.UserError, match="40 images but 39 labels"):
+        data.load_domain("mnist", "train", tmp_path)
+    with gzip.open(labels_file, "wb") as f:  # header promises more bytes than there are
+        f.write((2049).to_bytes(4, "big") + (40).to_bytes(4, "big") + bytes(10))
+    with pytest.raises(data.UserError, match="header says"):
+        data.load_domain("mnist", "train", tmp_path)
+
+
+def test_bad_svhn_files(synthetic_root):
+    import scipy.io
+    path = synthetic_root / "svhn" / "train_32x32.mat"
+    scipy.io.savemat(path, {"images": np.zeros((2, 2))})
+    with pytest.raises(data.UserError, match="lacks the 'X' and 'y'"):
+        data.load_domain("svhn", "train", synthetic_root)
+    scipy.io.savemat(path, {"X": np.zeros((28, 28, 3, 4), np.uint8), "y": np.ones((4, 1))})
+    with pytest.raises(data.UserError, match="not uint8 32x32x3xN"):
+        data.load_domain("svhn", "train", synthetic_root)
+    scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.full((4, 1), 11)})
+    with pytest.raises(data.UserError, match=r"labels outside 1..10"):
+        data.load_domain("svhn", "train", synthetic_root)
+    _corrupt(synthetic_root / "svhn" / "test_32x32.mat", "truncated")
+    with pytest.raises(data.UserError, match="test_32x32.mat is not a valid SVHN .mat"):
+        data.load_domain("svhn", "test", synthetic_root)
+
+
+def test_bad_mnist_m_archives(synthetic_root):
+    path = synthetic_root / "mnist_m" / "mnist_m.tar.gz"
+    _corrupt(path, "truncated")
+    with pytest.raises(data.UserError, match="not a valid MNIST-M archive"):
+        data.load_domain("mnist_m", "train", synthetic_root)
+    import tarfile
+    with tarfile.open(path, "w:gz"):
+        pass  # an archive without the label files
+    with pytest.raises(data.UserError, match="no mnist_m/mnist_m_test_labels.txt"):
+        data.load_domain("mnist_m", "test", synthetic_root)
+
+
+def test_bad_usps_files(synthetic_root):
+    path = synthetic_root / "usps" / "zip.train.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("3 0.5 0.5\n")
+    with pytest.raises(data.UserError, match="a label and 256 numbers"):
+        data.load_domain("usps", "train", synthetic_root)
+    with gzip.open(path, "wt") as f:
+        f.write("3 " + " ".join(["7"] * 256) + "\n")
+    with pytest.raises(data.UserError, match=r"\[-1, 1\]"):
+        data.load_domain("usps", "train", synthetic_root)
+
+
+def test_to_28x28_rgb_resizes_with_antialiasing():
+    # a 1-pixel checkerboard must average to grey, not alias into stripes
+    board = (torch.arange(64)[:, None] + torch.arange(64)[None]) % 2 * 255
+    out = data.to_28x28_rgb(board.to(torch.uint8)[None, None])
+    assert out.shape == (1, 3, 28, 28)
+    assert (out.float() - 127.5).abs().max() < 20
+
+
+def test_real_mnist_and_mnist_m_counts_and_histograms(real_root, monkeypatch):
+    expected = {
+        ("mnist", "train"): [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+        ("mnist", "test"): [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+        ("mnist_m", "train"): [5825, 6640, 5853, 6028, 5746, 5331, 5812, 6158, 5757, 5851],
+        ("mnist_m", "test"): [878, 1016, 933, 908, 890, 807, 856, 914, 880, 919],
+    }
+    for (name, split), hist in expected.items():
+        images, labels = data.load_domain(name, split, real_root)
+        assert images.shape == (sum(hist), 3, 28, 28) and images.dtype == torch.uint8
+        assert labels.bincount(minlength=10).tolist() == hist
+    # MNIST-M is MNIST blended over photos: same labels, in the same order
+    assert torch.equal(data.load_domain("mnist_m", "test", real_root)[1], data.load_domain("mnist", "test", real_root)[1][:9001])
+    # a second load is served from the cache: the parser is not called again
+    monkeypatch.setitem(data._PARSERS, "mnist_m", lambda *a: pytest.fail("cache was not used"))
+    assert len(data.load_domain("mnist_m", "train", real_root)[0]) == 59001

@@ -1,0 +1,142 @@
+import json
+import math
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import main
+import models
+from conftest import REPO, make_usps
+
+
+def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, requires_grad=True)
+    w = torch.randn(7, 3)
+    (x @ w).sin().sum().backward()
+    plain = x.grad.clone()
+    grl = models.GradientReversal()
+    for lambd in (0.0, 0.37, 1.0):
+        x.grad = None
+        grl.set_lambda(lambd)
+        out = grl(x)
+        assert torch.equal(out, x)
+        (out @ w).sin().sum().backward()
+        assert torch.equal(x.grad, -torch.tensor(lambd) * plain)
+
+
+def test_schedules_match_the_paper_formulas():
+    assert main.learning_rate(0, 0.01, 10, 0.75) == 0.01
+    assert math.isclose(main.learning_rate(0.5, 0.01, 10, 0.75), 0.01 / 6 ** 0.75)
+    assert math.isclose(main.learning_rate(1, 0.01, 10, 0.75), 0.01 / 11 ** 0.75)
+    assert main.adaptation_weight(0, 10) == 0
+    assert math.isclose(main.adaptation_weight(0.5, 10), 2 / (1 + math.exp(-5)) - 1)
+    assert math.isclose(main.adaptation_weight(1, 10), 2 / (1 + math.exp(-10)) - 1)
+
+
+@pytest.mark.parametrize("arch,features", [("mnist", 768), ("svhn", 4608)])
+def test_architectures_have_the_papers_shapes(arch, features):
+    model = models.DANN(arch)
+    assert model.features(torch.zeros(2, 3, 28, 28)).shape == (2, features)
+    linear = [m.out_features for m in model.label_classifier if isinstance(m, torch.nn.Linear)]
+    domain = [m.out_features for m in model.domain_classifier if isinstance(m, torch.nn.Linear)]
+    assert linear == {"mnist": [100, 100, 10], "svhn": [3072, 2048, 10]}[arch]
+    assert domain == {"mnist": [100, 2], "svhn": [1024, 1024, 2]}[arch]
+    convs = [m.out_channels for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert convs == {"mnist": [32, 48], "svhn": [64, 64, 128]}[arch]
+
+
+def test_epoch_batches_cover_the_set_and_depend_only_on_seed_and_epoch():
+    a = main.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu")
+    assert a.shape == (3, 4) and set(a.flatten()[:10].tolist()) == set(range(10))
+    assert torch.equal(a, main.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu"))
+    assert not torch.equal(a, main.epoch_batches(10, 3, 4, seed=1, epoch=1, device="cpu"))
+
+
+def tiny_args(root, out, *extra):
+    return main.parse_args(["--source", "mnist", "--target", "mnist_m", "--data-dir", str(root), "--out", str(out),
+                            "--no-download", "--epochs", "2", "--batch-size", "8", "--eval-every", "1",
+                            "--save-every", "1", *extra])
+
+
+def test_tiny_run_writes_metrics_events_and_checkpoint(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    metrics = main.train(tiny_args(synthetic_root, out))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["target_test_acc"] == metrics["target_test_acc"] and 0 <= saved["target_test_acc"] <= 1
+    assert saved["config"]["mode"] == "dann" and saved["config"]["arch"] == "mnist"
+    assert [h["epoch"] for h in saved["history"]] == [1, 2]
+    assert all("target_test_acc" in h and h["domain_acc"] > 0 for h in saved["history"])
+    assert saved["versions"]["torch"] == torch.__version__ and saved["wall_time_s"] >= 0
+    assert list(out.glob("events.out.tfevents.*"))
+    model, ckpt = models.load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 2 * 4 and ckpt["config"]["source"] == "mnist"  # 30 target images / 8 = 4 steps an epoch
+
+
+def test_same_seed_same_numbers_on_cpu(synthetic_root, tmp_path):
+    a = main.train(tiny_args(synthetic_root, tmp_path / "a", "--seed", "3"))
+    b = main.train(tiny_args(synthetic_root, tmp_path / "b", "--seed", "3"))
+    c = main.train(tiny_args(synthetic_root, tmp_path / "c", "--seed", "4"))
+    assert a["history"] == b["history"]
+    assert a["history"] != c["history"]
+
+
+@pytest.mark.parametrize("stop_after", [4, 6])  # exactly after epoch 1, and in the middle of epoch 2
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, stop_after):
+    main.train(tiny_args(synthetic_root, tmp_path / "whole", "--dropout", "0.3"))
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+
+    real_step, calls = main.train_step, []
+
+    def step_then_ctrl_c(*a):
+        result = real_step(*a)
+        calls.append(1)
+        if len(calls) == stop_after:
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(main, "train_step", step_then_ctrl_c)
+    assert main.train(tiny_args(synthetic_root, tmp_path / "cut", "--dropout", "0.3")) is None
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == stop_after
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    monkeypatch.setattr(main, "train_step", real_step)
+    resumed = main.train(main.parse_args(["--resume", str(tmp_path / "cut")]))
+    final = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, final["model"][name]), name
+    assert resumed["target_test_acc"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["target_test_acc"]
+
+
+def test_source_only_on_real_mnist_learns(real_mnist_root, tmp_path):
+    make_usps(real_mnist_root / "usps")  # any target: source-only never trains on it
+    args = main.parse_args(["--source", "mnist", "--target", "usps", "--mode", "source-only",
+                            "--data-dir", str(real_mnist_root), "--out", str(tmp_path / "run"), "--no-download",
+                            "--limit", "6000", "--epochs", "2", "--eval-every", "2"])
+    metrics = main.train(args)
+    assert metrics["source_test_acc"] > 0.5  # 10,000 real MNIST test digits after 94 steps; chance is 0.1
+
+
+def test_target_only_trains_on_target_labels(synthetic_root, tmp_path):
+    metrics = main.train(tiny_args(synthetic_root, tmp_path / "run", "--mode", "target-only", "--epochs", "15",
+                                   "--lr", "0.05"))
+    assert metrics["target_test_acc"] > 0.5  # the synthetic digits are learnable; chance is 0.1
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_bad_inputs(tmp_path):
+    r = run_cli("--epochs", "0")
+    assert r.returncode == 2 and "--epochs must be at least 1" in r.stderr
+    r = run_cli("--source", "mnist", "--target", "mnist")
+    assert r.returncode == 2 and "nothing to adapt" in r.stderr
+    r = run_cli("--data-dir", str(tmp_path), "--no-download", "--out", str(tmp_path / "run"))
+    assert r.returncode == 1 and r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert "python download_data.py --datasets" in r.stderr
+    r = run_cli("--resume", str(tmp_path / "nothing"))
+    assert r.returncode == 1 and "no config.json there" in r.stderr and "Traceback" not in r.stderr
+    assert "--limit" in run_cli("--help").stdout
