@@ -104,6 +104,30 @@ def to_28x28_rgb(images):
     return images.contiguous()
 
 
+def picture_to_digit(image):
+    """Any PIL image -> 3 x 28 x 28 uint8, the way a training image looks to the model.
+
+    EXIF rotation is applied, transparency is laid over white, 16-bit and float pixels are
+    scaled to 8 bits, and the picture is padded (edge pixels repeated) to a square before
+    resizing, as SVHN's crops were squared rather than stretched.
+    """
+    from PIL import Image, ImageOps
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 255.0 if pixels.max() <= 255 else 65535.0  # 16-bit files that hold 8-bit values exist
+        image = Image.fromarray(np.clip(pixels / top * 255 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    h, w = x.shape[1:]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    x = torch.nn.functional.pad(x[None].float(), (left, side - w - left, top, side - h - top), mode="replicate")
+    return to_28x28_rgb(x.round().to(torch.uint8))[0]
+
+
 # ---------------------------------------------------------------- parsers
 
 def _bad(path, what, name):

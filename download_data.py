@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from data import DOMAINS, SOURCES, UserError, default_root
+from data import DOMAINS, SOURCES, UserError, default_root, fetch_command, missing_files
 
 CHUNK = 1 << 20
 
@@ -115,6 +115,17 @@ def fetch(names, root=None, source_dir=None, log=print):
             else:
                 download(remote.urls, dest, remote.checksums)
                 log(f"{name}: {remote.name} downloaded")
+
+
+def ensure_datasets(names, root=None, allow_download=True):
+    """Fetch whichever of the named datasets is incomplete (main.py and valid.py call this)."""
+    root = Path(root or default_root())
+    for name in names:
+        if missing_files(name, root):
+            if not allow_download:
+                raise UserError(f"{name} is missing from {root} and --no-download is set; get it with: "
+                                f"{fetch_command(name, root)}")
+            fetch([name], root)
 
 
 def parse_args(argv=None):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import download_data
-from data import DOMAINS, UserError, default_root, load_domain, missing_files, save_atomic
+from data import DOMAINS, UserError, default_root, load_domain, save_atomic
 from models import ARCHS, CHECKPOINT_FORMAT, DEFAULT_ARCH, DANN, model_config
 
 MODES = ("dann", "source-only", "target-only")
@@ -92,12 +92,7 @@ def pick_device(name):
 def load_data(cfg, device):
     """Train and test sets of both domains, on the device, as uint8 / int64 tensors."""
     root = Path(cfg["data_dir"]) if cfg["data_dir"] else default_root()
-    for name in {cfg["source"], cfg["target"]}:
-        if missing_files(name, root):
-            if cfg["no_download"]:
-                raise UserError(f"{name} is missing from {root} and --no-download is set; get it with: "
-                                f"python download_data.py --datasets {name} --root {root}")
-            download_data.fetch([name], root)
+    download_data.ensure_datasets(dict.fromkeys([cfg["source"], cfg["target"]]), root, not cfg["no_download"])
     sets = {}
     for role in ("source", "target"):
         for split in ("train", "test"):

@@ -4,7 +4,9 @@ A DANN is a feature extractor G_f shared by a label classifier G_y and, behind a
 reversal layer, a domain classifier G_d. Minimising both losses with plain SGD then trains
 G_d to tell the domains apart and G_f to make them indistinguishable.
 """
+import hashlib
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
@@ -131,7 +133,7 @@ def load_checkpoint(path, device="cpu"):
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if "allowed global" in str(e) or "Unsupported global" in str(e):  # torch's words for a pickled callable
             raise UserError(f"refusing to load {path}: it contains pickled Python objects that could run code, "
                             "not only weights; use a checkpoint written by main.py") from None
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
@@ -153,3 +155,19 @@ def latest_checkpoint(runs_dir="runs"):
         raise UserError(f"no trained model under {runs_dir}/; train one with: python main.py, "
                         "or pass --checkpoint PATH|URL")
     return found[-1]
+
+
+def resolve_checkpoint(spec=None, sha256=None, runs_dir="runs", cache_dir="checkpoints"):
+    """--checkpoint as given on a command line -> a local file: the latest run when absent,
+    a URL downloaded once into cache_dir (verified, resumable), or a path as it is."""
+    if spec is None:
+        return latest_checkpoint(runs_dir)
+    if urlparse(spec).scheme not in ("http", "https"):
+        return Path(spec)
+    import download_data
+    name = Path(urlparse(spec).path).name or "checkpoint.pt"
+    dest = Path(cache_dir) / f"{hashlib.sha256(spec.encode()).hexdigest()[:10]}-{name}"
+    checksums = (f"sha256:{sha256.lower()}",) if sha256 else ()
+    if dest.is_file() and download_data.matches(dest, checksums):
+        return dest
+    return download_data.download([spec], dest, checksums)

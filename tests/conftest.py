@@ -1,7 +1,6 @@
 """Shared fixtures: tiny datasets written in each official format, and the real data when present."""
 import gzip
 import io
-import shutil
 import struct
 import sys
 import tarfile
@@ -113,6 +112,15 @@ def real_mnist_root(tmp_path_factory):
     return root
 
 
-def copy_tree(src, dst):
-    shutil.copytree(src, dst)
-    return dst
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A small DANN trained on the synthetic MNIST -> MNIST-M files: (data root, run folder)."""
+    import main
+    base = tmp_path_factory.mktemp("trained")
+    root = base / "data"
+    for name in ("mnist", "mnist_m", "usps"):
+        MAKERS[name](root / name)
+    out = base / "run"
+    main.train(main.parse_args(["--source", "mnist", "--target", "mnist_m", "--data-dir", str(root), "--out", str(out),
+                                "--no-download", "--epochs", "10", "--batch-size", "8", "--lr", "0.05"]))
+    return root, out

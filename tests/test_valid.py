@@ -1,0 +1,114 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import models
+from conftest import REPO
+from httpserver import FileServer
+
+
+def run_valid(*args, cwd=REPO):
+    return subprocess.run([sys.executable, str(REPO / "valid.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_table_and_figures(trained_run, tmp_path):
+    root, run = trained_run
+    r = run_valid("--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--no-download",
+                  "--out-dir", str(tmp_path / "figs"))
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.startswith(("mnist ", "mnist_m "))}
+    assert rows["mnist"][1:3] == ["source", "20"] and rows["mnist_m"][1:3] == ["target", "20"]
+    assert len(rows["mnist"]) == 4 + 1 + 10  # name, role, images, accuracy, '|', ten per-class accuracies
+    for name in ("mnist", "mnist_m"):
+        assert (tmp_path / "figs" / f"confusion_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_matches_a_direct_evaluation(trained_run, tmp_path):
+    import data
+    root, run = trained_run
+    r = run_valid("--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--no-download",
+                  "--domains", "usps", "--json", "--out-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {k: v["role"] for k, v in out["domains"].items()} == {"mnist": "source", "mnist_m": "target", "usps": "extra"}
+    model, _ = models.load_checkpoint(run / "checkpoint.pt")
+    images, labels = data.load_domain("mnist_m", "test", root)
+    predictions = model(images).argmax(1)
+    target = out["domains"]["mnist_m"]
+    assert target["accuracy"] == pytest.approx((predictions == labels).float().mean().item())
+    cm = torch.tensor(target["confusion_matrix"])
+    assert cm.sum() == 20 and cm.diag().sum() == (predictions == labels).sum()
+    assert target["per_class_accuracy"][3] == pytest.approx(cm[3, 3].item() / cm[3].sum().item())
+
+
+def test_checkpoint_from_a_url_is_verified_and_cached(trained_run, tmp_path):
+    root, run = trained_run
+    blob = (run / "checkpoint.pt").read_bytes()
+    with FileServer() as server:
+        server.files["/models/dann.pt"] = blob
+        url = server.url + "/models/dann.pt"
+        common = ("--checkpoint", url, "--data-dir", str(root), "--no-download", "--json")
+        bad = run_valid(*common, "--sha256", "0" * 64, cwd=tmp_path)
+        assert bad.returncode == 1 and "checksum mismatch" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert not any((tmp_path / "checkpoints").iterdir())
+        good = run_valid(*common, "--sha256", hashlib.sha256(blob).hexdigest(), cwd=tmp_path)
+        assert good.returncode == 0, good.stderr
+        assert len(server.requests) == 2
+        again = run_valid(*common, cwd=tmp_path)  # served from checkpoints/, no new request
+        assert again.returncode == 0 and len(server.requests) == 2
+    cached = list((tmp_path / "checkpoints").glob("*.pt"))  # the figures land beside it too
+    assert len(cached) == 1 and cached[0].read_bytes() == blob
+
+
+class RunsCode:
+    """Unpickling this would create a file: the proof that a checkpoint ran code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_checkpoint_carrying_pickled_code_is_refused(trained_run, tmp_path):
+    root, run = trained_run
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["extra"] = RunsCode(tmp_path / "pwned")
+    torch.save(ckpt, tmp_path / "evil.pt")
+    r = run_valid("--checkpoint", str(tmp_path / "evil.pt"), "--data-dir", str(root), "--no-download")
+    assert r.returncode == 1 and "refusing to load" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p, run: None, "no checkpoint at"),
+    (lambda p, run: p.write_bytes(os.urandom(1000)), "is not a readable checkpoint"),
+    (lambda p, run: p.write_bytes((run / "checkpoint.pt").read_bytes()[:5000]), "is not a readable checkpoint"),
+    (lambda p, run: torch.save({"weights": torch.zeros(3)}, p), "is not a DANN checkpoint"),
+    (lambda p, run: torch.save({**torch.load(run / "checkpoint.pt", weights_only=True),
+                                "model_config": {"arch": "svhn", "dropout": 0.0}}, p), "do not fit the 'svhn'"),
+])
+def test_bad_checkpoints_get_one_line(trained_run, tmp_path, make, message):
+    root, run = trained_run
+    make(tmp_path / "x.pt", run)
+    r = run_valid("--checkpoint", str(tmp_path / "x.pt"), "--data-dir", str(root), "--no-download")
+    assert r.returncode == 1 and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: ")
+
+
+def test_latest_checkpoint_is_the_newest_run(tmp_path):
+    for i, name in enumerate(["b-run", "a-run"]):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checkpoint.pt").write_bytes(b"x")
+        os.utime(tmp_path / name / "checkpoint.pt", (time.time() + i, time.time() + i))
+    assert models.latest_checkpoint(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
+    r = run_valid(cwd=tmp_path / "b-run")  # no runs/ there
+    assert r.returncode == 1 and "train one with: python main.py" in r.stderr

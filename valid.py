@@ -1,0 +1,113 @@
+"""Evaluate a trained DANN on the test sets of its source and target domains.
+
+    python valid.py                                   # the final checkpoint of the latest run
+    python valid.py --checkpoint runs/X/checkpoint.pt --domains usps
+    python valid.py --checkpoint https://host/model.pt --sha256 HEX --json
+
+Prints accuracy, image count and per-class accuracy for each domain and writes a
+confusion-matrix figure per domain. Checkpoints load with weights_only=True: one that
+carries pickled code is refused.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+import download_data
+from data import DOMAINS, UserError, load_domain
+from models import load_checkpoint, resolve_checkpoint
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=None, metavar="PATH|URL",
+                   help="checkpoint file or http(s) URL (downloaded once into checkpoints/); "
+                        "default: the latest runs/*/checkpoint.pt")
+    p.add_argument("--sha256", default=None, help="expected SHA-256 of a --checkpoint URL's file")
+    p.add_argument("--domains", nargs="+", choices=DOMAINS, default=[], metavar="NAME",
+                   help=f"more test sets to evaluate besides the checkpoint's source and target ({' '.join(DOMAINS)})")
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
+    p.add_argument("--out-dir", type=Path, default=None, help="where to write the figures (default: beside the checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: auto)")
+    return p.parse_args(argv)
+
+
+def confusion_matrix(labels, predictions):
+    return torch.bincount(labels * 10 + predictions, minlength=100).view(10, 10)
+
+
+def domain_report(model, images, labels, role):
+    with torch.no_grad():
+        predictions = model.predict_proba(images).argmax(1)
+    cm = confusion_matrix(labels, predictions)
+    per_class = (cm.diag() / cm.sum(1).clamp(min=1)).tolist()
+    return {"role": role, "images": len(labels), "accuracy": (predictions == labels).float().mean().item(),
+            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
+
+
+def format_table(results):
+    head = f"{'domain':<8} {'role':<7} {'images':>6} {'acc':>7} | " + " ".join(f"{d:>5}" for d in range(10))
+    lines = [head, "-" * len(head)]
+    for name, r in results.items():
+        lines.append(f"{name:<8} {r['role']:<7} {r['images']:>6} {r['accuracy']:>7.4f} | "
+                     + " ".join(f"{a:>5.3f}" for a in r["per_class_accuracy"]))
+    return "\n".join(lines)
+
+
+def save_confusion_figure(name, result, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cm = torch.tensor(result["confusion_matrix"], dtype=torch.float64)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    im = ax.imshow(cm / cm.sum(1, keepdim=True).clamp(min=1), cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in zip(((i, j) for i in range(10) for j in range(10)), cm.flatten().tolist()):
+        if v:
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=6, color="white" if i == j else "black")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+           title=f"{name} ({result['role']}): accuracy {result['accuracy']:.4f}")
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    path = resolve_checkpoint(args.checkpoint, args.sha256)
+    model, ckpt = load_checkpoint(path, device)
+    roles = {ckpt["config"]["source"]: "source", ckpt["config"]["target"]: "target"}
+    roles.update({d: "extra" for d in args.domains if d not in roles})
+    download_data.ensure_datasets(roles, args.data_dir, not args.no_download)
+    results = {}
+    for name, role in roles.items():
+        images, labels = load_domain(name, "test", args.data_dir)
+        results[name] = domain_report(model, images.to(device), labels.to(device), role)
+    out_dir = args.out_dir or path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, result in results.items():
+        result["figure"] = str(out_dir / f"confusion_{name}.png")
+        save_confusion_figure(name, result, Path(result["figure"]))
+    if args.json:
+        print(json.dumps({"checkpoint": str(path), "mode": ckpt["config"]["mode"], "step": ckpt["step"],
+                          "domains": results}, indent=2))
+    else:
+        print(f"checkpoint {path} ({ckpt['config']['mode']}, {ckpt['config']['source']} -> "
+              f"{ckpt['config']['target']}, step {ckpt['step']}); per-class accuracy on the right\n")
+        print(format_table(results))
+        print("\nconfusion matrices: " + ", ".join(r["figure"] for r in results.values()))
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"error: {e}")
