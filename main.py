@@ -118,7 +118,7 @@ def train_step(model, opt, xs, ys, xt, mode):
     """One SGD step; returns (class loss, domain loss, domain accuracy) as tensors."""
     if mode == "dann":
         logits, domain_logits = model(torch.cat([xs, xt]), with_domain=True)
-        domains = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).to(xs.device, torch.long)
+        domains = (torch.arange(len(xs) + len(xt), device=xs.device) >= len(xs)).long()  # 0 source, 1 target
         class_loss = F.cross_entropy(logits[:len(xs)], ys)
         domain_loss = F.cross_entropy(domain_logits, domains)
         domain_acc = (domain_logits.argmax(1) == domains).float().mean()
@@ -142,16 +142,17 @@ def evaluate(model, sets):
 
 # ---------------------------------------------------------------- checkpoints and run folder
 
-def checkpoint_state(model, opt, cfg, step, history):
+def checkpoint_state(model, opt, cfg, progress):
     return {
         "format": CHECKPOINT_FORMAT, "model_config": model_config(model), "model": model.state_dict(),
-        "optimizer": opt.state_dict(), "config": cfg, "step": step, "history": history,
+        "optimizer": opt.state_dict(), "config": cfg, **progress,
         "rng": {"cpu": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
 
 
 def restore(run_dir, model, opt):
+    """Load run_dir's checkpoint into model and opt; return its progress (step, history, wall time)."""
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt there; start a new run instead")
@@ -165,7 +166,7 @@ def restore(run_dir, model, opt):
     torch.set_rng_state(ckpt["rng"]["cpu"])
     if ckpt["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    return ckpt["step"], ckpt["history"]
+    return {k: ckpt[k] for k in ("step", "history", "wall_time_s")}
 
 
 def run_config(args):
@@ -185,8 +186,8 @@ def run_config(args):
     return cfg, out
 
 
-def write_metrics(out, cfg, history, final, wall, device):
-    metrics = {"config": cfg, **final, "history": history, "wall_time_s": round(wall, 1),
+def write_metrics(out, cfg, progress, final, device):
+    metrics = {"config": cfg, **final, "history": progress["history"], "wall_time_s": round(progress["wall_time_s"], 1),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                "versions": {"python": platform.python_version(), "torch": torch.__version__},
                "note": "accuracies of the final model; no epoch or setting was chosen with target labels"}
@@ -217,32 +218,30 @@ def train(args):
     # source-only never looks at target images; target-only learns from target labels.
     labelled = "target" if cfg["mode"] == "target-only" else "source"
     unlabelled = "target" if cfg["mode"] == "dann" else labelled
-    n_lab, n_unl = len(sets[f"{labelled}_train"][0]), len(sets[f"{unlabelled}_train"][0])
-    steps_per_epoch = math.ceil(min(n_lab, n_unl) / cfg["batch_size"])
+    xl, yl = sets[f"{labelled}_train"]
+    xu = sets[f"{unlabelled}_train"][0]
+    steps_per_epoch = math.ceil(min(len(xl), len(xu)) / cfg["batch_size"])
     total_steps = cfg["epochs"] * steps_per_epoch
 
     model = DANN(cfg["arch"], cfg["dropout"]).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    step, history = restore(out, model, opt) if args.resume else (0, [])
-    if step >= total_steps:
+    progress = restore(out, model, opt) if args.resume else {"step": 0, "history": [], "wall_time_s": 0.0}
+    if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
+    print(f"{cfg['source']} -> {cfg['target']}, {cfg['mode']}, arch {cfg['arch']}, {cfg['epochs']} epochs x "
+          f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
 
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(str(out))
+    bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
+    step, started = progress["step"], time.time() - progress["wall_time_s"]
     with ctrl_c_requests_stop() as stop:
-        print(f"{cfg['source']} -> {cfg['target']}, {cfg['mode']}, arch {cfg['arch']}, {cfg['epochs']} epochs x "
-              f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
-
-        started = time.time()
-        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
-        xl, yl = sets[f"{labelled}_train"]
-        xu = sets[f"{unlabelled}_train"][0]
         while step < total_steps and not stop["now"]:
             epoch, first = divmod(step, steps_per_epoch)
-            idx_l = epoch_batches(n_lab, steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch, device)
-            idx_u = epoch_batches(n_unl, steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch + 1, device)
+            idx_l = epoch_batches(len(xl), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch, device)
+            idx_u = epoch_batches(len(xu), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch + 1, device)
             sums = torch.zeros(3, device=device)
             for i in range(first, steps_per_epoch):
                 p = step / total_steps
@@ -256,40 +255,47 @@ def train(args):
                 step += 1
                 bar.update()
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
-                    c, d, a = stats.tolist()
-                    bar.set_postfix(loss=f"{c:.3f}", dom_loss=f"{d:.3f}", dom_acc=f"{a:.2f}", lambd=f"{lambd:.2f}", lr=f"{lr:.4f}")
-                    for name, v in (("loss/class", c), ("loss/domain", d), ("domain_acc", a), ("lambda", lambd), ("lr", lr)):
-                        writer.add_scalar(name, v, step)
+                    log_step(bar, writer, step, stats.tolist(), lambd, lr)
                 if stop["now"]:
                     break
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
-                e = step // steps_per_epoch
-                c, d, a = (sums / (steps_per_epoch - first)).tolist()
-                record = {"epoch": e, "class_loss": c, "domain_loss": d, "domain_acc": a}
-                if e % cfg["eval_every"] == 0 or step == total_steps:
-                    record.update(evaluate(model, sets))
-                    for k in ("source_test_acc", "target_test_acc"):
-                        writer.add_scalar(f"accuracy/{k}", record[k], step)
-                    bar.write(f"epoch {e}: source test {record['source_test_acc']:.4f}, "
-                              f"target test {record['target_test_acc']:.4f}")
-                history.append(record)
+                progress["history"].append(end_of_epoch(model, sets, cfg, step // steps_per_epoch,
+                                                        (sums / (steps_per_epoch - first)).tolist(),
+                                                        step == total_steps, writer, bar))
+            progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg["save_every"] == 0):
-                save_atomic(checkpoint_state(model, opt, cfg, step, history), out / "checkpoint.pt")
-        bar.close()
-        writer.close()
-        if stop["now"] and step < total_steps:
-            print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
-                  file=sys.stderr)
-            return None
-        final = history[-1] if "target_test_acc" in history[-1] else evaluate(model, sets)
-        wall = time.time() - started
-        metrics = write_metrics(out, cfg, history, {k: final[k] for k in ("source_test_acc", "target_test_acc")},
-                                wall, device)
-        print(f"final model: source test {metrics['source_test_acc']:.4f}, target test "
-              f"{metrics['target_test_acc']:.4f}; {out}/metrics.json", file=sys.stderr)
-        return metrics
+                save_atomic(checkpoint_state(model, opt, cfg, progress), out / "checkpoint.pt")
+    bar.close()
+    writer.close()
+    if step < total_steps:
+        print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
+              file=sys.stderr)
+        return None
+    final = {k: progress["history"][-1][k] for k in ("source_test_acc", "target_test_acc")}
+    metrics = write_metrics(out, cfg, progress, final, device)
+    print(f"final model: source test {final['source_test_acc']:.4f}, target test {final['target_test_acc']:.4f}; "
+          f"{out}/metrics.json", file=sys.stderr)
+    return metrics
 
+
+def log_step(bar, writer, step, stats, lambd, lr):
+    c, d, a = stats
+    bar.set_postfix(loss=f"{c:.3f}", dom_loss=f"{d:.3f}", dom_acc=f"{a:.2f}", lambd=f"{lambd:.2f}", lr=f"{lr:.4f}")
+    for name, v in (("loss/class", c), ("loss/domain", d), ("domain_acc", a), ("lambda", lambd), ("lr", lr)):
+        writer.add_scalar(name, v, step)
+
+
+def end_of_epoch(model, sets, cfg, epoch, means, last, writer, bar):
+    """The epoch's record: mean training statistics, plus test accuracies every eval_every epochs
+    and after the last one (reported, never used to steer training)."""
+    record = dict(zip(("class_loss", "domain_loss", "domain_acc"), means), epoch=epoch)
+    if epoch % cfg["eval_every"] == 0 or last:
+        record.update(evaluate(model, sets))
+        for k in ("source_test_acc", "target_test_acc"):
+            writer.add_scalar(f"accuracy_by_epoch/{k}", record[k], epoch)
+        bar.write(f"epoch {epoch}: source test {record['source_test_acc']:.4f}, target test {record['target_test_acc']:.4f}")
+    return record
 
 if __name__ == "__main__":
     try:
