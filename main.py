@@ -64,6 +64,10 @@ def parse_args(argv=None):
     for flag in ("epochs", "batch_size", "eval_every", "save_every"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if not 0 <= args.dropout < 1:
+        p.error("--dropout must be in [0, 1)")
+    if args.lr <= 0:
+        p.error("--lr must be positive")
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be at least 1")
     if args.source == args.target and args.mode == "dann":
@@ -181,8 +185,6 @@ def run_config(args):
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "resume")}
     cfg["arch"] = args.arch or DEFAULT_ARCH[args.source]
     out = args.out or Path("runs") / f"{args.source}-{args.target}-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
     return cfg, out
 
 
@@ -215,6 +217,9 @@ def train(args):
     device = pick_device(cfg["device"])
     torch.manual_seed(cfg["seed"])
     sets = load_data(cfg, device)
+    if not args.resume:  # only now: a run that cannot start leaves no folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg, indent=2))
     # source-only never looks at target images; target-only learns from target labels.
     labelled = "target" if cfg["mode"] == "target-only" else "source"
     unlabelled = "target" if cfg["mode"] == "dann" else labelled

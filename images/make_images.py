@@ -1,10 +1,13 @@
 """Make the pictures in images/: sample digits from the test sets and the architecture figure.
 
     python images/make_images.py            # needs MNIST and MNIST-M in ./data
+    python images/make_images.py --curves runs/mnist-mnist_m-*   # also the README's accuracy plot
 
 Sample digits are test-set images enlarged 4x with nearest-neighbour, so image_annotate.py
 sees (after its own resize back to 28 x 28) nearly the pixels the model was tested on.
 """
+import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -65,6 +68,37 @@ def save_architecture():
     plt.close(fig)
 
 
+PAPER_MNIST_M = {"source-only": 0.5225, "dann": 0.7666}  # JMLR 2016, Table 2
+
+
+def save_curves(run_dirs):
+    """Target test accuracy against epochs for finished runs, with the paper's numbers."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green"}
+    for run in sorted(run_dirs):
+        metrics = json.loads((Path(run) / "metrics.json").read_text())
+        points = [(h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
+        mode = metrics["config"]["mode"]
+        ax.plot(*zip(*points), marker="o", markersize=3, color=colors[mode], alpha=0.8,
+                label=f"{mode}, {metrics['config']['epochs']} epochs, seed {metrics['config']['seed']}")
+    for mode, acc in PAPER_MNIST_M.items():
+        ax.axhline(acc, color=colors[mode], linestyle="--", linewidth=1)
+        ax.text(0.01, acc + 0.004, f"paper {mode} {acc}", color=colors[mode], fontsize=7,
+                transform=ax.get_yaxis_transform())
+    ax.set(xlabel="epoch", ylabel="MNIST-M test accuracy", title="MNIST -> MNIST-M, mnist architecture (final models)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(HERE / "mnist_mnist_m_curves.png", dpi=130)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--curves", nargs="+", default=None, metavar="RUN",
+                        help="finished run folders to plot as images/mnist_mnist_m_curves.png")
+    args = parser.parse_args()
     save_samples()
     save_architecture()
+    if args.curves:
+        save_curves(args.curves)

@@ -136,7 +136,7 @@ def test_cli_bad_inputs(tmp_path):
     assert r.returncode == 2 and "nothing to adapt" in r.stderr
     r = run_cli("--data-dir", str(tmp_path), "--no-download", "--out", str(tmp_path / "run"))
     assert r.returncode == 1 and r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
-    assert "python download_data.py --datasets" in r.stderr
+    assert "python download_data.py --datasets" in r.stderr and not (tmp_path / "run").exists()
     r = run_cli("--resume", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "no config.json there" in r.stderr and "Traceback" not in r.stderr
     assert "--limit" in run_cli("--help").stdout
