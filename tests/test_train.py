@@ -140,3 +140,13 @@ def test_cli_bad_inputs(tmp_path):
     r = run_cli("--resume", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "no config.json there" in r.stderr and "Traceback" not in r.stderr
     assert "--limit" in run_cli("--help").stdout
+
+
+def test_default_task_svhn_to_mnist_runs_with_the_svhn_network(synthetic_root, tmp_path):
+    args = main.parse_args(["--data-dir", str(synthetic_root), "--out", str(tmp_path / "run"), "--no-download",
+                            "--epochs", "1", "--batch-size", "8"])
+    metrics = main.train(args)
+    assert metrics["config"]["source"] == "svhn" and metrics["config"]["target"] == "mnist"
+    assert metrics["config"]["arch"] == "svhn" and len(metrics["history"]) == 1
+    model, _ = models.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert model.arch == "svhn"
