@@ -56,6 +56,17 @@ def _stream_to(url, part, timeout):
                 bar.update(len(block))
 
 
+def _reason(error):
+    """A few words for one failed attempt (requests' own messages run to several lines)."""
+    if isinstance(error, requests.HTTPError):
+        return f"HTTP {error.response.status_code}"
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    if isinstance(error, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return "connection failed or was cut"
+    return type(error).__name__
+
+
 def download(urls, dest, checksums=(), timeout=30):
     """Download `dest` from the first of `urls` that delivers a file with a valid checksum.
 
@@ -70,7 +81,7 @@ def download(urls, dest, checksums=(), timeout=30):
         try:
             _stream_to(url, part, timeout)
         except requests.RequestException as e:
-            tried.append(f"{url} ({type(e).__name__}: {str(e)[:80]})")
+            tried.append(f"{url} ({_reason(e)})")
             if isinstance(e, requests.HTTPError):
                 part.unlink(missing_ok=True)  # an error page is not a partial file
             continue
