@@ -260,7 +260,7 @@ def train(args):
                 step += 1
                 bar.update()
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
-                    log_step(bar, writer, step, stats.tolist(), lambd, lr)
+                    log_step(bar, writer, step, stats.tolist(), lambd, lr, cfg["mode"] == "dann")
                 if stop["now"]:
                     break
             epoch_done = step % steps_per_epoch == 0
@@ -284,10 +284,13 @@ def train(args):
     return metrics
 
 
-def log_step(bar, writer, step, stats, lambd, lr):
+def log_step(bar, writer, step, stats, lambd, lr, adversarial):
     c, d, a = stats
-    bar.set_postfix(loss=f"{c:.3f}", dom_loss=f"{d:.3f}", dom_acc=f"{a:.2f}", lambd=f"{lambd:.2f}", lr=f"{lr:.4f}")
-    for name, v in (("loss/class", c), ("loss/domain", d), ("domain_acc", a), ("lambda", lambd), ("lr", lr)):
+    shown = {"loss/class": c, "lr": lr}
+    if adversarial:  # the baselines have no domain classifier to report on
+        shown.update({"loss/domain": d, "domain_acc": a, "lambda": lambd})
+    bar.set_postfix({k.replace("loss/", "loss_"): f"{v:.4g}" for k, v in shown.items()})
+    for name, v in shown.items():
         writer.add_scalar(name, v, step)
 
 
