@@ -75,11 +75,13 @@ def save_curves(run_dirs):
     """Target test accuracy against epochs for finished runs, with the paper's numbers."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green"}
-    for run in sorted(run_dirs):
-        metrics = json.loads((Path(run) / "metrics.json").read_text())
+    runs = [json.loads((Path(run) / "metrics.json").read_text()) for run in sorted(run_dirs)]
+    longest = max(m["config"]["epochs"] for m in runs)
+    for metrics in runs:
         points = [(h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
         mode = metrics["config"]["mode"]
         ax.plot(*zip(*points), marker="o", markersize=3, color=colors[mode], alpha=0.8,
+                linestyle="-" if metrics["config"]["epochs"] == longest else ":",
                 label=f"{mode}, {metrics['config']['epochs']} epochs, seed {metrics['config']['seed']}")
     for mode, acc in PAPER_MNIST_M.items():
         ax.axhline(acc, color=colors[mode], linestyle="--", linewidth=1)
