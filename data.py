@@ -57,9 +57,10 @@ SOURCES = {
         RemoteFile("test_32x32.mat", ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",),
                    ("md5:eb5a983be6a315427106f1b164d9cef3",)),
     ),
-    # Ganin's archive has no official checksum. Two byte-different copies with the same
-    # 68,002 PNGs and label files are known: the one pytorch-adapt serves (md5 below) and
-    # the one this project verified file by file against a public mirror (sha256 below).
+    # Ganin's archive has no official checksum. Two byte-different copies in the same layout
+    # are accepted: the one pytorch-adapt serves at this URL (its md5 below), and one whose
+    # 68,004 files were each checked against a public mirror (sha256 below). Either way the
+    # parser then checks every label line against the PNGs it names.
     "mnist_m": (
         RemoteFile("mnist_m.tar.gz", ("https://cornell.box.com/shared/static/jado7quprg6hzzdubvwzh9umr75damwi",),
                    ("md5:859df31c91afe82e80e5012ba928f279",

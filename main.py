@@ -179,7 +179,10 @@ def run_config(args):
         cfg_file = args.resume / "config.json"
         if not cfg_file.is_file():
             raise UserError(f"--resume {args.resume}: no config.json there; is it a run folder of main.py?")
-        cfg = json.loads(cfg_file.read_text())
+        try:
+            cfg = json.loads(cfg_file.read_text())
+        except ValueError:
+            raise UserError(f"--resume {args.resume}: config.json is not valid JSON; start a new run instead") from None
         cfg["device"] = args.device  # the one thing a resumed run may change
         return cfg, args.resume
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "resume")}
@@ -310,3 +313,5 @@ if __name__ == "__main__":
         train(parse_args())
     except UserError as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # outside the training loop (loading data, evaluating): nothing to save
+        sys.exit("interrupted")

@@ -139,6 +139,10 @@ def test_cli_bad_inputs(tmp_path):
     assert "python download_data.py --datasets" in r.stderr and not (tmp_path / "run").exists()
     r = run_cli("--resume", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "no config.json there" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    r = run_cli("--resume", str(tmp_path / "broken"))
+    assert r.returncode == 1 and "config.json is not valid JSON" in r.stderr
     assert "--limit" in run_cli("--help").stdout
 
 
