@@ -101,8 +101,11 @@ def import_file(name, source_dir, dest, checksums):
         if found.is_file() and matches(found, checksums):
             tmp = dest.with_name(dest.name + ".part")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(found, tmp)
-            os.replace(tmp, dest)
+            try:
+                shutil.copyfile(found, tmp)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
             return dest
     why = "has the wrong checksum" if candidates else "is not there"
     raise UserError(f"{name} {why} under {source_dir}; put an intact copy of the official file there")
