@@ -32,7 +32,8 @@ def parse_args(argv=None):
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
     p.add_argument("--out-dir", type=Path, default=None, help="where to write the figures (default: beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: auto)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to run the model; auto: cuda when present (default: auto)")
     return p.parse_args(argv)
 
 
