@@ -116,8 +116,8 @@ def picture_to_digit(image):
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         pixels = np.asarray(image, dtype=np.float64)
-        top = 255.0 if pixels.max() <= 255 else 65535.0  # 16-bit files that hold 8-bit values exist
-        image = Image.fromarray(np.clip(pixels / top * 255 + 0.5, 0, 255).astype(np.uint8))
+        full_scale = 255.0 if pixels.max() <= 255 else 65535.0  # 16-bit files that hold 8-bit values exist
+        image = Image.fromarray(np.clip(pixels / full_scale * 255 + 0.5, 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)

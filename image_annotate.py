@@ -74,9 +74,8 @@ def process(path, model, out_dir):
         raise UserError(f"{path}: a folder with no pictures in it")
     try:
         with Image.open(path) as picture:
-            picture.load()
-            digit = picture_to_digit(picture)
-            shown = ImageOps.exif_transpose(picture)
+            shown = ImageOps.exif_transpose(picture)  # the same upright picture is read and drawn
+            digit = picture_to_digit(shown)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise UserError(f"{path}: cannot read it as a picture ({type(e).__name__}: {e})") from None
     with torch.no_grad():

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import download_data
 from data import DOMAINS, UserError, default_root, load_domain, save_atomic
-from models import ARCHS, CHECKPOINT_FORMAT, DEFAULT_ARCH, DANN, model_config
+from models import ARCHS, CHECKPOINT_FORMAT, DEFAULT_ARCH, DANN, model_config, pick_device
 
 MODES = ("dann", "source-only", "target-only")
 
@@ -86,12 +86,6 @@ def adaptation_weight(p, gamma):
 
 
 # ---------------------------------------------------------------- data
-
-def pick_device(name):
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
 
 def load_data(cfg, device):
     """Train and test sets of both domains, on the device, as uint8 / int64 tensors."""
@@ -195,7 +189,7 @@ def write_metrics(out, cfg, progress, final, device):
     metrics = {"config": cfg, **final, "history": progress["history"], "wall_time_s": round(progress["wall_time_s"], 1),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                "versions": {"python": platform.python_version(), "torch": torch.__version__},
-               "note": "accuracies of the final model; no epoch or setting was chosen with target labels"}
+               "note": "accuracies of the final model; main.py selects no epoch or setting by target accuracy"}
     tmp = out / ".metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2))
     tmp.replace(out / "metrics.json")
@@ -307,6 +301,7 @@ def end_of_epoch(model, sets, cfg, epoch, means, last, writer, bar):
             writer.add_scalar(f"accuracy_by_epoch/{k}", record[k], epoch)
         bar.write(f"epoch {epoch}: source test {record['source_test_acc']:.4f}, target test {record['target_test_acc']:.4f}")
     return record
+
 
 if __name__ == "__main__":
     try:

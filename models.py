@@ -116,6 +116,13 @@ class DANN(nn.Module):
         return probs
 
 
+def pick_device(name):
+    """--device auto|cpu|cuda -> torch.device; asking for a CUDA device that is not there is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def model_config(model):

@@ -17,7 +17,7 @@ import torch
 
 import download_data
 from data import DOMAINS, UserError, load_domain
-from models import load_checkpoint, resolve_checkpoint
+from models import load_checkpoint, pick_device, resolve_checkpoint
 
 
 def parse_args(argv=None):
@@ -81,7 +81,7 @@ def save_confusion_figure(name, result, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = pick_device(args.device)
     path = resolve_checkpoint(args.checkpoint, args.sha256)
     model, ckpt = load_checkpoint(path, device)
     roles = {ckpt["config"]["source"]: "source", ckpt["config"]["target"]: "target"}

@@ -112,3 +112,10 @@ def test_latest_checkpoint_is_the_newest_run(tmp_path):
     assert models.latest_checkpoint(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
     r = run_valid(cwd=tmp_path / "b-run")  # no runs/ there
     assert r.returncode == 1 and "train one with: python main.py" in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+def test_asking_for_cuda_without_one_gets_one_line(trained_run):
+    root, run = trained_run
+    r = run_valid("--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--device", "cuda")
+    assert r.returncode == 1 and r.stderr.strip() == "error: --device cuda: no CUDA device is visible; use --device cpu"
