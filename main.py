@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import download_data
-from data import DOMAINS, UserError, default_root, load_domain, save_atomic
+from data import DOMAINS, UserError, augment, default_root, load_domain, save_atomic
 from models import ARCHS, CHECKPOINT_FORMAT, DEFAULT_ARCH, DANN, model_config, pick_device
 
 MODES = ("dann", "source-only", "target-only")
@@ -41,6 +41,9 @@ def parse_args(argv=None):
     a.add_argument("--arch", choices=ARCHS, default=None,
                    help="network; default: the paper's for the source (svhn for svhn, mnist otherwise)")
     a.add_argument("--dropout", type=float, default=0.0, help="dropout in the classifiers' hidden layers (default: 0)")
+    a.add_argument("--augment", action="store_true",
+                   help="shift every training image by up to 4 pixels and vary its brightness, contrast and saturation "
+                        "by up to 40%%, drawn per image, in batches on the device; not in the paper's recipe (default: off)")
     o = p.add_argument_group("optimisation (defaults: the paper's recipe)")
     o.add_argument("--epochs", type=int, default=100, help="epochs; one epoch = the smaller training set once (default: 100)")
     o.add_argument("--batch-size", type=int, default=128, help="images per domain per step (default: 128)")
@@ -52,6 +55,12 @@ def parse_args(argv=None):
     o.add_argument("--weight-decay", type=float, default=1e-5, help="L2 weight decay (default: 1e-5)")
     r = p.add_argument_group("run")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when present (default: auto)")
+    r.add_argument("--bf16", action="store_true",
+                   help="forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update stay "
+                        "float32. About 2x faster on CPUs with AVX512-BF16 or AMX; see README, 'Speed' (default: off)")
+    r.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="on a GPU, launch every step's kernels from Python instead of replaying one captured "
+                        "CUDA graph: slower, but easier to profile or debug (default: graph on)")
     r.add_argument("--seed", type=int, default=0, help="random seed; the same seed on the CPU gives the same numbers (default: 0)")
     r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<source>-<target>-<mode>-<time>)")
     r.add_argument("--resume", type=Path, default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
@@ -77,12 +86,15 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- schedules (JMLR 2016, section 5.2)
 
+# Both take p (training progress, 0 -> 1) as a tensor, so that the step computes them on the
+# device, inside a captured CUDA graph, from the step counter it carries.
+
 def learning_rate(p, mu0, alpha, beta):
     return mu0 / (1 + alpha * p) ** beta
 
 
 def adaptation_weight(p, gamma):
-    return 2 / (1 + math.exp(-gamma * p)) - 1
+    return 2 / (1 + torch.exp(-gamma * p)) - 1
 
 
 # ---------------------------------------------------------------- data
@@ -112,22 +124,93 @@ def epoch_batches(n, steps, batch_size, seed, epoch, device):
 
 # ---------------------------------------------------------------- train / evaluate
 
-def train_step(model, opt, xs, ys, xt, mode):
-    """One SGD step; returns (class loss, domain loss, domain accuracy) as tensors."""
-    if mode == "dann":
-        logits, domain_logits = model(torch.cat([xs, xt]), with_domain=True)
-        domains = (torch.arange(len(xs) + len(xt), device=xs.device) >= len(xs)).long()  # 0 source, 1 target
-        class_loss = F.cross_entropy(logits[:len(xs)], ys)
-        domain_loss = F.cross_entropy(domain_logits, domains)
-        domain_acc = (domain_logits.argmax(1) == domains).float().mean()
-        loss = class_loss + domain_loss  # lambda acts inside the reversal layer
-    else:
-        class_loss = loss = F.cross_entropy(model(xs), ys)
-        domain_loss = domain_acc = torch.zeros((), device=xs.device)
+def train_step(model, opt, xs, ys, xt, mode, bf16=False):
+    """One SGD step on one batch; returns [class loss, domain loss, domain accuracy] as a tensor."""
+    # cache_enabled=False: autocast's weight cache would outlive a CUDA graph capture.
+    with torch.autocast(xs.device.type, torch.bfloat16, enabled=bf16, cache_enabled=False):
+        if mode == "dann":
+            logits, domain_logits = model.adversarial(xs, xt)
+            domains = (torch.arange(len(xs) + len(xt), device=xs.device) >= len(xs)).long()  # 0 source, 1 target
+            domain_loss = F.cross_entropy(domain_logits.float(), domains)
+            domain_acc = (domain_logits.argmax(1) == domains).float().mean()
+        else:
+            logits = model(xs)
+            domain_loss = domain_acc = torch.zeros((), device=xs.device)
+        class_loss = F.cross_entropy(logits.float(), ys)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (class_loss + domain_loss).backward()  # lambda acts inside the reversal layer
     opt.step()
-    return class_loss.detach(), domain_loss.detach(), domain_acc.detach()
+    return torch.stack([class_loss, domain_loss, domain_acc]).detach()
+
+
+def model_and_optimizer(cfg, device):
+    model = DANN(cfg["arch"], cfg["dropout"]).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
+    lr = torch.tensor(cfg["lr"], device=device)  # a tensor, so that the step itself can set it
+    # fused on a GPU: one kernel updates every parameter (the update is memory-bound there). On
+    # the CPU it gains nothing, and it misreads a momentum buffer whose layout differs from its
+    # parameter's (torch 2.14), which a checkpoint from another device can bring.
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+                          fused=device.type == "cuda")
+    return model, opt
+
+
+def make_step(model, opt, xl, yl, xu, cfg, total_steps, first_step):
+    """The whole training step (batch gather, augmentation, schedule, forward, backward, update)
+    as a function of tensors on the training device only: the step counter, this epoch's batch
+    indices and the running sums live in the returned state, so that on a GPU the step is
+    captured once in a CUDA graph and replayed with no host round trip (unless cfg turns the
+    graph off). The caller fills state["batches"] at the start of each epoch.
+    Returns (step, state): step() runs one training step."""
+    device = xl.device
+    steps_per_epoch = total_steps // cfg["epochs"]
+    lr = opt.param_groups[0]["lr"]
+    state = {"step": torch.tensor(first_step, device=device), "lr": lr,
+             "batches": torch.zeros(steps_per_epoch, 2, cfg["batch_size"], dtype=torch.long, device=device),
+             "sums": torch.zeros(3, device=device), "last": torch.zeros(3, device=device)}
+
+    def step():
+        il, iu = state["batches"].index_select(0, (state["step"] % steps_per_epoch).view(1))[0]
+        p = state["step"].double() / total_steps
+        lr.copy_(learning_rate(p, cfg["lr"], cfg["lr_alpha"], cfg["lr_beta"]))
+        model.grl.set_lambda(adaptation_weight(p, cfg["gamma"]))
+        xs, xt = xl.index_select(0, il), xu.index_select(0, iu)
+        if cfg.get("augment"):
+            xs, xt = augment(xs), augment(xt)
+        stats = train_step(model, opt, xs, yl.index_select(0, il), xt, cfg["mode"], cfg.get("bf16", False))
+        state["last"].copy_(stats)
+        state["sums"].add_(stats)
+        state["step"].add_(1)
+
+    if device.type == "cuda" and cfg.get("cuda_graph", True):
+        return CapturedStep(step), state
+    return step, state
+
+
+class CapturedStep:
+    """step() on a GPU as one CUDA graph. The first calls run eagerly on a side stream (capture
+    needs that, and the optimizer creates its momentum buffers there); the next call captures
+    the step and replays it; every later call replays it. Each call is one real training step."""
+
+    def __init__(self, step, warmup=3):
+        self.step, self.warmup, self.graph = step, warmup, None
+
+    def __call__(self):
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.warmup > 0:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.step()
+            torch.cuda.current_stream().wait_stream(side)
+            self.warmup -= 1
+        else:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.step()
+            self.graph.replay()
 
 
 def accuracy(model, images, labels):
@@ -157,7 +240,13 @@ def restore(run_dir, model, opt):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
+        lr = opt.param_groups[0]["lr"]
         opt.load_state_dict(ckpt["optimizer"])
+        for group in opt.param_groups:  # loading replaces the lr tensor that the step writes into
+            group["lr"] = lr
+        for p, s in opt.state.items():  # a checkpoint from another device has the other layout
+            if "momentum_buffer" in s:
+                s["momentum_buffer"] = torch.empty_like(p).copy_(s["momentum_buffer"])
     except Exception as e:
         raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
                         f"({type(e).__name__}); start a new run instead") from None
@@ -225,15 +314,13 @@ def train(args):
     steps_per_epoch = math.ceil(min(len(xl), len(xu)) / cfg["batch_size"])
     total_steps = cfg["epochs"] * steps_per_epoch
 
-    model = DANN(cfg["arch"], cfg["dropout"]).to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    model, opt = model_and_optimizer(cfg, device)
     progress = restore(out, model, opt) if args.resume else {"step": 0, "history": [], "wall_time_s": 0.0}
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
     print(f"{cfg['source']} -> {cfg['target']}, {cfg['mode']}, arch {cfg['arch']}, {cfg['epochs']} epochs x "
           f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
+    run_step, state = make_step(model, opt, xl, yl, xu, cfg, total_steps, progress["step"])
 
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(str(out))
@@ -242,28 +329,23 @@ def train(args):
     with ctrl_c_requests_stop() as stop:
         while step < total_steps and not stop["now"]:
             epoch, first = divmod(step, steps_per_epoch)
-            idx_l = epoch_batches(len(xl), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch, device)
-            idx_u = epoch_batches(len(xu), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch + 1, device)
-            sums = torch.zeros(3, device=device)
-            for i in range(first, steps_per_epoch):
-                p = step / total_steps
-                lr = learning_rate(p, cfg["lr"], cfg["lr_alpha"], cfg["lr_beta"])
-                lambd = adaptation_weight(p, cfg["gamma"])
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                model.grl.set_lambda(lambd)
-                stats = torch.stack(train_step(model, opt, xl[idx_l[i]], yl[idx_l[i]], xu[idx_u[i]], cfg["mode"]))
-                sums += stats
+            state["batches"].copy_(torch.stack([
+                epoch_batches(len(xl), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch, device),
+                epoch_batches(len(xu), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch + 1, device)], 1))
+            state["sums"].zero_()
+            for _ in range(first, steps_per_epoch):
+                run_step()
                 step += 1
                 bar.update()
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
-                    log_step(bar, writer, step, stats.tolist(), lambd, lr, cfg["mode"] == "dann")
+                    log_step(bar, writer, step, state["last"].tolist(), model.grl.lambd.item(), state["lr"].item(),
+                             cfg["mode"] == "dann")
                 if stop["now"]:
                     break
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 progress["history"].append(end_of_epoch(model, sets, cfg, step // steps_per_epoch,
-                                                        (sums / (steps_per_epoch - first)).tolist(),
+                                                        (state["sums"] / (steps_per_epoch - first)).tolist(),
                                                         step == total_steps, writer, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg["save_every"] == 0):

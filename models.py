@@ -43,7 +43,7 @@ class GradientReversal(nn.Module):
         self.register_buffer("lambd", torch.zeros(()), persistent=False)
 
     def set_lambda(self, value):
-        self.lambd.fill_(value)
+        self.lambd.copy_(torch.as_tensor(value))  # a device tensor stays on the device: no sync
 
     def forward(self, x):
         return GradientReversalFunction.apply(x, self.lambd)
@@ -89,7 +89,7 @@ def standardize(images):
 
 
 class DANN(nn.Module):
-    """forward(images) -> class logits; forward(images, with_domain=True) adds domain logits."""
+    """forward(images) -> class logits; adversarial(labelled, unlabelled) is the training pass."""
 
     def __init__(self, arch="mnist", dropout=0.0):
         super().__init__()
@@ -99,12 +99,15 @@ class DANN(nn.Module):
         self.grl = GradientReversal()
         self.domain_classifier = _mlp((FEATURES[arch], *DOMAIN_HIDDEN[arch], 2), dropout)
 
-    def forward(self, images, with_domain=False):
-        f = self.features(standardize(images))
-        logits = self.label_classifier(f)
-        if not with_domain:
-            return logits
-        return logits, self.domain_classifier(self.grl(f))
+    def forward(self, images):
+        return self.label_classifier(self.features(standardize(images)))
+
+    def adversarial(self, labelled, unlabelled):
+        """-> (class logits of the labelled images, domain logits of all of them). Only the
+        labelled half goes through the label classifier: the loss needs nothing else, and
+        with the svhn network that halves the work of its largest layers."""
+        f = self.features(standardize(torch.cat([labelled, unlabelled])))
+        return self.label_classifier(f[:len(labelled)]), self.domain_classifier(self.grl(f))
 
     @torch.no_grad()
     def predict_proba(self, images, batch_size=2048):

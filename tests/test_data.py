@@ -170,3 +170,34 @@ def test_real_mnist_and_mnist_m_counts_and_histograms(real_root, monkeypatch):
     # a second load is served from the cache: the parser is not called again
     monkeypatch.setitem(data._PARSERS, "mnist_m", lambda *a: pytest.fail("cache was not used"))
     assert len(data.load_domain("mnist_m", "train", real_root)[0]) == 59001
+
+
+def test_augment_equals_torchvision_crop_and_jitter_per_image():
+    import torchvision.transforms.v2.functional as TF
+    images = torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8)
+    torch.manual_seed(5)
+    out = data.augment(images)
+    torch.manual_seed(5)  # the same draws, in the order augment makes them
+    shift = torch.randint(0, 9, (2, 6, 1, 1, 1))
+    factors = 1 + 0.4 * (2 * torch.rand(3, 6, 1, 1, 1) - 1)
+    assert out.dtype == torch.float32 and out.shape == images.shape
+    for i in range(6):
+        x = TF.pad(images[i].float() / 255, [4, 4, 4, 4])  # RandomCrop(28, padding=4) at this offset
+        x = x[:, shift[0, i]:shift[0, i] + 28, shift[1, i]:shift[1, i] + 28]
+        x = TF.adjust_brightness(x, factors[0, i].item())
+        x = TF.adjust_contrast(x, factors[1, i].item())
+        x = TF.adjust_saturation(x, factors[2, i].item())
+        assert torch.allclose(out[i], x * 255, atol=1e-3), i
+    assert len({tuple(s) for s in shift.view(2, 6).T.tolist()}) > 1  # drawn per image
+
+
+def test_augment_without_jitter_only_shifts():
+    images = torch.randint(1, 256, (50, 3, 28, 28), dtype=torch.uint8)
+    out = data.augment(images, jitter=0.0)
+    seen = set()
+    for x, y in zip(images.float(), out):
+        padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+        shifts = [(r, c) for r in range(9) for c in range(9) if torch.equal(padded[:, r:r + 28, c:c + 28], y)]
+        assert len(shifts) == 1
+        seen.add(shifts[0])
+    assert len(seen) > 20  # 81 possible shifts

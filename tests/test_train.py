@@ -29,12 +29,12 @@ def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
 
 
 def test_schedules_match_the_paper_formulas():
-    assert main.learning_rate(0, 0.01, 10, 0.75) == 0.01
-    assert math.isclose(main.learning_rate(0.5, 0.01, 10, 0.75), 0.01 / 6 ** 0.75)
-    assert math.isclose(main.learning_rate(1, 0.01, 10, 0.75), 0.01 / 11 ** 0.75)
-    assert main.adaptation_weight(0, 10) == 0
-    assert math.isclose(main.adaptation_weight(0.5, 10), 2 / (1 + math.exp(-5)) - 1)
-    assert math.isclose(main.adaptation_weight(1, 10), 2 / (1 + math.exp(-10)) - 1)
+    p = torch.tensor([0, 0.5, 1], dtype=torch.float64)
+    assert main.learning_rate(p, 0.01, 10, 0.75).tolist() == [0.01, 0.01 / 6 ** 0.75, 0.01 / 11 ** 0.75]
+    lambd = main.adaptation_weight(p, 10).tolist()
+    assert lambd[0] == 0
+    assert math.isclose(lambd[1], 2 / (1 + math.exp(-5)) - 1)
+    assert math.isclose(lambd[2], 2 / (1 + math.exp(-10)) - 1)
 
 
 @pytest.mark.parametrize("arch,features", [("mnist", 768), ("svhn", 4608)])
@@ -82,11 +82,17 @@ def test_same_seed_same_numbers_on_cpu(synthetic_root, tmp_path):
     c = main.train(tiny_args(synthetic_root, tmp_path / "c", "--seed", "4"))
     assert a["history"] == b["history"]
     assert a["history"] != c["history"]
+    for flag in ("--augment", "--bf16"):  # each changes what is computed, and stays reproducible
+        d = main.train(tiny_args(synthetic_root, tmp_path / f"d{flag}", "--seed", "3", flag))
+        e = main.train(tiny_args(synthetic_root, tmp_path / f"e{flag}", "--seed", "3", flag))
+        assert d["history"] == e["history"] != a["history"]
+        assert d["config"][flag[2:]] is True
 
 
-@pytest.mark.parametrize("stop_after", [4, 6])  # exactly after epoch 1, and in the middle of epoch 2
-def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, stop_after):
-    main.train(tiny_args(synthetic_root, tmp_path / "whole", "--dropout", "0.3"))
+@pytest.mark.parametrize("stop_after,flags", [(4, ()), (6, ()), (6, ("--augment", "--bf16"))])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, stop_after, flags):
+    # stop exactly after epoch 1, or in the middle of epoch 2; dropout, augmentation and bf16 draw random numbers
+    main.train(tiny_args(synthetic_root, tmp_path / "whole", "--dropout", "0.3", *flags))
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
 
     real_step, calls = main.train_step, []
@@ -99,7 +105,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path
         return result
 
     monkeypatch.setattr(main, "train_step", step_then_ctrl_c)
-    assert main.train(tiny_args(synthetic_root, tmp_path / "cut", "--dropout", "0.3")) is None
+    assert main.train(tiny_args(synthetic_root, tmp_path / "cut", "--dropout", "0.3", *flags)) is None
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == stop_after
     assert not (tmp_path / "cut" / "metrics.json").exists()
     monkeypatch.setattr(main, "train_step", real_step)
@@ -108,6 +114,26 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, final["model"][name]), name
     assert resumed["target_test_acc"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["target_test_acc"]
+
+
+def test_resume_lays_momentum_out_like_its_parameter(synthetic_root, tmp_path):
+    # A run trained on a GPU saves NCHW momentum buffers; on the CPU the convolutions' weights are
+    # channels_last, and a fused SGD kernel would pair the two element by element.
+    main.train(tiny_args(synthetic_root, tmp_path / "run"))
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    for s in ckpt["optimizer"]["state"].values():
+        s["momentum_buffer"] = s["momentum_buffer"].contiguous()
+    torch.save(ckpt, path)
+    model, opt = main.model_and_optimizer(ckpt["config"], torch.device("cpu"))
+    lr = opt.param_groups[0]["lr"]
+    main.restore(tmp_path / "run", model, opt)
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert convs and all(not p.is_contiguous() for p in convs)
+    for i, p in enumerate(model.parameters()):
+        buf = opt.state[p]["momentum_buffer"]
+        assert buf.stride() == p.stride() and torch.equal(buf, ckpt["optimizer"]["state"][i]["momentum_buffer"])
+    assert all(group["lr"] is lr for group in opt.param_groups)  # the tensor that the step writes
 
 
 def test_source_only_on_real_mnist_learns(real_mnist_root, tmp_path):
@@ -154,3 +180,19 @@ def test_default_task_svhn_to_mnist_runs_with_the_svhn_network(synthetic_root, t
     assert metrics["config"]["arch"] == "svhn" and len(metrics["history"]) == 1
     model, _ = models.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert model.arch == "svhn"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_run_matches_eager_run_and_resumes_on_the_cpu(synthetic_root, tmp_path):
+    graphed = main.train(tiny_args(synthetic_root, tmp_path / "graph", "--device", "cuda", "--epochs", "3"))
+    eager = main.train(tiny_args(synthetic_root, tmp_path / "eager", "--device", "cuda", "--epochs", "3",
+                                 "--no-cuda-graph"))
+    for g, e in zip(graphed["history"], eager["history"]):
+        assert abs(g["class_loss"] - e["class_loss"]) < 1e-3 * max(1, e["class_loss"])
+    ckpt = torch.load(tmp_path / "graph" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 12
+    config = json.loads((tmp_path / "graph" / "config.json").read_text())
+    config["epochs"] = 4
+    (tmp_path / "graph" / "config.json").write_text(json.dumps(config))
+    resumed = main.train(main.parse_args(["--resume", str(tmp_path / "graph"), "--device", "cpu"]))
+    assert len(resumed["history"]) == 4 and resumed["history"][-1]["class_loss"] < 10
