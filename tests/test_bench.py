@@ -1,23 +1,52 @@
 import json
 
+import pytest
 import torch
 
 import bench
 
 
-def test_fast_step_equals_the_plain_eager_step():
-    for arch in ("mnist", "svhn"):
-        check = bench.check_same_step(arch, torch.device("cpu"))
-        assert check["ok"], check
+@pytest.mark.parametrize("arch", ["mnist", "svhn"])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fast_step_equals_the_plain_eager_step(arch, bf16):
+    check = bench.check_same_steps(arch, torch.device("cpu"), bf16)
+    assert check["ok"], check
+
+
+@pytest.mark.parametrize("change", [{"momentum": 0.8}, {"lr_alpha": 12.0}, {"gamma": 5.0}])
+def test_the_same_step_check_catches_a_different_update(change):
+    check = bench.check_same_steps("mnist", torch.device("cpu"), False, **change)
+    assert not check["ok"], check
 
 
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    bench.main_bench(["--devices", "cpu", "--tasks", "mnist->mnist_m", "--steps", "1", "--workers", "0", "--json", str(out)])
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["pipeline"] for r in rows] == ["baseline", "this project"]
+    bench.main_bench(["--devices", "cpu", "--tasks", "mnist->mnist_m", "--steps", "1", "--workers", "0",
+                      "--json", str(out)])
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [r["pipeline"] for r in rows] == ["baseline", "this project", "+ --augment", "+ --bf16"]
     for r in rows:
         assert r["ms_per_step"] > 0 and abs(r["pairs_per_s"] - 128_000 / r["ms_per_step"]) < 1e-6 * r["pairs_per_s"]
         assert abs(r["projected_100_epochs_s"] - 100 * 461 * r["ms_per_step"] / 1000) < 1e-6 * r["projected_100_epochs_s"]
-    assert rows[1]["same_step_check"]["ok"]
-    assert "this project" in capsys.readouterr().out
+        assert abs(r["speedup"] - rows[0]["ms_per_step"] / r["ms_per_step"]) < 1e-9 * r["speedup"]
+    assert [(c["arch"], c["precision"], c["ok"]) for c in result["checks"]] == [("mnist", "fp32", True), ("mnist", "bf16", True)]
+    printed = capsys.readouterr().out
+    assert "+ --bf16" in printed and "same-step check" in printed and "MISMATCH" not in printed
+
+
+def test_bench_real_data_missing_says_how_to_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("DANN_DATA_DIR", str(tmp_path))
+    with pytest.raises(bench.UserError, match="download_data.py --datasets svhn"):
+        bench.main_bench(["--devices", "cpu", "--tasks", "svhn->mnist", "--real", "--json", str(tmp_path / "b.json")])
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("arch", ["mnist", "svhn"])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cuda_graph_step_equals_the_plain_eager_step(arch, bf16):
+    check = bench.check_same_steps(arch, torch.device("cuda"), bf16)
+    assert check["ok"], check
