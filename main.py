@@ -6,7 +6,9 @@
     python main.py --resume runs/svhn-mnist-dann-...      # continue an interrupted run
 
 Both training sets live on the training device as uint8 and batches are gathered there by
-index: no DataLoader and no per-sample Python in the loop. Target labels are used only to
+index: no DataLoader and no per-sample Python in the loop. The whole step (gather, optional
+augmentation, schedule, forward, backward, SGD update) reads and writes only device tensors,
+so on a GPU it is captured once as a CUDA graph and replayed. Target labels are used only to
 report target accuracy (and, in target-only mode, to train, which is what that mode means).
 """
 import argparse
@@ -57,7 +59,8 @@ def parse_args(argv=None):
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when present (default: auto)")
     r.add_argument("--bf16", action="store_true",
                    help="forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update stay "
-                        "float32. About 2x faster on CPUs with AVX512-BF16 or AMX; see README, 'Speed' (default: off)")
+                        "float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); see README, "
+                        "'Speed' (default: off)")
     r.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="on a GPU, launch every step's kernels from Python instead of replaying one captured "
                         "CUDA graph: slower, but easier to profile or debug (default: graph on)")
@@ -147,6 +150,7 @@ def model_and_optimizer(cfg, device):
     model = DANN(cfg["arch"], cfg["dropout"]).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
+    torch.backends.cudnn.benchmark = True  # every step has the same shapes: time the algorithms once
     lr = torch.tensor(cfg["lr"], device=device)  # a tensor, so that the step itself can set it
     # fused on a GPU: one kernel updates every parameter (the update is memory-bound there). On
     # the CPU it gains nothing, and it misreads a momentum buffer whose layout differs from its

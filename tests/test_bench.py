@@ -21,7 +21,7 @@ def test_the_same_step_check_catches_a_different_update(change):
 
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    bench.main_bench(["--devices", "cpu", "--tasks", "mnist->mnist_m", "--steps", "1", "--workers", "0",
+    bench.main_bench(["--devices", "cpu", "--tasks", "mnist-mnist_m", "--steps", "1", "--workers", "0",
                       "--json", str(out)])
     result = json.loads(out.read_text())
     rows = result["rows"]
@@ -38,7 +38,7 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
 def test_bench_real_data_missing_says_how_to_download(tmp_path, monkeypatch):
     monkeypatch.setenv("DANN_DATA_DIR", str(tmp_path))
     with pytest.raises(bench.UserError, match="download_data.py --datasets svhn"):
-        bench.main_bench(["--devices", "cpu", "--tasks", "svhn->mnist", "--real", "--json", str(tmp_path / "b.json")])
+        bench.main_bench(["--devices", "cpu", "--tasks", "svhn-mnist", "--real", "--json", str(tmp_path / "b.json")])
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
