@@ -130,7 +130,7 @@ def epoch_batches(n, steps, batch_size, seed, epoch, device):
 def train_step(model, opt, xs, ys, xt, mode, bf16=False):
     """One SGD step on one batch; returns [class loss, domain loss, domain accuracy] as a tensor."""
     # cache_enabled=False: autocast's weight cache would outlive a CUDA graph capture.
-    with torch.autocast(xs.device.type, torch.bfloat16, enabled=bf16, cache_enabled=False):
+    with torch.autocast(xs.device.type, torch.bfloat16, cache_enabled=False) if bf16 else contextlib.nullcontext():
         if mode == "dann":
             logits, domain_logits = model.adversarial(xs, xt)
             domains = (torch.arange(len(xs) + len(xt), device=xs.device) >= len(xs)).long()  # 0 source, 1 target

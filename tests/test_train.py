@@ -196,3 +196,26 @@ def test_cuda_graph_run_matches_eager_run_and_resumes_on_the_cpu(synthetic_root,
     (tmp_path / "graph" / "config.json").write_text(json.dumps(config))
     resumed = main.train(main.parse_args(["--resume", str(tmp_path / "graph"), "--device", "cpu"]))
     assert len(resumed["history"]) == 4 and resumed["history"][-1]["class_loss"] < 10
+
+
+@pytest.mark.parametrize("mode", main.MODES)
+def test_the_step_reads_no_value_back_to_the_host(mode):
+    # What capturing the step in a CUDA graph needs, checked without a GPU: meta tensors have
+    # shapes but no values, so an .item(), a bool(tensor) or a data-dependent shape in the batch
+    # gather, augmentation, schedule, forward or backward raises here. The optimizer is stubbed:
+    # the fused SGD that runs on a GPU is capturable by design and has no meta kernel.
+    meta = torch.device("meta")
+    cfg = {"arch": "mnist", "mode": mode, "batch_size": 8, "epochs": 2, "lr": 0.01, "lr_alpha": 10.0, "lr_beta": 0.75,
+           "gamma": 10.0, "augment": True, "bf16": False}
+    model = models.DANN("mnist", dropout=0.3).to(meta)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt.param_groups[0]["lr"] = torch.tensor(0.01, device=meta)
+    steps = []
+    opt.step = lambda: steps.append([p.grad.shape for p in model.parameters() if p.grad is not None])
+    images = torch.empty(40, 3, 28, 28, dtype=torch.uint8, device=meta)
+    step, state = main.make_step(model, opt, images, torch.empty(40, dtype=torch.long, device=meta), images, cfg, 10, 0)
+    for _ in range(3):
+        step()
+    grads = 14 if mode == "dann" else 10  # 4 tensors of the domain classifier learn only in dann
+    assert len(steps) == 3 and all(len(s) == grads for s in steps)
+    assert state["step"].device == meta and state["lr"].device == meta
