@@ -72,8 +72,8 @@ def project_step(cfg, source, target, device, compile_model=False, first_step=0)
     (xs, ys), (xt, _) = source, target
     xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
     model, opt = main.model_and_optimizer(cfg, device)
-    if compile_model:
-        model.features = torch.compile(model.features)
+    if compile_model:  # the whole training forward pass: standardize, both heads, the reversal layer
+        model.adversarial = torch.compile(model.adversarial)
     steps_per_epoch = -(-min(len(xs), len(xt)) // BATCH)
     step, state = main.make_step(model, opt, xs, ys, xt, cfg, EPOCHS * steps_per_epoch, first_step)
     state["batches"].copy_(torch.stack([main.epoch_batches(len(xs), steps_per_epoch, BATCH, 0, 0, device),

@@ -2,6 +2,7 @@
 
     python images/make_images.py            # needs MNIST and MNIST-M in ./data
     python images/make_images.py --curves runs/mnist-mnist_m-*   # also the README's accuracy plot
+    python images/make_images.py --curves runs/e50-* --curves-file mnist_mnist_m_dann_runs.png
 
 Sample digits are test-set images enlarged 4x with nearest-neighbour, so image_annotate.py
 sees (after its own resize back to 28 x 28) nearly the pixels the model was tested on.
@@ -71,18 +72,18 @@ def save_architecture():
 PAPER_MNIST_M = {"source-only": 0.5225, "dann": 0.7666, "target-only": 0.9596}  # JMLR 2016, Table 2
 
 
-def save_curves(run_dirs):
+def save_curves(run_dirs, name):
     """Target test accuracy against epochs for finished runs, with the paper's numbers."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green"}
-    runs = [json.loads((Path(run) / "metrics.json").read_text()) for run in sorted(run_dirs)]
-    longest = max(m["config"]["epochs"] for m in runs)
-    for metrics in runs:
+    runs = {Path(run).name: json.loads((Path(run) / "metrics.json").read_text()) for run in sorted(run_dirs)}
+    longest = max(m["config"]["epochs"] for m in runs.values())
+    for folder, metrics in runs.items():
         points = [(h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
-        mode = metrics["config"]["mode"]
-        ax.plot(*zip(*points), marker="o", markersize=3, color=colors[mode], alpha=0.8,
-                linestyle="-" if metrics["config"]["epochs"] == longest else ":",
-                label=f"{mode}, {metrics['config']['epochs']} epochs, seed {metrics['config']['seed']}")
+        config = metrics["config"]
+        ax.plot(*zip(*points), marker="o", markersize=3, alpha=0.8,
+                color="tab:purple" if config.get("bf16") else colors[config["mode"]],
+                linestyle="-" if config["epochs"] == longest else ":", label=folder)
     for mode, acc in PAPER_MNIST_M.items():
         ax.axhline(acc, color=colors[mode], linestyle="--", linewidth=1)
         ax.text(0.01, acc + 0.004, f"paper {mode} {acc}", color=colors[mode], fontsize=7,
@@ -91,16 +92,18 @@ def save_curves(run_dirs):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(HERE / "mnist_mnist_m_curves.png", dpi=130)
+    fig.savefig(HERE / name, dpi=130)
     plt.close(fig)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--curves", nargs="+", default=None, metavar="RUN",
-                        help="finished run folders to plot as images/mnist_mnist_m_curves.png")
+                        help="finished run folders to plot, labelled by folder name (bf16 runs in purple)")
+    parser.add_argument("--curves-file", default="mnist_mnist_m_curves.png",
+                        help="file name under images/ for that plot (default: mnist_mnist_m_curves.png)")
     args = parser.parse_args()
     save_samples()
     save_architecture()
     if args.curves:
-        save_curves(args.curves)
+        save_curves(args.curves, args.curves_file)
