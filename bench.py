@@ -18,6 +18,7 @@ It then checks that the fast step (fp32, bf16, and on a GPU the captured graph) 
 same losses and parameter updates as the plain eager step on the same batches.
 """
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -74,10 +75,9 @@ def project_step(cfg, source, target, device, compile_model=False, first_step=0)
     model, opt = main.model_and_optimizer(cfg, device)
     if compile_model:  # the whole training forward pass: standardize, both heads, the reversal layer
         model.adversarial = torch.compile(model.adversarial)
-    steps_per_epoch = -(-min(len(xs), len(xt)) // BATCH)
+    steps_per_epoch = main.epoch_length(len(xs), len(xt), BATCH)
     step, state = main.make_step(model, opt, xs, ys, xt, cfg, EPOCHS * steps_per_epoch, first_step)
-    state["batches"].copy_(torch.stack([main.epoch_batches(len(xs), steps_per_epoch, BATCH, 0, 0, device),
-                                        main.epoch_batches(len(xt), steps_per_epoch, BATCH, 0, 1, device)], 1))
+    state["batches"].copy_(main.epoch_batch_pairs(len(xs), len(xt), steps_per_epoch, BATCH, 0, 0, device))
     return model, opt, step, state
 
 
@@ -127,7 +127,7 @@ def time_baseline(arch, source, target, device, steps, warmup, workers, total_st
         TransformedDigits(x, y), batch_size=BATCH, shuffle=True, drop_last=True, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     source, target = iter(loader(*source)), iter(loader(*target))
-    counter = iter(range(10 ** 9))
+    counter = itertools.count()
 
     def run():
         (bx, by), (tx, _) = next(source), next(target)
@@ -192,7 +192,7 @@ def device_name(device):
 
 def measure(task, source, target, device, steps, workers):
     arch = TASKS[task][4]
-    steps_per_epoch = -(-min(len(source[0]), len(target[0])) // BATCH)
+    steps_per_epoch = main.epoch_length(len(source[0]), len(target[0]), BATCH)
     timings = {"baseline": time_baseline(arch, source, target, device, steps, 3, workers, EPOCHS * steps_per_epoch)}
     for name, changes, compile_model in variants(device):
         try:

@@ -116,6 +116,17 @@ def load_data(cfg, device):
     return sets
 
 
+def epoch_length(n_labelled, n_unlabelled, batch_size):
+    """Steps in an epoch: one pass over the smaller training set."""
+    return math.ceil(min(n_labelled, n_unlabelled) / batch_size)
+
+
+def epoch_batch_pairs(n_labelled, n_unlabelled, steps, batch_size, seed, epoch, device):
+    """steps x 2 x batch_size indices: each step's labelled and unlabelled batch for this epoch."""
+    return torch.stack([epoch_batches(n_labelled, steps, batch_size, seed, 2 * epoch, device),
+                        epoch_batches(n_unlabelled, steps, batch_size, seed, 2 * epoch + 1, device)], 1)
+
+
 def epoch_batches(n, steps, batch_size, seed, epoch, device):
     """steps x batch_size indices into a set of n: a fresh permutation per epoch, wrapped
     around when the set is smaller. A pure function of (seed, epoch), so a resumed run
@@ -180,14 +191,14 @@ def make_step(model, opt, xl, yl, xu, cfg, total_steps, first_step):
         lr.copy_(learning_rate(p, cfg["lr"], cfg["lr_alpha"], cfg["lr_beta"]))
         model.grl.set_lambda(adaptation_weight(p, cfg["gamma"]))
         xs, xt = xl.index_select(0, il), xu.index_select(0, iu)
-        if cfg.get("augment"):
+        if cfg["augment"]:
             xs, xt = augment(xs), augment(xt)
-        stats = train_step(model, opt, xs, yl.index_select(0, il), xt, cfg["mode"], cfg.get("bf16", False))
+        stats = train_step(model, opt, xs, yl.index_select(0, il), xt, cfg["mode"], cfg["bf16"])
         state["last"].copy_(stats)
         state["sums"].add_(stats)
         state["step"].add_(1)
 
-    if device.type == "cuda" and cfg.get("cuda_graph", True):
+    if device.type == "cuda" and cfg["cuda_graph"]:
         return CapturedStep(step), state
     return step, state
 
@@ -270,6 +281,8 @@ def run_config(args):
             cfg = json.loads(cfg_file.read_text())
         except ValueError:
             raise UserError(f"--resume {args.resume}: config.json is not valid JSON; start a new run instead") from None
+        flags = {k: v for k, v in vars(parse_args([])).items() if k not in ("out", "resume")}
+        cfg = {**flags, **cfg}  # a run from before a flag existed gets the flag's default
         cfg["device"] = args.device  # the one thing a resumed run may change
         return cfg, args.resume
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "resume")}
@@ -315,7 +328,7 @@ def train(args):
     unlabelled = "target" if cfg["mode"] == "dann" else labelled
     xl, yl = sets[f"{labelled}_train"]
     xu = sets[f"{unlabelled}_train"][0]
-    steps_per_epoch = math.ceil(min(len(xl), len(xu)) / cfg["batch_size"])
+    steps_per_epoch = epoch_length(len(xl), len(xu), cfg["batch_size"])
     total_steps = cfg["epochs"] * steps_per_epoch
 
     model, opt = model_and_optimizer(cfg, device)
@@ -333,9 +346,8 @@ def train(args):
     with ctrl_c_requests_stop() as stop:
         while step < total_steps and not stop["now"]:
             epoch, first = divmod(step, steps_per_epoch)
-            state["batches"].copy_(torch.stack([
-                epoch_batches(len(xl), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch, device),
-                epoch_batches(len(xu), steps_per_epoch, cfg["batch_size"], cfg["seed"], 2 * epoch + 1, device)], 1))
+            state["batches"].copy_(epoch_batch_pairs(len(xl), len(xu), steps_per_epoch, cfg["batch_size"],
+                                                     cfg["seed"], epoch, device))
             state["sums"].zero_()
             for _ in range(first, steps_per_epoch):
                 run_step()
