@@ -262,13 +262,14 @@ def restore(run_dir, model, opt):
         for p, s in opt.state.items():  # a checkpoint from another device has the other layout
             if "momentum_buffer" in s:
                 s["momentum_buffer"] = torch.empty_like(p).copy_(s["momentum_buffer"])
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if ckpt["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        # checkpoints from before wall time was recorded count it from the resume on
+        return {"step": ckpt["step"], "history": ckpt["history"], "wall_time_s": ckpt.get("wall_time_s", 0.0)}
     except Exception as e:
         raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
                         f"({type(e).__name__}); start a new run instead") from None
-    torch.set_rng_state(ckpt["rng"]["cpu"])
-    if ckpt["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    return {k: ckpt[k] for k in ("step", "history", "wall_time_s")}
 
 
 def run_config(args):

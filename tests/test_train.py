@@ -219,3 +219,14 @@ def test_the_step_reads_no_value_back_to_the_host(mode):
     grads = 14 if mode == "dann" else 10  # 4 tensors of the domain classifier learn only in dann
     assert len(steps) == 3 and all(len(s) == grads for s in steps)
     assert state["step"].device == meta and state["lr"].device == meta
+
+
+def test_resume_of_a_checkpoint_missing_its_progress_is_one_line(synthetic_root, tmp_path):
+    main.train(tiny_args(synthetic_root, tmp_path / "run", "--epochs", "1"))
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["rng"]
+    torch.save(ckpt, path)
+    r = run_cli("--resume", str(tmp_path / "run"))
+    assert r.returncode == 1 and "checkpoint.pt is unreadable or from another setup (KeyError)" in r.stderr
+    assert "Traceback" not in r.stderr
