@@ -150,6 +150,9 @@ def load_checkpoint(path, device="cpu"):
                         "it may be truncated or not a PyTorch file: download or train it again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a DANN checkpoint written by main.py (no '{CHECKPOINT_FORMAT}' marker)")
+    if not _complete(ckpt):
+        raise UserError(f"{path} has the DANN checkpoint marker but not the model, configuration and progress "
+                        "main.py writes; the file was altered or comes from another program")
     model = DANN(**ckpt["model_config"]).to(device)
     try:
         model.load_state_dict(ckpt["model"])
@@ -157,6 +160,15 @@ def load_checkpoint(path, device="cpu"):
         raise UserError(f"{path}: its weights do not fit the '{ckpt['model_config'].get('arch')}' "
                         "architecture it names; the file was altered or comes from another program") from None
     return model.eval(), ckpt
+
+
+def _complete(ckpt):
+    """The parts of a checkpoint that valid.py and image_annotate.py read, with the right types."""
+    arch, cfg = ckpt.get("model_config"), ckpt.get("config")
+    return (isinstance(arch, dict) and set(arch) == {"arch", "dropout"} and arch["arch"] in ARCHS
+            and isinstance(arch["dropout"], float) and isinstance(ckpt.get("model"), dict)
+            and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "mode"))
+            and isinstance(ckpt.get("step"), int))
 
 
 def latest_checkpoint(runs_dir="runs"):

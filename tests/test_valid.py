@@ -95,6 +95,12 @@ def test_a_checkpoint_carrying_pickled_code_is_refused(trained_run, tmp_path):
     (lambda p, run: torch.save({"weights": torch.zeros(3)}, p), "is not a DANN checkpoint"),
     (lambda p, run: torch.save({**torch.load(run / "checkpoint.pt", weights_only=True),
                                 "model_config": {"arch": "svhn", "dropout": 0.0}}, p), "do not fit the 'svhn'"),
+    (lambda p, run: torch.save({"format": "dann-checkpoint-1"}, p), "has the DANN checkpoint marker but not"),
+    (lambda p, run: torch.save({**torch.load(run / "checkpoint.pt", weights_only=True),
+                                "model_config": {"arch": "mnist", "dropout": 0.0, "depth": 9}}, p),
+     "has the DANN checkpoint marker but not"),
+    (lambda p, run: torch.save({k: v for k, v in torch.load(run / "checkpoint.pt", weights_only=True).items()
+                                if k != "config"}, p), "has the DANN checkpoint marker but not"),
 ])
 def test_bad_checkpoints_get_one_line(trained_run, tmp_path, make, message):
     root, run = trained_run
