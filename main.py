@@ -73,18 +73,25 @@ def parse_args(argv=None):
     r.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
     r.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
     args = p.parse_args(argv)
-    for flag in ("epochs", "batch_size", "eval_every", "save_every"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be at least 1")
-    if not 0 <= args.dropout < 1:
-        p.error("--dropout must be in [0, 1)")
-    if args.lr <= 0:
-        p.error("--lr must be positive")
-    if args.limit is not None and args.limit < 1:
-        p.error("--limit must be at least 1")
-    if args.source == args.target and args.mode == "dann":
-        p.error("--source and --target are the same domain: there is nothing to adapt")
+    if problem := flag_problem(vars(args)):
+        p.error(problem)
     return args
+
+
+def flag_problem(cfg):
+    """What is wrong with these settings (flags, or a resumed run's config), in one line; None if nothing."""
+    for flag in ("epochs", "batch_size", "eval_every", "save_every"):
+        if cfg[flag] < 1:
+            return f"--{flag.replace('_', '-')} must be at least 1"
+    if not 0 <= cfg["dropout"] < 1:
+        return "--dropout must be in [0, 1)"
+    if cfg["lr"] <= 0:
+        return "--lr must be positive"
+    if cfg["limit"] is not None and cfg["limit"] < 1:
+        return "--limit must be at least 1"
+    if cfg["source"] == cfg["target"] and cfg["mode"] == "dann":
+        return "--source and --target are the same domain: there is nothing to adapt"
+    return None
 
 
 # ---------------------------------------------------------------- schedules (JMLR 2016, section 5.2)
@@ -283,13 +290,32 @@ def run_config(args):
         except ValueError:
             raise UserError(f"--resume {args.resume}: config.json is not valid JSON; start a new run instead") from None
         flags = {k: v for k, v in vars(parse_args([])).items() if k not in ("out", "resume")}
+        if not isinstance(cfg, dict) or not typed_like_flags({**flags, **cfg}, flags):
+            raise UserError(f"--resume {args.resume}: config.json does not hold the settings main.py writes "
+                            "(edited by hand?); restore it or start a new run")
         cfg = {**flags, **cfg}  # a run from before a flag existed gets the flag's default
+        if problem := flag_problem(cfg):
+            raise UserError(f"--resume {args.resume}: config.json says {problem}; restore it or start a new run")
         cfg["device"] = args.device  # the one thing a resumed run may change
         return cfg, args.resume
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "resume")}
     cfg["arch"] = args.arch or DEFAULT_ARCH[args.source]
     out = args.out or Path("runs") / f"{args.source}-{args.target}-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a folder for the run")
+    if (out / "config.json").exists():
+        raise UserError(f"--out {out} already holds a run; continue it with --resume {out}, or choose another --out")
     return cfg, out
+
+
+def typed_like_flags(cfg, defaults):
+    """Whether a resumed run's settings have the choices and types main.py's flags give them."""
+    kinds = {bool: bool, int: int, float: (int, float), str: str}
+    optional = {"limit": int, "data_dir": str}  # flags whose default is None (arch: a choice)
+    return (all(cfg[k] in allowed for k, allowed in {"source": DOMAINS, "target": DOMAINS, "mode": MODES,
+                                                      "arch": ARCHS}.items())
+            and all(isinstance(cfg[k], kinds[type(v)]) for k, v in defaults.items() if v is not None)
+            and all(cfg[k] is None or isinstance(cfg[k], kind) for k, kind in optional.items()))
 
 
 def write_metrics(out, cfg, progress, final, device):

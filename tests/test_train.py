@@ -172,6 +172,33 @@ def test_cli_bad_inputs(tmp_path):
     assert "--limit" in run_cli("--help").stdout
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda cfg: [], "does not hold the settings main.py writes"),
+    (lambda cfg: {**cfg, "source": "cifar"}, "does not hold the settings main.py writes"),
+    (lambda cfg: {**cfg, "epochs": "100"}, "does not hold the settings main.py writes"),
+    (lambda cfg: {**cfg, "data_dir": 7}, "does not hold the settings main.py writes"),
+    (lambda cfg: {**cfg, "batch_size": 0}, "config.json says --batch-size must be at least 1"),
+    (lambda cfg: {"epochs": 0}, "does not hold the settings main.py writes"),  # no arch
+])
+def test_resume_of_an_edited_config_is_one_line(tmp_path, edit, message):
+    cfg, _ = main.run_config(main.parse_args(["--out", str(tmp_path / "run")]))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(edit(cfg)))
+    r = run_cli("--resume", str(tmp_path / "run"))
+    assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_out_must_not_be_a_file_or_an_earlier_run(tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = run_cli("--out", str(tmp_path / "file"))
+    assert r.returncode == 1 and r.stderr.strip() == f"error: --out {tmp_path / 'file'} is a file; name a folder for the run"
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text("{}")
+    r = run_cli("--out", str(tmp_path / "old"))
+    assert r.returncode == 1 and "already holds a run; continue it with --resume" in r.stderr
+    assert (tmp_path / "old" / "config.json").read_text() == "{}"
+
+
 def test_default_task_svhn_to_mnist_runs_with_the_svhn_network(synthetic_root, tmp_path):
     args = main.parse_args(["--data-dir", str(synthetic_root), "--out", str(tmp_path / "run"), "--no-download",
                             "--epochs", "1", "--batch-size", "8"])
