@@ -295,10 +295,21 @@ def _read_cache(path, fingerprint):
     return None
 
 
+def make_folder(path):
+    """mkdir -p, failing with one line (a file in the way, no permission) instead of a traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the folder {path} ({e.strerror or type(e).__name__}); "
+                        "move what is in the way or choose another folder") from None
+    return path
+
+
 def save_atomic(obj, path):
     """torch.save to a temporary file, then rename: a crash never leaves a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(obj, tmp)
@@ -332,5 +343,8 @@ def load_domain(name, split, root=None):
         return hit
     images, labels = _PARSERS[name](folder, split)
     images = to_28x28_rgb(images)
-    save_atomic({"fingerprint": fingerprint, "images": images, "labels": labels}, cache)
+    try:
+        save_atomic({"fingerprint": fingerprint, "images": images, "labels": labels}, cache)
+    except (OSError, UserError):  # a read-only dataset folder still works, decoded at every load
+        pass
     return images, labels

@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from data import DOMAINS, SOURCES, UserError, default_root, fetch_command, missing_files
+from data import DOMAINS, SOURCES, UserError, default_root, fetch_command, make_folder, missing_files
 
 CHUNK = 1 << 20
 
@@ -74,7 +74,7 @@ def download(urls, dest, checksums=(), timeout=30):
     only a verified file is renamed to `dest`. Raises UserError when every URL fails.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dest.parent)
     part = dest.with_name(dest.name + ".part")
     tried = []
     for url in urls:
@@ -100,7 +100,7 @@ def import_file(name, source_dir, dest, checksums):
     for found in candidates:
         if found.is_file() and matches(found, checksums):
             tmp = dest.with_name(dest.name + ".part")
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(dest.parent)
             try:
                 shutil.copyfile(found, tmp)
                 os.replace(tmp, dest)

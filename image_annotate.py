@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from data import UserError, picture_to_digit
+from data import UserError, make_folder, picture_to_digit
 from models import load_checkpoint, resolve_checkpoint
 
 DISPLAY_HEIGHT = 224
@@ -81,7 +81,7 @@ def process(path, model, out_dir):
     with torch.no_grad():
         probs = model.predict_proba(digit[None])[0]
     out = (out_dir or path.parent) / f"{path.stem}_annotated.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     tmp = out.with_name(f".{out.name}.tmp.png")
     annotate(shown, probs).save(tmp)
     tmp.replace(out)

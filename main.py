@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import download_data
-from data import DOMAINS, UserError, augment, default_root, load_domain, save_atomic
+from data import DOMAINS, UserError, augment, default_root, load_domain, make_folder, save_atomic
 from models import ARCHS, CHECKPOINT_FORMAT, DEFAULT_ARCH, DANN, model_config, pick_device
 
 MODES = ("dann", "source-only", "target-only")
@@ -348,7 +348,7 @@ def train(args):
     torch.manual_seed(cfg["seed"])
     sets = load_data(cfg, device)
     if not args.resume:  # only now: a run that cannot start leaves no folder behind
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out)
         (out / "config.json").write_text(json.dumps(cfg, indent=2))
     # source-only never looks at target images; target-only learns from target labels.
     labelled = "target" if cfg["mode"] == "target-only" else "source"

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import download_data
-from data import DOMAINS, UserError, load_domain
+from data import DOMAINS, UserError, load_domain, make_folder
 from models import load_checkpoint, pick_device, resolve_checkpoint
 
 
@@ -92,7 +92,7 @@ def main(argv=None):
         images, labels = load_domain(name, "test", args.data_dir)
         results[name] = domain_report(model, images.to(device), labels.to(device), role)
     out_dir = args.out_dir or path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     for name, result in results.items():
         result["figure"] = str(out_dir / f"confusion_{name}.png")
         save_confusion_figure(name, result, Path(result["figure"]))

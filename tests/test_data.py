@@ -61,6 +61,21 @@ def test_damaged_cache_is_rebuilt(synthetic_root):
     assert images.shape == (20, 3, 28, 28)
 
 
+def test_a_dataset_folder_that_cannot_hold_a_cache_still_loads(synthetic_root):
+    (synthetic_root / "usps" / "cache").write_text("a file where the cache folder would go")  # as read-only would
+    first, _ = data.load_domain("usps", "test", synthetic_root)
+    again, _ = data.load_domain("usps", "test", synthetic_root)
+    assert first.shape == (20, 3, 28, 28) and torch.equal(first, again)
+    assert list((synthetic_root / "usps").glob("*.tmp")) == []
+
+
+def test_make_folder_with_a_file_in_the_way_is_one_line(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(data.UserError, match=r"cannot create the folder .*f/sub \(Not a directory\)"):
+        data.make_folder(tmp_path / "f" / "sub")
+    assert data.make_folder(tmp_path / "a" / "b").is_dir()
+
+
 def test_missing_dataset_names_the_command_to_get_it(tmp_path):
     with pytest.raises(data.UserError, match=r"python download_data.py --datasets svhn --root"):
         data.load_domain("svhn", "train", tmp_path)

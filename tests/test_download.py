@@ -124,6 +124,9 @@ def test_cli_bad_inputs_get_one_line_and_nonzero_exit(tmp_path):
     r = run_cli("--from", str(tmp_path), "--root", str(tmp_path / "d"), "--datasets", "usps")
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
     assert "zip.train.gz is not there under" in r.stderr
+    (tmp_path / "file").write_text("x")
+    r = run_cli("--root", str(tmp_path / "file"), "--datasets", "usps")  # fails before any network access
+    assert r.returncode == 1 and r.stderr.startswith(f"error: cannot create the folder {tmp_path / 'file' / 'usps'}")
     r = run_cli("--datasets", "cifar")
     assert r.returncode == 2 and "invalid choice: 'cifar'" in r.stderr
     assert "Traceback" not in r.stderr
