@@ -246,6 +246,8 @@ def parse_args(argv=None):
         p.error("--workers must be 0 or more")
     if "cuda" in (args.devices or ()) and not torch.cuda.is_available():
         p.error("--devices cuda: no CUDA device is visible")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        p.error(f"--json {args.json}: its folder does not exist")  # found now, not after minutes of timing
     return args
 
 

@@ -41,6 +41,12 @@ def test_bench_real_data_missing_says_how_to_download(tmp_path, monkeypatch):
         bench.main_bench(["--devices", "cpu", "--tasks", "svhn-mnist", "--real", "--json", str(tmp_path / "b.json")])
 
 
+def test_a_json_path_in_a_missing_folder_is_refused_before_timing(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench.parse_args(["--json", str(tmp_path / "nowhere" / "b.json")])
+    assert stop.value.code == 2 and "its folder does not exist" in capsys.readouterr().err
+
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
