@@ -164,9 +164,9 @@ def load_checkpoint(path, device="cpu"):
 
 def _complete(ckpt):
     """The parts of a checkpoint that valid.py and image_annotate.py read, with the right types."""
-    arch, cfg = ckpt.get("model_config"), ckpt.get("config")
-    return (isinstance(arch, dict) and set(arch) == {"arch", "dropout"} and arch["arch"] in ARCHS
-            and isinstance(arch["dropout"], float) and isinstance(ckpt.get("model"), dict)
+    net, cfg = ckpt.get("model_config"), ckpt.get("config")
+    return (isinstance(net, dict) and set(net) == {"arch", "dropout"} and net["arch"] in ARCHS
+            and isinstance(net["dropout"], (int, float)) and isinstance(ckpt.get("model"), dict)
             and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "mode"))
             and isinstance(ckpt.get("step"), int))
 

@@ -110,6 +110,15 @@ def test_bad_checkpoints_get_one_line(trained_run, tmp_path, make, message):
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: ")
 
 
+def test_a_whole_number_dropout_loads(trained_run, tmp_path):
+    # a resumed run whose config.json says "dropout": 0 writes that int into its checkpoints
+    _, run = trained_run
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.save({**ckpt, "model_config": {**ckpt["model_config"], "dropout": 0}}, tmp_path / "x.pt")
+    model, _ = models.load_checkpoint(tmp_path / "x.pt")
+    assert model.dropout == 0 and model.arch == ckpt["model_config"]["arch"]
+
+
 def test_latest_checkpoint_is_the_newest_run(tmp_path):
     for i, name in enumerate(["b-run", "a-run"]):
         (tmp_path / name).mkdir()
