@@ -149,6 +149,9 @@ def check_same_steps(arch, device, bf16, **changes):
     first = total // 2  # mid-schedule, where lambda is near 1 and the reversed gradient counts
     fast, fast_opt, step, state = project_step(config(arch, bf16=bf16, **changes), source, target, device,
                                                first_step=first)
+    with torch.no_grad():  # a new model's output layers are zero: no gradient would reach the reversal layer
+        for head in (fast.label_classifier[-1], fast.domain_classifier[-1]):
+            torch.nn.init.xavier_uniform_(head.weight)
     plain, opt = plain_model(arch, device)
     (xs, ys), (xt, _) = source, target
     xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)

@@ -67,11 +67,12 @@ def _reason(error):
     return type(error).__name__
 
 
-def download(urls, dest, checksums=(), timeout=30):
+def download(urls, dest, checksums=(), timeout=30, by_hand="fetch the file by hand and import it with --from DIR"):
     """Download `dest` from the first of `urls` that delivers a file with a valid checksum.
 
     Bytes go to `dest.part`, which survives an interruption so the next call resumes it;
-    only a verified file is renamed to `dest`. Raises UserError when every URL fails.
+    only a verified file is renamed to `dest`. Raises UserError when every URL fails; its
+    message ends with `by_hand`, what the calling script offers instead.
     """
     dest = Path(dest)
     make_folder(dest.parent)
@@ -90,8 +91,7 @@ def download(urls, dest, checksums=(), timeout=30):
             return dest
         part.unlink()
         tried.append(f"{url} (checksum mismatch)")
-    raise UserError(f"could not download {dest.name}: tried {'; '.join(tried)}. Check the network, "
-                    f"or fetch the file by hand and import it with --from DIR")
+    raise UserError(f"could not download {dest.name}: tried {'; '.join(tried)}. Check the network, or {by_hand}")
 
 
 def import_file(name, source_dir, dest, checksums):

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 import download_data
 from data import DOMAINS, UserError, augment, default_root, load_domain, make_folder, save_atomic
-from models import ARCHS, CHECKPOINT_FORMAT, DEFAULT_ARCH, DANN, model_config, pick_device
+from checkpoints import checkpoint_state
+from models import ARCHS, DEFAULT_ARCH, DANN, pick_device
 
 MODES = ("dann", "source-only", "target-only")
 
@@ -245,13 +246,10 @@ def evaluate(model, sets):
 
 # ---------------------------------------------------------------- checkpoints and run folder
 
-def checkpoint_state(model, opt, cfg, progress):
-    return {
-        "format": CHECKPOINT_FORMAT, "model_config": model_config(model), "model": model.state_dict(),
-        "optimizer": opt.state_dict(), "config": cfg, **progress,
-        "rng": {"cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-    }
+def resumable_checkpoint(model, opt, cfg, progress):
+    return checkpoint_state(model, cfg, **progress, optimizer=opt.state_dict(),
+                            rng={"cpu": torch.get_rng_state(),
+                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
 
 
 def restore(run_dir, model, opt):
@@ -323,9 +321,7 @@ def write_metrics(out, cfg, progress, final, device):
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                "versions": {"python": platform.python_version(), "torch": torch.__version__},
                "note": "accuracies of the final model; main.py selects no epoch or setting by target accuracy"}
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(out / "metrics.json")
+    save_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
     return metrics
 
 
@@ -392,7 +388,7 @@ def train(args):
                                                         step == total_steps, writer, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg["save_every"] == 0):
-                save_atomic(checkpoint_state(model, opt, cfg, progress), out / "checkpoint.pt")
+                save_atomic(resumable_checkpoint(model, opt, cfg, progress), out / "checkpoint.pt")
     bar.close()
     writer.close()
     if step < total_steps:

@@ -1,13 +1,9 @@
-"""DANN networks (Ganin et al., JMLR 2016, section 5 and figure 4) and their checkpoints.
+"""DANN networks (Ganin et al., JMLR 2016, section 5 and figure 4) and the gradient reversal layer.
 
 A DANN is a feature extractor G_f shared by a label classifier G_y and, behind a gradient
 reversal layer, a domain classifier G_d. Minimising both losses with plain SGD then trains
 G_d to tell the domains apart and G_f to make them indistinguishable.
 """
-import hashlib
-from pathlib import Path
-from urllib.parse import urlparse
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -17,7 +13,6 @@ from data import UserError
 ARCHS = ("mnist", "svhn")
 # The paper's architecture for each source domain (svhn for SVHN->MNIST, mnist for MNIST->MNIST-M).
 DEFAULT_ARCH = {"svhn": "svhn", "mnist": "mnist", "mnist_m": "mnist", "usps": "mnist"}
-CHECKPOINT_FORMAT = "dann-checkpoint-1"
 
 
 class GradientReversalFunction(torch.autograd.Function):
@@ -142,72 +137,3 @@ def pick_device(name):
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
-# ---------------------------------------------------------------- checkpoints
-
-def model_config(model):
-    return {"arch": model.arch, "dropout": model.dropout}
-
-
-def load_checkpoint(path, device="cpu"):
-    """Load a checkpoint written by main.py -> (model in eval mode, the checkpoint dict).
-
-    weights_only=True: a checkpoint is data, and one that carries pickled code is refused.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}; train one with: python main.py, or pass --checkpoint PATH|URL")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        if "allowed global" in str(e) or "Unsupported global" in str(e):  # torch's words for a pickled callable
-            raise UserError(f"refusing to load {path}: it contains pickled Python objects that could run code, "
-                            "not only weights; use a checkpoint written by main.py") from None
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
-                        "it may be truncated or not a PyTorch file: download or train it again") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a DANN checkpoint written by main.py (no '{CHECKPOINT_FORMAT}' marker)")
-    if not _complete(ckpt):
-        raise UserError(f"{path} has the DANN checkpoint marker but not the model, configuration and progress "
-                        "main.py writes; the file was altered or comes from another program")
-    model = DANN(**ckpt["model_config"]).to(device)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError:
-        raise UserError(f"{path}: its weights do not fit the '{ckpt['model_config'].get('arch')}' "
-                        "architecture it names; the file was altered or comes from another program") from None
-    return model.eval(), ckpt
-
-
-def _complete(ckpt):
-    """The parts of a checkpoint that valid.py and image_annotate.py read, with the right types."""
-    net, cfg = ckpt.get("model_config"), ckpt.get("config")
-    return (isinstance(net, dict) and set(net) == {"arch", "dropout"} and net["arch"] in ARCHS
-            and isinstance(net["dropout"], (int, float)) and isinstance(ckpt.get("model"), dict)
-            and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "mode"))
-            and isinstance(ckpt.get("step"), int))
-
-
-def latest_checkpoint(runs_dir="runs"):
-    found = sorted(Path(runs_dir).glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(f"no trained model under {runs_dir}/; train one with: python main.py, "
-                        "or pass --checkpoint PATH|URL")
-    return found[-1]
-
-
-def resolve_checkpoint(spec=None, sha256=None, runs_dir="runs", cache_dir="checkpoints"):
-    """--checkpoint as given on a command line -> a local file: the latest run when absent,
-    a URL downloaded once into cache_dir (verified, resumable), or a path as it is."""
-    if spec is None:
-        return latest_checkpoint(runs_dir)
-    if urlparse(spec).scheme not in ("http", "https"):
-        return Path(spec)
-    import download_data
-    name = Path(urlparse(spec).path).name or "checkpoint.pt"
-    dest = Path(cache_dir) / f"{hashlib.sha256(spec.encode()).hexdigest()[:10]}-{name}"
-    checksums = (f"sha256:{sha256.lower()}",) if sha256 else ()
-    if dest.is_file() and download_data.matches(dest, checksums):
-        return dest
-    return download_data.download([spec], dest, checksums)

@@ -1,6 +1,8 @@
 """Evaluate a trained DANN on the test sets of its source and target domains.
 
-    python valid.py                                   # the final checkpoint of the latest run
+    python valid.py                                   # the latest run's final checkpoint, else the bundled DANN
+    python valid.py --list                            # the bundled models and their accuracies
+    python valid.py --checkpoint mnist-mnist_m-source-only
     python valid.py --checkpoint runs/X/checkpoint.pt --domains usps
     python valid.py --checkpoint https://host/model.pt --sha256 HEX --json
 
@@ -17,20 +19,19 @@ import torch
 
 import download_data
 from data import DOMAINS, UserError, load_domain, make_folder
-from models import load_checkpoint, pick_device, resolve_checkpoint
+from checkpoints import PRETRAINED_DIR, add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
+from models import pick_device
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=None, metavar="PATH|URL",
-                   help="checkpoint file or http(s) URL (downloaded once into checkpoints/); "
-                        "default: the latest runs/*/checkpoint.pt")
-    p.add_argument("--sha256", default=None, help="expected SHA-256 of a --checkpoint URL's file")
+    add_checkpoint_flags(p)
     p.add_argument("--domains", nargs="+", choices=DOMAINS, default=[], metavar="NAME",
                    help=f"more test sets to evaluate besides the checkpoint's source and target ({' '.join(DOMAINS)})")
     p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
-    p.add_argument("--out-dir", type=Path, default=None, help="where to write the figures (default: beside the checkpoint)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where to write the figures (default: beside the checkpoint; figures/<name>/ for a bundled model)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to run the model; auto: cuda when present (default: auto)")
@@ -46,7 +47,7 @@ def domain_report(model, images, labels, role):
         predictions = model.predict_proba(images).argmax(1)
     cm = confusion_matrix(labels, predictions)
     per_class = (cm.diag() / cm.sum(1).clamp(min=1)).tolist()
-    return {"role": role, "images": len(labels), "accuracy": (predictions == labels).float().mean().item(),
+    return {"role": role, "images": len(labels), "accuracy": (predictions == labels).sum().item() / len(labels),
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
 
 
@@ -65,7 +66,7 @@ def save_confusion_figure(name, result, path):
     import matplotlib.pyplot as plt
     cm = torch.tensor(result["confusion_matrix"], dtype=torch.float64)
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    im = ax.imshow(cm / cm.sum(1, keepdim=True).clamp(min=1), cmap="Blues", vmin=0, vmax=1)
+    im = ax.imshow((cm / cm.sum(1, keepdim=True).clamp(min=1)).numpy(), cmap="Blues", vmin=0, vmax=1)
     for (i, j), v in zip(((i, j) for i in range(10) for j in range(10)), cm.flatten().tolist()):
         if v:
             ax.text(j, i, int(v), ha="center", va="center", fontsize=6, color="white" if i == j else "black")
@@ -81,28 +82,32 @@ def save_confusion_figure(name, result, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.list:
+        print(format_bundled())
+        return None
     device = pick_device(args.device)
-    path = resolve_checkpoint(args.checkpoint, args.sha256)
+    path, why = resolve_checkpoint(args.checkpoint, args.sha256)
     model, ckpt = load_checkpoint(path, device)
-    roles = {ckpt["config"]["source"]: "source", ckpt["config"]["target"]: "target"}
+    cfg = ckpt["config"]
+    print(f"model: {path} ({why}); {cfg['mode']}, {cfg['source']} -> {cfg['target']}, step {ckpt['step']}",
+          file=sys.stderr if args.json else sys.stdout)
+    roles = {cfg["source"]: "source", cfg["target"]: "target"}
     roles.update({d: "extra" for d in args.domains if d not in roles})
     download_data.ensure_datasets(roles, args.data_dir, not args.no_download)
     results = {}
     for name, role in roles.items():
         images, labels = load_domain(name, "test", args.data_dir)
         results[name] = domain_report(model, images.to(device), labels.to(device), role)
-    out_dir = args.out_dir or path.parent
+    out_dir = args.out_dir or (Path("figures") / path.stem if path.parent == PRETRAINED_DIR else path.parent)
     make_folder(out_dir)
     for name, result in results.items():
         result["figure"] = str(out_dir / f"confusion_{name}.png")
         save_confusion_figure(name, result, Path(result["figure"]))
     if args.json:
-        print(json.dumps({"checkpoint": str(path), "mode": ckpt["config"]["mode"], "step": ckpt["step"],
+        print(json.dumps({"checkpoint": str(path), "chosen": why, "mode": cfg["mode"], "step": ckpt["step"],
                           "domains": results}, indent=2))
     else:
-        print(f"checkpoint {path} ({ckpt['config']['mode']}, {ckpt['config']['source']} -> "
-              f"{ckpt['config']['target']}, step {ckpt['step']}); per-class accuracy on the right\n")
-        print(format_table(results))
+        print("\nper-class accuracy on the right\n" + format_table(results))
         print("\nconfusion matrices: " + ", ".join(r["figure"] for r in results.values()))
     return results
 

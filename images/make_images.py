@@ -1,4 +1,6 @@
-"""Make the pictures in images/: sample digits from the test sets and the architecture figure.
+"""Make the pictures in images/: sample digits from the test sets, pictures like the ones users
+try (digits written or printed on paper and photographed, a house number, a sticky note; all
+drawn here, with matplotlib's DejaVu fonts), and the architecture figure.
 
     python images/make_images.py            # needs MNIST and MNIST-M in ./data
     python images/make_images.py --curves runs/mnist-mnist_m-*   # also the README's accuracy plot
@@ -12,11 +14,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -69,6 +74,88 @@ def save_architecture():
     plt.close(fig)
 
 
+# ---------------------------------------------------------------- pictures like users' own
+
+# Pen strokes of handwritten digits, in a unit box (x right, y down).
+STROKES = {
+    3: [[(0.22, 0.2), (0.4, 0.08), (0.65, 0.1), (0.74, 0.27), (0.62, 0.43), (0.42, 0.48), (0.63, 0.53),
+         (0.78, 0.7), (0.7, 0.88), (0.45, 0.94), (0.2, 0.84)]],
+    7: [[(0.18, 0.14), (0.5, 0.12), (0.8, 0.1), (0.66, 0.35), (0.52, 0.62), (0.42, 0.92)],
+        [(0.38, 0.5), (0.72, 0.48)]],
+}
+
+
+def texture(rng, size, base, grain, blotch):
+    """An RGB surface: a base colour, a slow blotchy variation and a fine grain."""
+    slow = np.kron(rng.normal(0, blotch, (size[1] // 32 + 1, size[0] // 32 + 1, 1)), np.ones((32, 32, 1)))
+    slow = np.asarray(Image.fromarray(np.uint8(np.clip(slow * 40 + 128, 0, 255))[:size[1], :size[0]]
+                                      .repeat(3, 2)).filter(ImageFilter.GaussianBlur(24)), float) - 128
+    fine = rng.normal(0, grain, (size[1], size[0], 1))
+    return np.array(base, float) + slow / 40 * blotch * 255 + fine
+
+
+def photographed(rng, canvas, angle, light):
+    """Rotate a little, light unevenly, blur, add sensor noise: what a phone photo does."""
+    picture = canvas.rotate(angle, resample=Image.BICUBIC, fillcolor=canvas.getpixel((0, 0)))
+    h, w = picture.height, picture.width
+    shade = 1 - light * np.linspace(0, 1, w)[None, :, None] * np.linspace(0.4, 1, h)[:, None, None]
+    pixels = np.asarray(picture.filter(ImageFilter.GaussianBlur(1.2)), float) * shade + rng.normal(0, 4, (h, w, 3))
+    return Image.fromarray(np.uint8(np.clip(pixels, 0, 255)))
+
+
+def handwritten(rng, digit, size, ink, width):
+    canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for stroke in STROKES[digit]:
+        points = [(size * (0.15 + 0.7 * x) + rng.normal(0, 2), size * (0.1 + 0.8 * y) + rng.normal(0, 2)) for x, y in stroke]
+        draw.line(points, fill=ink, width=width, joint="curve")
+    return canvas
+
+
+def printed(text, font, size, color, box):
+    canvas = Image.new("RGBA", box, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    face = ImageFont.truetype(font_manager.findfont(font), size)
+    draw.text((box[0] / 2, box[1] / 2), text, font=face, fill=color, anchor="mm")
+    return canvas
+
+
+def on(surface, layer):
+    base = Image.fromarray(np.uint8(np.clip(surface, 0, 255))).convert("RGBA")
+    base.alpha_composite(layer, ((base.width - layer.width) // 2, (base.height - layer.height) // 2))
+    return base.convert("RGB")
+
+
+def save_photos():
+    rng = np.random.default_rng(7)
+    paper = texture(rng, (320, 320), (236, 232, 220), 5, 0.25)
+    paper[::28] -= (60, 40, 10)  # ruled lines
+    photographed(rng, on(paper, handwritten(rng, 3, 240, (20, 40, 120, 255), 9)), 6, 0.35) \
+        .save(HERE / "paper_handwritten_3.jpg", quality=85)
+    squared = texture(rng, (300, 260), (245, 245, 240), 3, 0.15)
+    squared[::20] -= (40, 20, 0)
+    squared[:, ::20] -= (40, 20, 0)
+    photographed(rng, on(squared, handwritten(rng, 7, 220, (80, 80, 80, 255), 6)), -4, 0.25) \
+        .save(HERE / "pencil_7.jpg", quality=85)
+    scan = texture(rng, (200, 260), (250, 250, 248), 4, 0.1)
+    Image.fromarray(np.uint8(np.clip(np.asarray(on(scan, printed("5", "DejaVu Serif:bold", 180, (30, 30, 30, 255),
+                                                               (200, 260))), float), 0, 255))) \
+        .convert("L").filter(ImageFilter.GaussianBlur(0.8)).save(HERE / "printed_5.png")
+    bricks = texture(rng, (280, 300), (150, 70, 50), 12, 0.4)
+    bricks[::36] = bricks[1::36] = (190, 185, 175)  # mortar
+    for row in range(0, 300, 36):
+        bricks[row:row + 36, (row // 36 % 2) * 40::80][:, :3] = (190, 185, 175)
+    plate = printed("4", "DejaVu Sans:bold", 170, (245, 245, 245, 255), (170, 210))
+    enamel = Image.new("RGBA", (190, 230), (20, 50, 130, 255))
+    enamel.alpha_composite(plate, (10, 10))
+    photographed(rng, on(bricks, enamel), 3, 0.3).save(HERE / "house_number_4.jpg", quality=85)
+    desk = texture(rng, (300, 300), (150, 105, 60), 10, 0.3)
+    desk += 18 * np.sin(np.linspace(0, 60, 300))[:, None, None]  # wood grain
+    note = Image.new("RGBA", (210, 210), (250, 225, 90, 255))
+    note.alpha_composite(printed("9", "DejaVu Sans:bold", 190, (15, 15, 15, 255), (210, 210)))
+    photographed(rng, on(desk, note.rotate(8, resample=Image.BICUBIC)), -2, 0.2).save(HERE / "sticky_note_9.jpg", quality=85)
+
+
 PAPER_MNIST_M = {"source-only": 0.5225, "dann": 0.7666, "target-only": 0.9596}  # JMLR 2016, Table 2
 
 
@@ -104,6 +191,7 @@ if __name__ == "__main__":
                         help="file name under images/ for that plot (default: mnist_mnist_m_curves.png)")
     args = parser.parse_args()
     save_samples()
+    save_photos()
     save_architecture()
     if args.curves:
         save_curves(args.curves, args.curves_file)

@@ -113,3 +113,43 @@ def test_cli_needs_a_file(capsys):
     with pytest.raises(SystemExit) as e:
         image_annotate.parse_args([])
     assert e.value.code == 2 and "-f/--file" in capsys.readouterr().err
+
+
+def huge_png(path, width=30000, height=30000):
+    """A valid PNG header claiming width x height pixels: PIL checks the size before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("size", [(30000, 30000), (10000, 10000)])  # PIL's error, and its mere warning
+def test_an_oversized_picture_is_one_line_and_the_batch_goes_on(trained_run, tmp_path, capsys, size):
+    _, run = trained_run
+    huge_png(tmp_path / "bomb.png", *size)
+    Image.fromarray(bar_picture()).save(tmp_path / "after.png")
+    code = image_annotate.main(["-f", str(tmp_path / "bomb.png"), str(tmp_path / "after.png"),
+                                "--checkpoint", str(run / "checkpoint.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "bomb.png: more than" in err[0] and "too large to read safely" in err[0]
+    assert (tmp_path / "after_annotated.png").is_file() and not (tmp_path / "bomb_annotated.png").exists()
+
+
+def test_a_folder_is_read_with_its_subfolders_kept_under_out_dir(trained_run, tmp_path, capsys):
+    _, run = trained_run
+    for rel in ("top.png", "a/one.png", "a/b/two.jpg", "c/three.png"):
+        (tmp_path / "pics" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(bar_picture()).save(tmp_path / "pics" / rel)
+    (tmp_path / "pics" / "a" / "notes.txt").write_text("not a picture")
+    (tmp_path / "pics" / "empty").mkdir()
+    assert image_annotate.main(["-f", str(tmp_path / "pics"), "--checkpoint", str(run / "checkpoint.pt"),
+                                "--out-dir", str(tmp_path / "out")]) == 0
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
+    assert written == ["a/b/two_annotated.png", "a/one_annotated.png", "c/three_annotated.png", "top_annotated.png"]
+    # annotating again does not annotate the annotated copies
+    assert image_annotate.main(["-f", str(tmp_path / "out"), "--checkpoint", str(run / "checkpoint.pt")]) == 1
+    assert "a folder with no pictures in it" in capsys.readouterr().err

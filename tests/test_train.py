@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import main
+import checkpoints
 import models
 from conftest import REPO, make_usps
 
@@ -72,7 +73,7 @@ def test_tiny_run_writes_metrics_events_and_checkpoint(synthetic_root, tmp_path)
     assert all("target_test_acc" in h and h["domain_acc"] > 0 for h in saved["history"])
     assert saved["versions"]["torch"] == torch.__version__ and saved["wall_time_s"] >= 0
     assert list(out.glob("events.out.tfevents.*"))
-    model, ckpt = models.load_checkpoint(out / "checkpoint.pt")
+    model, ckpt = checkpoints.load_checkpoint(out / "checkpoint.pt")
     assert ckpt["step"] == 2 * 4 and ckpt["config"]["source"] == "mnist"  # 30 target images / 8 = 4 steps an epoch
 
 
@@ -205,7 +206,7 @@ def test_default_task_svhn_to_mnist_runs_with_the_svhn_network(synthetic_root, t
     metrics = main.train(args)
     assert metrics["config"]["source"] == "svhn" and metrics["config"]["target"] == "mnist"
     assert metrics["config"]["arch"] == "svhn" and len(metrics["history"]) == 1
-    model, _ = models.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    model, _ = checkpoints.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert model.arch == "svhn"
 
 

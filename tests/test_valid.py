@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
+import checkpoints
 from conftest import REPO
 from httpserver import FileServer
 
@@ -39,7 +39,7 @@ def test_json_matches_a_direct_evaluation(trained_run, tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {k: v["role"] for k, v in out["domains"].items()} == {"mnist": "source", "mnist_m": "target", "usps": "extra"}
-    model, _ = models.load_checkpoint(run / "checkpoint.pt")
+    model, _ = checkpoints.load_checkpoint(run / "checkpoint.pt")
     images, labels = data.load_domain("mnist_m", "test", root)
     predictions = model(images).argmax(1)
     target = out["domains"]["mnist_m"]
@@ -115,7 +115,7 @@ def test_a_whole_number_dropout_loads(trained_run, tmp_path):
     _, run = trained_run
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     torch.save({**ckpt, "model_config": {**ckpt["model_config"], "dropout": 0}}, tmp_path / "x.pt")
-    model, _ = models.load_checkpoint(tmp_path / "x.pt")
+    model, _ = checkpoints.load_checkpoint(tmp_path / "x.pt")
     assert model.dropout == 0 and model.arch == ckpt["model_config"]["arch"]
 
 
@@ -124,9 +124,14 @@ def test_latest_checkpoint_is_the_newest_run(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "checkpoint.pt").write_bytes(b"x")
         os.utime(tmp_path / name / "checkpoint.pt", (time.time() + i, time.time() + i))
-    assert models.latest_checkpoint(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
-    r = run_valid(cwd=tmp_path / "b-run")  # no runs/ there
-    assert r.returncode == 1 and "train one with: python main.py" in r.stderr
+    assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
+    assert checkpoints.latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_an_unreachable_checkpoint_url_says_what_to_do_in_valid_py_terms(tmp_path):
+    r = run_valid("--checkpoint", "http://127.0.0.1:9/dann.pt", "--no-download", cwd=tmp_path)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "pass it as --checkpoint PATH" in r.stderr and "--from" not in r.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")

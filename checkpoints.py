@@ -1,0 +1,160 @@
+"""Checkpoints: the one file format main.py writes, loading it safely, and the bundled models.
+
+A checkpoint is a dict marked CHECKPOINT_FORMAT with the network's configuration, its weights,
+the run's configuration and its step; main.py's also carry the optimizer, RNG state and history
+needed to resume. The bundled models in pretrained/ are the same format with the weights only,
+listed with their checksums and test accuracies in pretrained/registry.json.
+"""
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from data import UserError
+from models import ARCHS, DANN
+
+CHECKPOINT_FORMAT = "dann-checkpoint-1"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+REGISTRY = PRETRAINED_DIR / "registry.json"
+
+
+def model_config(model):
+    return {"arch": model.arch, "dropout": model.dropout}
+
+
+def checkpoint_state(model, cfg, step, **rest):
+    """A checkpoint dict: the model and what describes it; `rest` adds what a resume needs."""
+    return {"format": CHECKPOINT_FORMAT, "model_config": model_config(model), "model": model.state_dict(),
+            "config": cfg, "step": step, **rest}
+
+
+def weights_only(ckpt):
+    """A run's checkpoint without what only a resume needs (optimizer, RNG, history): for sharing."""
+    return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step")},
+            "model": {k: v.contiguous() for k, v in ckpt["model"].items()}}
+
+
+def load_checkpoint(path, device="cpu"):
+    """Load a checkpoint written by main.py -> (model in eval mode, the checkpoint dict).
+
+    weights_only=True: a checkpoint is data, and one that carries pickled code is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train one with: python main.py, "
+                        "or pass --checkpoint NAME|PATH|URL (--list shows the bundled models)")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        if "allowed global" in str(e) or "Unsupported global" in str(e):  # torch's words for a pickled callable
+            raise UserError(f"refusing to load {path}: it contains pickled Python objects that could run code, "
+                            "not only weights; use a checkpoint written by main.py") from None
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); "
+                        "it may be truncated or not a PyTorch file: download or train it again") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a DANN checkpoint written by main.py (no '{CHECKPOINT_FORMAT}' marker)")
+    if not _complete(ckpt):
+        raise UserError(f"{path} has the DANN checkpoint marker but not the model, configuration and progress "
+                        "main.py writes; the file was altered or comes from another program")
+    model = DANN(**ckpt["model_config"]).to(device)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError:
+        raise UserError(f"{path}: its weights do not fit the '{ckpt['model_config'].get('arch')}' "
+                        "architecture it names; the file was altered or comes from another program") from None
+    return model.eval(), ckpt
+
+
+def _complete(ckpt):
+    """The parts of a checkpoint that valid.py and image_annotate.py read, with the right types."""
+    net, cfg = ckpt.get("model_config"), ckpt.get("config")
+    return (isinstance(net, dict) and set(net) == {"arch", "dropout"} and net["arch"] in ARCHS
+            and isinstance(net["dropout"], (int, float)) and isinstance(ckpt.get("model"), dict)
+            and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "mode"))
+            and isinstance(ckpt.get("step"), int))
+
+
+# ---------------------------------------------------------------- bundled models
+
+def bundled_models():
+    """pretrained/registry.json -> {"default": name, "models": {name: entry}}."""
+    try:
+        registry = json.loads(REGISTRY.read_text())
+        assert isinstance(registry["models"], dict) and registry["default"] in registry["models"]
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(f"{REGISTRY} is missing or damaged; restore it with: git checkout -- pretrained/") from None
+    return registry
+
+
+def bundled_checkpoint(name):
+    """The file of the bundled model `name`, after checking it against its registered sha256:
+    a damaged or altered copy must not quietly give other numbers."""
+    entry = bundled_models()["models"][name]
+    path = PRETRAINED_DIR / entry["file"]
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        raise UserError(f"bundled model {name}: {path} is missing or does not match its sha256 in "
+                        f"{REGISTRY.name}; restore it with: git checkout -- pretrained/")
+    return path
+
+
+def bundled_model(name, device="cpu"):
+    """The bundled model `name`, verified, in eval mode (what hubconf.py returns)."""
+    return load_checkpoint(bundled_checkpoint(name), device)[0]
+
+
+def format_bundled():
+    """The bundled models as a table, for --list."""
+    registry = bundled_models()
+    lines = [f"{'name':<28} {'task':<16} {'mode':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10}"]
+    for name, e in registry["models"].items():
+        lines.append(f"{name:<28} {e['source'] + ' -> ' + e['target']:<16} {e['mode']:<12} {e['epochs']:>6} "
+                     f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f}")
+    return "\n".join(lines + [f"(test-set accuracies measured by valid.py; default: {registry['default']}; "
+                              f"details in pretrained/README.md)"])
+
+
+# ---------------------------------------------------------------- --checkpoint
+
+def add_checkpoint_flags(parser):
+    """The flags valid.py and image_annotate.py share to choose a model."""
+    parser.add_argument("--checkpoint", default=None, metavar="NAME|PATH|URL",
+                        help="a bundled model's name (see --list), a checkpoint file, or an http(s) URL "
+                             "(downloaded once into checkpoints/); default: the latest runs/*/checkpoint.pt, "
+                             "or the bundled default model when there is no run yet")
+    parser.add_argument("--sha256", default=None, help="expected SHA-256 of a --checkpoint URL's file")
+    parser.add_argument("--list", action="store_true", help="print the bundled models with their accuracies and exit")
+
+
+def latest_checkpoint(runs_dir="runs"):
+    found = sorted(Path(runs_dir).glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def resolve_checkpoint(spec=None, sha256=None, runs_dir="runs", cache_dir="checkpoints"):
+    """--checkpoint as given on a command line -> (a local file, why that one, in a few words).
+    Absent: the latest run, else the bundled default; a URL: downloaded once into cache_dir
+    (verified, resumable); a file: as it is; a bundled model's name: its verified file."""
+    if spec is None:
+        latest = latest_checkpoint(runs_dir)
+        if latest is not None:
+            return latest, f"the latest run under {runs_dir}/; --checkpoint chooses another"
+        name = bundled_models()["default"]
+        return bundled_checkpoint(name), f"bundled model {name}, since there is no run under {runs_dir}/ yet"
+    if urlparse(spec).scheme in ("http", "https"):
+        return _download_checkpoint(spec, sha256, cache_dir), f"downloaded from {spec}"
+    if not Path(spec).exists() and spec in bundled_models()["models"]:
+        return bundled_checkpoint(spec), f"bundled model {spec}"
+    return Path(spec), "as given"
+
+
+def _download_checkpoint(url, sha256, cache_dir):
+    import download_data
+    name = Path(urlparse(url).path).name or "checkpoint.pt"
+    dest = Path(cache_dir) / f"{hashlib.sha256(url.encode()).hexdigest()[:10]}-{name}"
+    checksums = (f"sha256:{sha256.lower()}",) if sha256 else ()
+    if dest.is_file() and download_data.matches(dest, checksums):
+        return dest
+    return download_data.download([url], dest, checksums,
+                                  by_hand="download the file yourself and pass it as --checkpoint PATH")

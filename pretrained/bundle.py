@@ -1,0 +1,77 @@
+"""Add a finished run's final model to the bundled models (for maintainers).
+
+    python pretrained/bundle.py runs/X --name mnist-mnist_m-dann --commit a36932a [--default]
+
+Writes pretrained/<name>.pt (the checkpoint without optimizer, RNG state or history), measures
+its source and target test accuracy with valid.py, and records both with the file's sha256, the
+run's settings and the command that reproduces it in pretrained/registry.json.
+"""
+import argparse
+import contextlib
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import main  # noqa: E402
+import valid  # noqa: E402
+from checkpoints import REGISTRY, weights_only  # noqa: E402
+from data import UserError, save_atomic  # noqa: E402
+
+SETTINGS_NOT_IN_COMMAND = ("device", "data_dir", "no_download", "eval_every", "save_every", "cuda_graph")
+
+
+def reproducing_command(cfg):
+    """main.py with the flags whose values differ from the defaults (what decides the model)."""
+    defaults = vars(main.parse_args([]))
+    flags = []
+    for key, value in cfg.items():
+        if key in SETTINGS_NOT_IN_COMMAND or key not in defaults or value == defaults[key]:
+            continue
+        if key == "arch" and value == main.DEFAULT_ARCH[cfg["source"]]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [flag, str(value)]
+    return " ".join(["python main.py", *flags])
+
+
+def bundle(run, name, commit, make_default, data_dir):
+    metrics_file = run / "metrics.json"
+    if not metrics_file.is_file():
+        raise UserError(f"{run}: no metrics.json, so the run has not finished; bundle finished runs only")
+    metrics = json.loads(metrics_file.read_text())
+    cfg = metrics["config"]
+    ckpt = main.torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    path = HERE / f"{name}.pt"
+    save_atomic(weights_only(ckpt), path)
+    with tempfile.TemporaryDirectory() as figures, contextlib.redirect_stdout(sys.stderr):
+        results = valid.main(["--checkpoint", str(path), "--json", "--no-download", "--out-dir", figures,
+                              "--device", "cpu", *(["--data-dir", str(data_dir)] if data_dir else [])])
+    registry = json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {"default": name, "models": {}}
+    registry["models"][name] = {
+        "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "source": cfg["source"], "target": cfg["target"], "mode": cfg["mode"], "arch": cfg["arch"],
+        "epochs": cfg["epochs"], "seed": cfg["seed"], "commit": commit,
+        "source_test_acc": results[cfg["source"]]["accuracy"], "target_test_acc": results[cfg["target"]]["accuracy"],
+        "command": reproducing_command(cfg), "wall_time_s": metrics["wall_time_s"], "device": metrics["device"]}
+    if make_default:
+        registry["default"] = name
+    save_atomic(json.dumps(registry, indent=2) + "\n", REGISTRY)
+    print(json.dumps(registry["models"][name], indent=2))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a finished run folder of main.py")
+    p.add_argument("--name", required=True, help="the registry name, e.g. mnist-mnist_m-dann")
+    p.add_argument("--commit", required=True, help="the commit whose main.py trained the run")
+    p.add_argument("--default", action="store_true", help="make it the model used when there is no run under runs/")
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
+    args = p.parse_args()
+    try:
+        bundle(args.run, args.name, args.commit, args.default, args.data_dir)
+    except UserError as e:
+        sys.exit(f"error: {e}")
