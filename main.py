@@ -214,14 +214,18 @@ def make_step(model, opt, xl, yl, xu, cfg, total_steps, first_step):
 class CapturedStep:
     """step() on a GPU as one CUDA graph. The first calls run eagerly on a side stream (capture
     needs that, and the optimizer creates its momentum buffers there); the next call captures
-    the step and replays it; every later call replays it. Each call is one real training step."""
+    the step and replays it; every later call replays it. Each call is one real training step.
+    If capture fails (a torch version or driver whose fused SGD or graph support differs), the
+    run goes on with the eager step and says so once."""
 
     def __init__(self, step, warmup=3):
-        self.step, self.warmup, self.graph = step, warmup, None
+        self.step, self.warmup, self.graph, self.eager = step, warmup, None, False
 
     def __call__(self):
         if self.graph is not None:
             self.graph.replay()
+        elif self.eager:
+            self.step()
         elif self.warmup > 0:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -230,10 +234,22 @@ class CapturedStep:
             torch.cuda.current_stream().wait_stream(side)
             self.warmup -= 1
         else:
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.step()
-            self.graph.replay()
+            self.capture()
+
+    def capture(self):
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.step()  # recorded, not run
+        except Exception as e:  # whatever capture raises, the eager step still trains correctly
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"CUDA graph capture failed ({reason}); going on with the eager step, as --no-cuda-graph does",
+                  file=sys.stderr)
+            self.eager = True
+            self.step()
+            return
+        self.graph = graph
+        graph.replay()
 
 
 def accuracy(model, images, labels):

@@ -258,3 +258,15 @@ def test_resume_of_a_checkpoint_missing_its_progress_is_one_line(synthetic_root,
     r = run_cli("--resume", str(tmp_path / "run"))
     assert r.returncode == 1 and "checkpoint.pt is unreadable or from another setup (KeyError)" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where creating a CUDA graph fails")
+def test_a_failing_graph_capture_falls_back_to_the_eager_step(capsys):
+    # on this CPU-only machine torch.cuda.CUDAGraph() itself raises, as a capture that fails would
+    calls = []
+    step = main.CapturedStep(lambda: calls.append(1), warmup=0)
+    for _ in range(3):
+        step()
+    assert len(calls) == 3 and step.graph is None  # every call still one real training step
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("CUDA graph capture failed (") and "--no-cuda-graph" in err[0]
