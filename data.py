@@ -307,8 +307,8 @@ def make_folder(path):
 
 
 def save_atomic(obj, path):
-    """torch.save (or, for a str, the text) to a temporary file, then rename: a crash never
-    leaves a half-written file."""
+    """torch.save (or, for a str, the text) to a temporary file, then rename: a crash or a full
+    disk never leaves a half-written file, and a failed write is one line."""
     path = Path(path)
     make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -318,6 +318,9 @@ def save_atomic(obj, path):
         else:
             torch.save(obj, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed; is the disk full?"
+        raise UserError(f"could not write {path} ({reason}); what was there before is untouched") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -268,6 +268,14 @@ def resumable_checkpoint(model, opt, cfg, progress):
                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
 
 
+def save_checkpoint(model, opt, cfg, progress, out):
+    try:
+        save_atomic(resumable_checkpoint(model, opt, cfg, progress), out / "checkpoint.pt")
+    except UserError as e:
+        raise UserError(f"{e}; once there is room, continue from the last saved checkpoint with: "
+                        f"python main.py --resume {out}") from None
+
+
 def restore(run_dir, model, opt):
     """Load run_dir's checkpoint into model and opt; return its progress (step, history, wall time)."""
     path = run_dir / "checkpoint.pt"
@@ -344,6 +352,20 @@ def write_metrics(out, cfg, progress, final, device):
 # ---------------------------------------------------------------- main
 
 @contextlib.contextmanager
+def closing_quietly(writer, bar):
+    """Close the progress bar and the TensorBoard writer however the loop ends; a writer that
+    cannot flush (a full disk) must not hide the message that says what happened."""
+    try:
+        yield
+    finally:
+        bar.close()
+        try:
+            writer.close()
+        except OSError:
+            pass
+
+
+@contextlib.contextmanager
 def ctrl_c_requests_stop():
     """While active, Ctrl-C sets stop["now"]: the loop finishes its step, saves and returns."""
     stop = {"now": False}
@@ -361,7 +383,7 @@ def train(args):
     sets = load_data(cfg, device)
     if not args.resume:  # only now: a run that cannot start leaves no folder behind
         make_folder(out)
-        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+        save_atomic(json.dumps(cfg, indent=2), out / "config.json")
     # source-only never looks at target images; target-only learns from target labels.
     labelled = "target" if cfg["mode"] == "target-only" else "source"
     unlabelled = "target" if cfg["mode"] == "dann" else labelled
@@ -382,7 +404,7 @@ def train(args):
     writer = SummaryWriter(str(out))
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
     step, started = progress["step"], time.time() - progress["wall_time_s"]
-    with ctrl_c_requests_stop() as stop:
+    with ctrl_c_requests_stop() as stop, closing_quietly(writer, bar):
         while step < total_steps and not stop["now"]:
             epoch, first = divmod(step, steps_per_epoch)
             state["batches"].copy_(epoch_batch_pairs(len(xl), len(xu), steps_per_epoch, cfg["batch_size"],
@@ -404,9 +426,7 @@ def train(args):
                                                         step == total_steps, writer, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg["save_every"] == 0):
-                save_atomic(resumable_checkpoint(model, opt, cfg, progress), out / "checkpoint.pt")
-    bar.close()
-    writer.close()
+                save_checkpoint(model, opt, cfg, progress, out)
     if step < total_steps:
         print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
               file=sys.stderr)

@@ -3,12 +3,13 @@ import math
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-import main
 import checkpoints
+import main
 import models
 from conftest import REPO, make_usps
 
@@ -270,3 +271,18 @@ def test_a_failing_graph_capture_falls_back_to_the_eager_step(capsys):
     assert len(calls) == 3 and step.graph is None  # every call still one real training step
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("CUDA graph capture failed (") and "--no-cuda-graph" in err[0]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behind(synthetic_root, tmp_path,
+                                                                                  monkeypatch):
+    def disk_full(obj, f, *a, **k):
+        Path(f).write_bytes(b"half")  # what torch's zip writer leaves when the disk fills up
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 521664 vs 521592")
+    monkeypatch.setattr(torch, "save", disk_full)
+    out = tmp_path / "run"
+    with pytest.raises(main.UserError) as e:
+        main.train(tiny_args(synthetic_root, out))
+    assert str(e.value) == (f"could not write {out / 'checkpoint.pt'} (the write failed; is the disk full?); what was "
+                            f"there before is untouched; once there is room, continue from the last saved checkpoint "
+                            f"with: python main.py --resume {out}")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("events")) == ["config.json"]
