@@ -29,7 +29,7 @@ import torch
 import torchvision.transforms.v2 as T
 
 import main
-from data import UserError, load_domain, missing_files
+from data import UserError, load_domain, missing_files, run_script
 
 TASKS = {  # name: (source, target, source train size, target train size, arch)
     "svhn-mnist": ("svhn", "mnist", 73_257, 60_000, "svhn"),
@@ -279,7 +279,4 @@ def main_bench(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main_bench()
-    except UserError as e:
-        raise SystemExit(f"error: {e}")
+    run_script(main_bench)

@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import struct
+import sys
 import tarfile
 from collections import namedtuple
 from pathlib import Path
@@ -25,6 +26,18 @@ CACHE_VERSION = 1  # bump when decoding changes, so old caches are rebuilt
 
 class UserError(Exception):
     """An expected failure (bad file, bad flag, missing data): its message says what to do."""
+
+
+def run_script(main, interrupted="interrupted"):
+    """A script's entry point: main()'s int is the exit code (anything else means 0); a
+    UserError or Ctrl-C is one line on stderr and exit code 1, not a traceback."""
+    try:
+        code = main()
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(interrupted)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def default_root():

@@ -12,13 +12,12 @@ import argparse
 import hashlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import requests
 from tqdm import tqdm
 
-from data import DOMAINS, SOURCES, UserError, default_root, fetch_command, make_folder, missing_files
+from data import DOMAINS, SOURCES, UserError, default_root, fetch_command, make_folder, missing_files, run_script
 
 CHUNK = 1 << 20
 
@@ -162,9 +161,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted: partial downloads are kept as .part files and resume on the next run")
+    run_script(main, interrupted="interrupted: partial downloads are kept as .part files and resume on the next run")

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from checkpoints import add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
-from data import UserError, make_folder, picture_to_digit
+from data import UserError, make_folder, picture_to_digit, run_script
 
 DISPLAY_HEIGHT = 224
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -141,7 +141,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_script(main)

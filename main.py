@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import download_data
-from data import DOMAINS, UserError, augment, default_root, load_domain, make_folder, save_atomic
+from data import DOMAINS, UserError, augment, default_root, load_domain, make_folder, run_script, save_atomic
 from checkpoints import checkpoint_state
 from models import ARCHS, DEFAULT_ARCH, DANN, pick_device
 
@@ -461,9 +461,4 @@ def end_of_epoch(model, sets, cfg, epoch, means, last, writer, bar):
 
 
 if __name__ == "__main__":
-    try:
-        train(parse_args())
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:  # outside the training loop (loading data, evaluating): nothing to save
-        sys.exit("interrupted")
+    run_script(lambda: train(parse_args()))  # Ctrl-C outside the loop (loading, evaluating): nothing to save

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import download_data
-from data import DOMAINS, UserError, load_domain, make_folder
+from data import DOMAINS, load_domain, make_folder, run_script
 from checkpoints import PRETRAINED_DIR, add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
 from models import pick_device
 
@@ -113,7 +113,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_script(main)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 import main  # noqa: E402
 import valid  # noqa: E402
 from checkpoints import REGISTRY, weights_only  # noqa: E402
-from data import UserError, save_atomic  # noqa: E402
+from data import UserError, run_script, save_atomic  # noqa: E402
 
 SETTINGS_NOT_IN_COMMAND = ("device", "data_dir", "no_download", "eval_every", "save_every", "cuda_graph")
 
@@ -71,7 +71,4 @@ if __name__ == "__main__":
     p.add_argument("--default", action="store_true", help="make it the model used when there is no run under runs/")
     p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
     args = p.parse_args()
-    try:
-        bundle(args.run, args.name, args.commit, args.default, args.data_dir)
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_script(lambda: bundle(args.run, args.name, args.commit, args.default, args.data_dir))
