@@ -29,7 +29,7 @@ import torch
 import torchvision.transforms.v2 as T
 
 import main
-from data import UserError, load_domain, missing_files, run_script
+from data import UserError, load_domain, missing_files, run_script, save_atomic
 
 TASKS = {  # name: (source, target, source train size, target train size, arch)
     "svhn-mnist": ("svhn", "mnist", 73_257, 60_000, "svhn"),
@@ -271,10 +271,7 @@ def main_bench(argv=None):
     print_table(rows, checks)
     result = {"commit": commit(), "torch": torch.__version__, "machine": platform.machine(),
               "data": "real" if args.real else "random tensors of the real shapes", "rows": rows, "checks": checks}
-    tmp = f"{args.json}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, args.json)
+    save_atomic(json.dumps(result, indent=2), args.json)
     return result
 
 

@@ -319,23 +319,26 @@ def make_folder(path):
     return path
 
 
-def save_atomic(obj, path):
-    """torch.save (or, for a str, the text) to a temporary file, then rename: a crash or a full
-    disk never leaves a half-written file, and a failed write is one line."""
+def write_atomic(path, write):
+    """write(a temporary path beside `path`), then rename it to `path`: a crash or a full disk
+    never leaves a half-written file, and a failed write is one line."""
     path = Path(path)
     make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if isinstance(obj, str):
-            tmp.write_text(obj)
-        else:
-            torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed; is the disk full?"
         raise UserError(f"could not write {path} ({reason}); what was there before is untouched") from None
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_atomic(obj, path):
+    """write_atomic for text (a str) or anything torch.save takes."""
+    return write_atomic(path, lambda tmp: tmp.write_text(obj) if isinstance(obj, str) else torch.save(obj, tmp))
 
 
 def missing_files(name, root=None):

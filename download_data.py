@@ -17,7 +17,8 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from data import DOMAINS, SOURCES, UserError, default_root, fetch_command, make_folder, missing_files, run_script
+from data import (DOMAINS, SOURCES, UserError, default_root, fetch_command, make_folder, missing_files, run_script,
+                  write_atomic)
 
 CHUNK = 1 << 20
 
@@ -98,14 +99,7 @@ def import_file(name, source_dir, dest, checksums):
     candidates = sorted(Path(source_dir).rglob(name))
     for found in candidates:
         if found.is_file() and matches(found, checksums):
-            tmp = dest.with_name(dest.name + ".part")
-            make_folder(dest.parent)
-            try:
-                shutil.copyfile(found, tmp)
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return dest
+            return write_atomic(dest, lambda tmp: shutil.copyfile(found, tmp))
     why = "has the wrong checksum" if candidates else "is not there"
     raise UserError(f"{name} {why} under {source_dir}; put an intact copy of the official file there")
 

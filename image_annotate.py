@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from checkpoints import add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
-from data import UserError, make_folder, picture_to_digit, run_script
+from data import UserError, picture_to_digit, run_script, write_atomic
 
 DISPLAY_HEIGHT = 224
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -107,10 +107,7 @@ def process(path, subfolder, model, out_dir):
     with torch.no_grad():
         probs = model.predict_proba(digit[None])[0]
     out = (out_dir / subfolder if out_dir else path.parent) / f"{path.stem}_annotated.png"
-    make_folder(out.parent)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    annotate(shown, probs).save(tmp)
-    tmp.replace(out)
+    write_atomic(out, lambda tmp: annotate(shown, probs).save(tmp, format="PNG"))
     return probs, out
 
 

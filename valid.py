@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import download_data
-from data import DOMAINS, load_domain, make_folder, run_script
+from data import DOMAINS, load_domain, make_folder, run_script, write_atomic
 from checkpoints import PRETRAINED_DIR, add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
 from models import pick_device
 
@@ -74,10 +74,8 @@ def save_confusion_figure(name, result, path):
            title=f"{name} ({result['role']}): accuracy {result['accuracy']:.4f}")
     fig.colorbar(im, ax=ax, label="fraction of the true class")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv=None):
