@@ -2,7 +2,7 @@
 
 A checkpoint is a dict marked CHECKPOINT_FORMAT with the network's configuration, its weights,
 the run's configuration and its step; main.py's also carry the optimizer, RNG state and history
-needed to resume. The bundled models in pretrained/ are the same format with the weights only,
+needed to resume (save_resumable, restore). The bundled models in pretrained/ are the same format with the weights only,
 listed with their checksums and test accuracies in pretrained/registry.json.
 """
 import hashlib
@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from data import UserError
+from data import UserError, save_atomic
 from models import ARCHS, DANN
 
 CHECKPOINT_FORMAT = "dann-checkpoint-1"
@@ -28,6 +28,47 @@ def checkpoint_state(model, cfg, step, **rest):
     """A checkpoint dict: the model and what describes it; `rest` adds what a resume needs."""
     return {"format": CHECKPOINT_FORMAT, "model_config": model_config(model), "model": model.state_dict(),
             "config": cfg, "step": step, **rest}
+
+
+def resumable(model, opt, cfg, progress):
+    """A checkpoint with all a resume needs: optimizer, RNG state, progress."""
+    return checkpoint_state(model, cfg, **progress, optimizer=opt.state_dict(),
+                            rng={"cpu": torch.get_rng_state(),
+                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
+
+
+def save_resumable(model, opt, cfg, progress, out):
+    """Write run folder `out`'s checkpoint.pt; a failed write says how to go on."""
+    try:
+        save_atomic(resumable(model, opt, cfg, progress), out / "checkpoint.pt")
+    except UserError as e:
+        raise UserError(f"{e}; once there is room, continue from the last saved checkpoint with: "
+                        f"python main.py --resume {out}") from None
+
+
+def restore(run_dir, model, opt):
+    """Load run_dir's checkpoint into model and opt; return its progress (step, history, wall time)."""
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: no checkpoint.pt there; start a new run instead")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        lr = opt.param_groups[0]["lr"]
+        opt.load_state_dict(ckpt["optimizer"])
+        for group in opt.param_groups:  # loading replaces the lr tensor that the step writes into
+            group["lr"] = lr
+        for p, s in opt.state.items():  # a checkpoint from another device has the other layout
+            if "momentum_buffer" in s:
+                s["momentum_buffer"] = torch.empty_like(p).copy_(s["momentum_buffer"])
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if ckpt["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        # checkpoints from before wall time was recorded count it from the resume on
+        return {"step": ckpt["step"], "history": ckpt["history"], "wall_time_s": ckpt.get("wall_time_s", 0.0)}
+    except Exception as e:
+        raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
+                        f"({type(e).__name__}); start a new run instead") from None
 
 
 def weights_only(ckpt):

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 import download_data
 from data import DOMAINS, UserError, augment, default_root, load_domain, make_folder, run_script, save_atomic
-from checkpoints import checkpoint_state
+from checkpoints import restore, save_resumable
 from models import ARCHS, DEFAULT_ARCH, DANN, pick_device
 
 MODES = ("dann", "source-only", "target-only")
@@ -262,45 +262,6 @@ def evaluate(model, sets):
 
 # ---------------------------------------------------------------- checkpoints and run folder
 
-def resumable_checkpoint(model, opt, cfg, progress):
-    return checkpoint_state(model, cfg, **progress, optimizer=opt.state_dict(),
-                            rng={"cpu": torch.get_rng_state(),
-                                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
-
-
-def save_checkpoint(model, opt, cfg, progress, out):
-    try:
-        save_atomic(resumable_checkpoint(model, opt, cfg, progress), out / "checkpoint.pt")
-    except UserError as e:
-        raise UserError(f"{e}; once there is room, continue from the last saved checkpoint with: "
-                        f"python main.py --resume {out}") from None
-
-
-def restore(run_dir, model, opt):
-    """Load run_dir's checkpoint into model and opt; return its progress (step, history, wall time)."""
-    path = run_dir / "checkpoint.pt"
-    if not path.is_file():
-        raise UserError(f"--resume {run_dir}: no checkpoint.pt there; start a new run instead")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        lr = opt.param_groups[0]["lr"]
-        opt.load_state_dict(ckpt["optimizer"])
-        for group in opt.param_groups:  # loading replaces the lr tensor that the step writes into
-            group["lr"] = lr
-        for p, s in opt.state.items():  # a checkpoint from another device has the other layout
-            if "momentum_buffer" in s:
-                s["momentum_buffer"] = torch.empty_like(p).copy_(s["momentum_buffer"])
-        torch.set_rng_state(ckpt["rng"]["cpu"])
-        if ckpt["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        # checkpoints from before wall time was recorded count it from the resume on
-        return {"step": ckpt["step"], "history": ckpt["history"], "wall_time_s": ckpt.get("wall_time_s", 0.0)}
-    except Exception as e:
-        raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
-                        f"({type(e).__name__}); start a new run instead") from None
-
-
 def run_config(args):
     """The run's configuration: from the flags, or from the run folder when resuming."""
     if args.resume:
@@ -426,7 +387,7 @@ def train(args):
                                                         step == total_steps, writer, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg["save_every"] == 0):
-                save_checkpoint(model, opt, cfg, progress, out)
+                save_resumable(model, opt, cfg, progress, out)
     if step < total_steps:
         print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
               file=sys.stderr)

@@ -129,7 +129,7 @@ def test_resume_lays_momentum_out_like_its_parameter(synthetic_root, tmp_path):
     torch.save(ckpt, path)
     model, opt = main.model_and_optimizer(ckpt["config"], torch.device("cpu"))
     lr = opt.param_groups[0]["lr"]
-    main.restore(tmp_path / "run", model, opt)
+    checkpoints.restore(tmp_path / "run", model, opt)
     convs = [p for p in model.parameters() if p.dim() == 4]
     assert convs and all(not p.is_contiguous() for p in convs)
     for i, p in enumerate(model.parameters()):
