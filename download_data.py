@@ -17,8 +17,8 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from data import (DOMAINS, SOURCES, UserError, default_root, fetch_command, make_folder, missing_files, run_script,
-                  write_atomic)
+from data import (DOMAINS, SOURCES, UserError, default_root, fetch_command, load_domain, make_folder, missing_files,
+                  run_script, write_atomic)
 
 CHUNK = 1 << 20
 
@@ -125,7 +125,7 @@ def fetch(names, root=None, source_dir=None, log=print):
 
 
 def ensure_datasets(names, root=None, allow_download=True):
-    """Fetch whichever of the named datasets is incomplete (main.py and valid.py call this)."""
+    """Fetch whichever of the named datasets is incomplete."""
     root = Path(root or default_root())
     for name in names:
         if missing_files(name, root):
@@ -133,6 +133,19 @@ def ensure_datasets(names, root=None, allow_download=True):
                 raise UserError(f"{name} is missing from {root} and --no-download is set; get it with: "
                                 f"{fetch_command(name, root)}")
             fetch([name], root)
+
+
+def load_datasets(names, splits, root=None, allow_download=True):
+    """Fetch whichever of the named datasets is incomplete, then load them:
+    {(name, split): (uint8 images, int64 labels)} (main.py and valid.py call this)."""
+    ensure_datasets(names, root, allow_download)
+    return {(name, split): load_domain(name, split, root) for name in names for split in splits}
+
+
+def add_data_flags(parser):
+    """--data-dir and --no-download, as main.py and valid.py take them."""
+    parser.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
 
 
 def parse_args(argv=None):

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import download_data
-from data import DOMAINS, UserError, augment, default_root, load_domain, make_folder, run_script, save_atomic
+from data import DOMAINS, SPLITS, UserError, augment, make_folder, run_script, save_atomic
 from checkpoints import restore, save_resumable
-from models import ARCHS, DEFAULT_ARCH, DANN, pick_device
+from models import ARCHS, DEFAULT_ARCH, DANN, add_device_flag, pick_device
 
 MODES = ("dann", "source-only", "target-only")
 
@@ -57,7 +57,7 @@ def parse_args(argv=None):
     o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     o.add_argument("--weight-decay", type=float, default=1e-5, help="L2 weight decay (default: 1e-5)")
     r = p.add_argument_group("run")
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when present (default: auto)")
+    add_device_flag(r)
     r.add_argument("--bf16", action="store_true",
                    help="forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update stay "
                         "float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); see README, "
@@ -71,8 +71,7 @@ def parse_args(argv=None):
     r.add_argument("--limit", type=int, default=None, metavar="N", help="use at most N training images per domain (quick trials)")
     r.add_argument("--eval-every", type=int, default=5, metavar="K", help="test accuracies every K epochs and at the end (default: 5)")
     r.add_argument("--save-every", type=int, default=10, metavar="K", help="checkpoint every K epochs and at the end (default: 10)")
-    r.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
-    r.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
+    download_data.add_data_flags(r)
     args = p.parse_args(argv)
     if problem := flag_problem(vars(args)):
         p.error(problem)
@@ -112,12 +111,12 @@ def adaptation_weight(p, gamma):
 
 def load_data(cfg, device):
     """Train and test sets of both domains, on the device, as uint8 / int64 tensors."""
-    root = Path(cfg["data_dir"]) if cfg["data_dir"] else default_root()
-    download_data.ensure_datasets(dict.fromkeys([cfg["source"], cfg["target"]]), root, not cfg["no_download"])
+    loaded = download_data.load_datasets(dict.fromkeys([cfg["source"], cfg["target"]]), SPLITS, cfg["data_dir"],
+                                         not cfg["no_download"])
     sets = {}
     for role in ("source", "target"):
-        for split in ("train", "test"):
-            x, y = load_domain(cfg[role], split, root)
+        for split in SPLITS:
+            x, y = loaded[cfg[role], split]
             if split == "train" and cfg["limit"]:
                 x, y = x[:cfg["limit"]], y[:cfg["limit"]]
             sets[f"{role}_{split}"] = (x.to(device), y.to(device))

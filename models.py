@@ -132,6 +132,11 @@ class DANN(nn.Module):
         return probs
 
 
+def add_device_flag(parser):
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to compute; auto: cuda when present (default: auto)")
+
+
 def pick_device(name):
     """--device auto|cpu|cuda -> torch.device; asking for a CUDA device that is not there is an error."""
     if name == "cuda" and not torch.cuda.is_available():

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 import download_data
-from data import DOMAINS, load_domain, make_folder, run_script, write_atomic
+from data import DOMAINS, make_folder, run_script, write_atomic
 from checkpoints import PRETRAINED_DIR, add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
-from models import pick_device
+from models import add_device_flag, pick_device
 
 
 def parse_args(argv=None):
@@ -28,13 +28,11 @@ def parse_args(argv=None):
     add_checkpoint_flags(p)
     p.add_argument("--domains", nargs="+", choices=DOMAINS, default=[], metavar="NAME",
                    help=f"more test sets to evaluate besides the checkpoint's source and target ({' '.join(DOMAINS)})")
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
+    download_data.add_data_flags(p)
     p.add_argument("--out-dir", type=Path, default=None,
                    help="where to write the figures (default: beside the checkpoint; figures/<name>/ for a bundled model)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where to run the model; auto: cuda when present (default: auto)")
+    add_device_flag(p)
     return p.parse_args(argv)
 
 
@@ -91,10 +89,10 @@ def main(argv=None):
           file=sys.stderr if args.json else sys.stdout)
     roles = {cfg["source"]: "source", cfg["target"]: "target"}
     roles.update({d: "extra" for d in args.domains if d not in roles})
-    download_data.ensure_datasets(roles, args.data_dir, not args.no_download)
+    test_sets = download_data.load_datasets(roles, ["test"], args.data_dir, not args.no_download)
     results = {}
     for name, role in roles.items():
-        images, labels = load_domain(name, "test", args.data_dir)
+        images, labels = test_sets[name, "test"]
         results[name] = domain_report(model, images.to(device), labels.to(device), role)
     out_dir = args.out_dir or (Path("figures") / path.stem if path.parent == PRETRAINED_DIR else path.parent)
     make_folder(out_dir)
