@@ -128,6 +128,14 @@ def test_latest_checkpoint_is_the_newest_run(tmp_path):
     assert checkpoints.latest_checkpoint(tmp_path / "nothing") is None
 
 
+def test_with_no_run_the_bundled_model_is_used_and_said_first(tmp_path):
+    r = run_valid("--no-download", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)  # no runs/ there
+    default = checkpoints.bundled_models()["default"]
+    assert r.stdout.splitlines()[0].startswith(f"model: {checkpoints.PRETRAINED_DIR / default}.pt (bundled model "
+                                               f"{default}, since there is no run under runs/ yet)")
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "download_data.py" in r.stderr
+
+
 def test_an_unreachable_checkpoint_url_says_what_to_do_in_valid_py_terms(tmp_path):
     r = run_valid("--checkpoint", "http://127.0.0.1:9/dann.pt", "--no-download", cwd=tmp_path)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1

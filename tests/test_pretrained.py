@@ -1,0 +1,146 @@
+"""The bundled models: registry, integrity, names on the command line, torch.hub, and the first run."""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import checkpoints
+import main
+import models
+import valid
+from conftest import REPO
+from data import UserError
+
+REGISTRY = checkpoints.bundled_models()
+NAMES = list(REGISTRY["models"])
+DIGIT_7 = "mnist_m_test0_digit7.png"  # a committed MNIST-M test digit, in images/
+
+
+def test_the_registry_lists_the_papers_three_columns_under_the_size_limits():
+    modes = {e["mode"] for e in REGISTRY["models"].values()}
+    assert modes == {"dann", "source-only", "target-only"} and REGISTRY["default"] == "mnist-mnist_m-dann"
+    files = [checkpoints.PRETRAINED_DIR / e["file"] for e in REGISTRY["models"].values()]
+    assert all(f.stat().st_size < 1 << 20 for f in files) and sum(f.stat().st_size for f in files) < 4 << 20
+    for e in REGISTRY["models"].values():
+        assert set(e) >= {"file", "sha256", "source", "target", "mode", "epochs", "seed", "commit",
+                          "source_test_acc", "target_test_acc", "command"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_bundled_model_matches_its_sha256_and_loads_weights_only(name):
+    entry = REGISTRY["models"][name]
+    path = checkpoints.bundled_checkpoint(name)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    ckpt = torch.load(path, weights_only=True)
+    assert "optimizer" not in ckpt and "rng" not in ckpt  # weights only
+    model, ckpt = checkpoints.load_checkpoint(path)
+    assert isinstance(model, models.DANN) and not model.training
+    assert {k: ckpt["config"][k] for k in ("source", "target", "mode", "epochs", "seed")} == \
+        {k: entry[k] for k in ("source", "target", "mode", "epochs", "seed")}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_re_evaluating_a_bundled_model_gives_its_recorded_accuracies(name, real_root, tmp_path):
+    entry = REGISTRY["models"][name]
+    results = valid.main(["--checkpoint", name, "--data-dir", str(real_root), "--no-download", "--json",
+                          "--device", "cpu", "--out-dir", str(tmp_path)])
+    assert results[entry["source"]]["accuracy"] == entry["source_test_acc"]
+    assert results[entry["target"]]["accuracy"] == entry["target_test_acc"]
+
+
+def damaged_copy(tmp_path, monkeypatch):
+    copy = tmp_path / "pretrained"
+    shutil.copytree(checkpoints.PRETRAINED_DIR, copy)
+    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", copy)
+    monkeypatch.setattr(checkpoints, "REGISTRY", copy / "registry.json")
+    return copy
+
+
+def test_a_damaged_bundled_file_is_refused(tmp_path, monkeypatch):
+    copy = damaged_copy(tmp_path, monkeypatch)
+    name = REGISTRY["default"]
+    blob = bytearray((copy / REGISTRY["models"][name]["file"]).read_bytes())
+    blob[len(blob) // 2] ^= 1  # one flipped bit in the weights: still loadable, other numbers
+    (copy / REGISTRY["models"][name]["file"]).write_bytes(bytes(blob))
+    for spec in (name, None):  # by name, and as the default when there is no run
+        with pytest.raises(UserError, match="does not match its sha256 .* git checkout -- pretrained/"):
+            checkpoints.resolve_checkpoint(spec, runs_dir=tmp_path / "runs")
+    (copy / REGISTRY["models"][name]["file"]).unlink()
+    with pytest.raises(UserError, match="is missing or does not match"):
+        checkpoints.resolve_checkpoint(name)
+
+
+def test_a_damaged_registry_is_one_line(tmp_path, monkeypatch):
+    copy = damaged_copy(tmp_path, monkeypatch)
+    (copy / "registry.json").write_text("{")
+    with pytest.raises(UserError, match="registry.json is missing or damaged"):
+        checkpoints.resolve_checkpoint(None, runs_dir=tmp_path / "runs")
+
+
+def test_list_prints_every_bundled_model_with_its_accuracies(capsys):
+    assert valid.main(["--list"]) is None
+    out = capsys.readouterr().out
+    for name, e in REGISTRY["models"].items():
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert f"{e['target_test_acc']:.4f}" in row and f"{e['source_test_acc']:.4f}" in row and e["mode"] in row
+
+
+def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_path):
+    # tmp_path has no runs/ and no images/: the model is the bundled one, the picture is found in images/
+    r = subprocess.run([sys.executable, str(REPO / "image_annotate.py"), "-f", DIGIT_7, "--out-dir", str(tmp_path)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    first, answer = r.stdout.splitlines()[:2]
+    assert first == (f"model: {checkpoints.PRETRAINED_DIR / 'mnist-mnist_m-dann.pt'} "
+                     "(bundled model mnist-mnist_m-dann, since there is no run under runs/ yet)")
+    assert answer.startswith(f"{REPO / 'images' / DIGIT_7}: 7 ")
+    assert (tmp_path / DIGIT_7.replace(".png", "_annotated.png")).is_file()
+
+
+def test_torch_hub_loads_the_bundled_dann_ready_for_inference():
+    from PIL import Image
+    from data import picture_to_digit
+    model = torch.hub.load(str(REPO), "mnist_mnist_m_dann", source="local", trust_repo=True)
+    assert isinstance(model, models.DANN) and not model.training
+    digit = picture_to_digit(Image.open(REPO / "images" / DIGIT_7))
+    assert model.predict_proba(digit[None]).argmax().item() == 7
+    entry = REGISTRY["models"]["mnist-mnist_m-dann"]
+    reference = checkpoints.load_checkpoint(checkpoints.PRETRAINED_DIR / entry["file"])[0]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+
+
+def test_initialisation_is_he_for_relu_layers_and_zero_for_the_outputs():
+    torch.manual_seed(0)
+    model = models.DANN("svhn")
+    conv = model.features[6]  # 64 x 5 x 5 inputs per output: He's std is sqrt(2 / 1600)
+    assert abs(conv.weight.std().item() / (2 / conv.weight[0].numel()) ** 0.5 - 1) < 0.02
+    for head in (model.label_classifier[-1], model.domain_classifier[-1]):
+        assert not head.weight.any() and not head.bias.any()
+    images = torch.randint(0, 256, (4, 3, 28, 28), dtype=torch.uint8)
+    assert torch.allclose(model.predict_proba(images), torch.full((4, 10), 0.1))  # the loss starts at log 10
+
+
+def test_the_quick_trial_learns(real_root, tmp_path):
+    # the README's first training run; with torch's default initialisation it ended at .52
+    metrics = main.train(main.parse_args(["--source", "mnist", "--target", "mnist_m", "--mode", "source-only",
+                                          "--limit", "3000", "--epochs", "3", "--seed", "0", "--no-download",
+                                          "--data-dir", str(real_root), "--out", str(tmp_path / "run")]))
+    assert metrics["source_test_acc"] >= 0.90
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["source_test_acc"] == metrics["source_test_acc"]
+
+
+def test_the_registry_command_reproduces_the_runs_settings():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bundle", REPO / "pretrained" / "bundle.py")
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    args = ["--source", "mnist", "--target", "mnist_m", "--mode", "target-only", "--bf16", "--seed", "1"]  # flag order
+    cfg, _ = main.run_config(main.parse_args([*args, "--eval-every", "10", "--device", "cpu"]))
+    assert bundle.reproducing_command(cfg) == "python main.py " + " ".join(args)
+    for e in REGISTRY["models"].values():  # and every registered command names the registered settings
+        assert f"--mode {e['mode']}" in e["command"] or e["mode"] == "dann"
+        assert f"--seed {e['seed']}" in e["command"] or e["seed"] == 0
