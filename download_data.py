@@ -67,7 +67,7 @@ def _reason(error):
     return type(error).__name__
 
 
-def download(urls, dest, checksums=(), timeout=30, by_hand="fetch the file by hand and import it with --from DIR"):
+def download(urls, dest, checksums=(), timeout=30, by_hand="fetch the file by hand"):
     """Download `dest` from the first of `urls` that delivers a file with a valid checksum.
 
     Bytes go to `dest.part`, which survives an interruption so the next call resumes it;
@@ -120,7 +120,8 @@ def fetch(names, root=None, source_dir=None, log=print):
                 import_file(remote.name, source_dir, dest, remote.checksums)
                 log(f"{name}: {remote.name} imported from {source_dir}")
             else:
-                download(remote.urls, dest, remote.checksums)
+                download(remote.urls, dest, remote.checksums, by_hand="fetch the file by hand and import it with: "
+                         f"python download_data.py --from DIR --datasets {name}")
                 log(f"{name}: {remote.name} downloaded")
 
 
