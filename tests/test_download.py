@@ -65,10 +65,18 @@ def test_nothing_is_left_behind_when_every_source_fails(server, tmp_path):
     server.errors["/gone/file.bin"] = 404
     urls = [server.url + "/bad/file.bin", server.url + "/gone/file.bin"]
     with pytest.raises(data.UserError) as err:
-        download_data.download(urls, tmp_path / "file.bin", (MD5,))
+        download_data.download(urls, tmp_path / "file.bin", (MD5,), by_hand="do what the calling script says")
     message = str(err.value)
-    assert "checksum mismatch" in message and "HTTP 404" in message and "--from" in message
+    assert "checksum mismatch" in message and "HTTP 404" in message
+    assert message.endswith("Check the network, or do what the calling script says")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_dataset_that_cannot_be_downloaded_names_the_import_command(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.SOURCES, "usps", (data.RemoteFile("zip.train.gz", ("http://127.0.0.1:9/zip.train.gz",), ()),))
+    with pytest.raises(data.UserError) as err:
+        download_data.ensure_datasets(["usps"], tmp_path)
+    assert str(err.value).endswith("python download_data.py --from DIR --datasets usps")
 
 
 def test_unreachable_host_is_reported_not_raised(tmp_path):
