@@ -1,6 +1,6 @@
 """Read the digit in pictures with a trained DANN and write annotated copies.
 
-    python image_annotate.py -f paper_3.jpg              # a bare name is also looked for in images/
+    python image_annotate.py -f paper_handwritten_3.jpg --out-dir annotated/   # a bare name is also looked for in images/
     python image_annotate.py -f a.jpg b.png -f photos/ --checkpoint runs/X/checkpoint.pt
     python image_annotate.py --list                      # the bundled models
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import download_data
-from data import DOMAINS, SPLITS, UserError, augment, make_folder, run_script, save_atomic
 from checkpoints import restore, save_resumable
+from data import DOMAINS, SPLITS, UserError, augment, make_folder, run_script, save_atomic
 from models import ARCHS, DEFAULT_ARCH, DANN, add_device_flag, pick_device
 
 MODES = ("dann", "source-only", "target-only")

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 import download_data
-from data import DOMAINS, make_folder, run_script, write_atomic
 from checkpoints import PRETRAINED_DIR, add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
+from data import DOMAINS, run_script, write_atomic
 from models import add_device_flag, pick_device
 
 
@@ -95,7 +95,6 @@ def main(argv=None):
         images, labels = test_sets[name, "test"]
         results[name] = domain_report(model, images.to(device), labels.to(device), role)
     out_dir = args.out_dir or (Path("figures") / path.stem if path.parent == PRETRAINED_DIR else path.parent)
-    make_folder(out_dir)
     for name, result in results.items():
         result["figure"] = str(out_dir / f"confusion_{name}.png")
         save_confusion_figure(name, result, Path(result["figure"]))

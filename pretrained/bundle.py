@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import main  # noqa: E402
@@ -44,7 +46,7 @@ def bundle(run, name, commit, make_default, data_dir):
         raise UserError(f"{run}: no metrics.json, so the run has not finished; bundle finished runs only")
     metrics = json.loads(metrics_file.read_text())
     cfg = metrics["config"]
-    ckpt = main.torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     path = HERE / f"{name}.pt"
     save_atomic(weights_only(ckpt), path)
     with tempfile.TemporaryDirectory() as figures, contextlib.redirect_stdout(sys.stderr):
