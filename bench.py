@@ -8,10 +8,10 @@ For each task it times, on each device:
   baseline      the way the original repository trained: a torch DataLoader with per-sample
                 torchvision transforms (random crop with padding 4, colour jitter 0.4), a
                 plain NCHW fp32 model and torch's default SGD, stepped eagerly;
-  this project  main.py's step: data resident on the device as uint8, the whole step (batch
-                gather, schedule, forward, backward, fused SGD) a function of device tensors,
-                captured in one CUDA graph on a GPU; with --augment (the baseline's
-                distortions, batched on the device) and with --bf16;
+  this project  training.py's step, as main.py runs it: data resident on the device as uint8,
+                the whole step (batch gather, schedule, forward, backward, fused SGD) a function
+                of device tensors, captured in one CUDA graph on a GPU; with --augment (the
+                baseline's distortions, batched on the device) and with --bf16;
   on a GPU also the same step launched eagerly (no graph) and with the model torch.compile'd.
 By default the images are random tensors of the real dataset shapes, so no dataset is needed.
 It then checks that the fast step (fp32, bf16, and on a GPU the captured graph) gives the
@@ -28,8 +28,10 @@ import time
 import torch
 import torchvision.transforms.v2 as T
 
-import main
+import training
 from data import UserError, load_domain, missing_files, run_script, save_atomic
+from methods import METHODS, Batch
+from models import DANN
 
 TASKS = {  # name: (source, target, source train size, target train size, arch)
     "svhn-mnist": ("svhn", "mnist", 73_257, 60_000, "svhn"),
@@ -37,6 +39,7 @@ TASKS = {  # name: (source, target, source train size, target train size, arch)
 }
 BATCH = 128
 EPOCHS = 100  # the paper's schedule, for the projection
+PLAIN = training.Config()  # what the plain step computes: the paper's recipe, in fp32
 CHECK_STEPS = 5  # enough for the CUDA graph to be captured and replayed (3 eager warm-up calls)
 
 
@@ -56,9 +59,8 @@ def task_data(task, real):
 
 
 def config(arch, **changes):
-    return {"arch": arch, "dropout": 0.0, "mode": "dann", "lr": 0.01, "lr_alpha": 10.0, "lr_beta": 0.75,
-            "gamma": 10.0, "momentum": 0.9, "weight_decay": 1e-5, "batch_size": BATCH, "epochs": EPOCHS,
-            "seed": 0, "augment": False, "bf16": False, "cuda_graph": True, **changes}
+    """The default DANN recipe on this network (batch size BATCH, EPOCHS epochs)."""
+    return training.Config(arch=arch, batch_size=BATCH, epochs=EPOCHS, **changes)
 
 
 def sync(device):
@@ -67,32 +69,35 @@ def sync(device):
 
 
 def project_step(cfg, source, target, device, compile_model=False, first_step=0):
-    """main.py's model, optimizer and step on these tensors, from first_step of the 100-epoch
-    schedule on, with one epoch's batches loaded."""
+    """training.py's model, optimizer and DANN step on these tensors, from first_step of the
+    100-epoch schedule on, with one epoch's batches loaded."""
     torch.manual_seed(0)
     (xs, ys), (xt, _) = source, target
     xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
-    model, opt = main.model_and_optimizer(cfg, device)
+    model, opt = training.model_and_optimizer(cfg, device)
     if compile_model:  # the whole training forward pass: standardize, both heads, the reversal layer
         model.adversarial = torch.compile(model.adversarial)
-    steps_per_epoch = main.epoch_length(len(xs), len(xt), BATCH)
-    step, state = main.make_step(model, opt, xs, ys, xt, cfg, EPOCHS * steps_per_epoch, first_step)
-    state["batches"].copy_(main.epoch_batch_pairs(len(xs), len(xt), steps_per_epoch, BATCH, 0, 0, device))
+    sizes = (len(xs), len(xt))
+    steps_per_epoch = training.epoch_length(sizes, BATCH)
+    step, state = training.make_step(model, opt, METHODS["dann"], (xs, ys, xt), cfg, EPOCHS * steps_per_epoch,
+                                     first_step)
+    state["batches"].copy_(training.epoch_indices(sizes, steps_per_epoch, BATCH, 0, 0, device))
     return model, opt, step, state
 
 
 def plain_model(arch, device):
     torch.manual_seed(0)
-    model = main.DANN(arch).to(device)
+    model = DANN(arch).to(device)
     return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-5)
 
 
-def set_schedule(model, opt, step, total_steps):
-    """The paper's schedule set from Python, the usual way."""
+def plain_step(model, opt, images, labels, unlabelled, step, total_steps):
+    """One DANN step the usual way: the learning rate set from Python, then the method's loss."""
     p = torch.tensor(step / total_steps, dtype=torch.float64)
     for group in opt.param_groups:
-        group["lr"] = main.learning_rate(p, 0.01, 10, 0.75).item()
-    model.grl.set_lambda(main.adaptation_weight(p, 10).item())
+        group["lr"] = training.learning_rate(p, 0.01, 10, 0.75).item()
+    return training.sgd_step(model, opt, METHODS["dann"], Batch(images, labels, unlabelled), p.to(images.device),
+                             PLAIN)
 
 
 def timed(run, device, steps, warmup):
@@ -131,9 +136,8 @@ def time_baseline(arch, source, target, device, steps, warmup, workers, total_st
 
     def run():
         (bx, by), (tx, _) = next(source), next(target)
-        set_schedule(model, opt, next(counter), total_steps)
-        main.train_step(model, opt, bx.to(device, non_blocking=True), by.to(device, non_blocking=True),
-                        tx.to(device, non_blocking=True), "dann")
+        plain_step(model, opt, bx.to(device, non_blocking=True), by.to(device, non_blocking=True),
+                   tx.to(device, non_blocking=True), next(counter), total_steps)
     return timed(run, device, steps, warmup)
 
 
@@ -166,8 +170,7 @@ def check_same_steps(arch, device, bf16, **changes):
         before = [p.detach().clone() for p in plain.parameters()]
         step()
         il, iu = state["batches"][(first + i) % CHECK_STEPS]
-        set_schedule(plain, opt, first + i, total)
-        expected = main.train_step(plain, opt, xs[il], ys[il], xt[iu], "dann")
+        expected = plain_step(plain, opt, xs[il], ys[il], xt[iu], first + i, total)
         worst_loss = max(worst_loss, ((state["last"][:2] - expected[:2]).abs() / expected[:2].abs()).max().item())
         diff = torch.stack([(a.detach() - b.detach()).norm() for a, b in zip(fast.parameters(), plain.parameters())])
         update = torch.stack([(b.detach() - b0).norm() for b, b0 in zip(plain.parameters(), before)])
@@ -195,7 +198,7 @@ def device_name(device):
 
 def measure(task, source, target, device, steps, workers):
     arch = TASKS[task][4]
-    steps_per_epoch = main.epoch_length(len(source[0]), len(target[0]), BATCH)
+    steps_per_epoch = training.epoch_length((len(source[0]), len(target[0])), BATCH)
     timings = {"baseline": time_baseline(arch, source, target, device, steps, 3, workers, EPOCHS * steps_per_epoch)}
     for name, changes, compile_model in variants(device):
         try:

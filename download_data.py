@@ -138,15 +138,9 @@ def ensure_datasets(names, root=None, allow_download=True):
 
 def load_datasets(names, splits, root=None, allow_download=True):
     """Fetch whichever of the named datasets is incomplete, then load them:
-    {(name, split): (uint8 images, int64 labels)} (main.py and valid.py call this)."""
+    {(name, split): (uint8 images, int64 labels)} (training.py and valid.py call this)."""
     ensure_datasets(names, root, allow_download)
     return {(name, split): load_domain(name, split, root) for name in names for split in splits}
-
-
-def add_data_flags(parser):
-    """--data-dir and --no-download, as main.py and valid.py take them."""
-    parser.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
-    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing datasets")
 
 
 def parse_args(argv=None):

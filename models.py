@@ -131,14 +131,3 @@ class DANN(nn.Module):
         self.train(was_training)
         return probs
 
-
-def add_device_flag(parser):
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where to compute; auto: cuda when present (default: auto)")
-
-
-def pick_device(name):
-    """--device auto|cpu|cuda -> torch.device; asking for a CUDA device that is not there is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")

@@ -20,7 +20,7 @@ import torch
 import download_data
 from checkpoints import PRETRAINED_DIR, add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
 from data import DOMAINS, run_script, write_atomic
-from models import add_device_flag, pick_device
+from training import add_flags, pick_device
 
 
 def parse_args(argv=None):
@@ -28,11 +28,10 @@ def parse_args(argv=None):
     add_checkpoint_flags(p)
     p.add_argument("--domains", nargs="+", choices=DOMAINS, default=[], metavar="NAME",
                    help=f"more test sets to evaluate besides the checkpoint's source and target ({' '.join(DOMAINS)})")
-    download_data.add_data_flags(p)
+    add_flags(p, ("data_dir", "no_download", "device"))
     p.add_argument("--out-dir", type=Path, default=None,
                    help="where to write the figures (default: beside the checkpoint; figures/<name>/ for a bundled model)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
-    add_device_flag(p)
     return p.parse_args(argv)
 
 

@@ -18,27 +18,10 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import main  # noqa: E402
 import valid  # noqa: E402
 from checkpoints import REGISTRY, weights_only  # noqa: E402
 from data import UserError, run_script, save_atomic  # noqa: E402
-
-SETTINGS_NOT_IN_COMMAND = ("device", "data_dir", "no_download", "eval_every", "save_every", "cuda_graph")
-
-
-def reproducing_command(cfg):
-    """main.py with the flags whose values differ from the defaults (what decides the model)."""
-    defaults = vars(main.parse_args([]))
-    flags = []
-    for key, value in cfg.items():
-        if key in SETTINGS_NOT_IN_COMMAND or key not in defaults or value == defaults[key]:
-            continue
-        if key == "arch" and value == main.DEFAULT_ARCH[cfg["source"]]:
-            continue
-        flag = "--" + key.replace("_", "-")
-        flags += [flag] if value is True else [flag, str(value)]
-    return " ".join(["python main.py", *flags])
-
+from training import Config  # noqa: E402
 
 def bundle(run, name, commit, make_default, data_dir):
     metrics_file = run / "metrics.json"
@@ -58,7 +41,7 @@ def bundle(run, name, commit, make_default, data_dir):
         "source": cfg["source"], "target": cfg["target"], "mode": cfg["mode"], "arch": cfg["arch"],
         "epochs": cfg["epochs"], "seed": cfg["seed"], "commit": commit,
         "source_test_acc": results[cfg["source"]]["accuracy"], "target_test_acc": results[cfg["target"]]["accuracy"],
-        "command": reproducing_command(cfg), "wall_time_s": metrics["wall_time_s"], "device": metrics["device"]}
+        "command": Config.from_saved(cfg, metrics_file).command(), "wall_time_s": metrics["wall_time_s"], "device": metrics["device"]}
     if make_default:
         registry["default"] = name
     save_atomic(json.dumps(registry, indent=2) + "\n", REGISTRY)

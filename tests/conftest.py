@@ -115,12 +115,12 @@ def real_mnist_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A small DANN trained on the synthetic MNIST -> MNIST-M files: (data root, run folder)."""
-    import main
+    import training
     base = tmp_path_factory.mktemp("trained")
     root = base / "data"
     for name in ("mnist", "mnist_m", "usps"):
         MAKERS[name](root / name)
     out = base / "run"
-    main.train(main.parse_args(["--source", "mnist", "--target", "mnist_m", "--data-dir", str(root), "--out", str(out),
-                                "--no-download", "--epochs", "10", "--batch-size", "8", "--lr", "0.05"]))
+    training.train(training.Config(source="mnist", target="mnist_m", data_dir=str(root), no_download=True, epochs=10,
+                                   batch_size=8, lr=0.05), out)
     return root, out

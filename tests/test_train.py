@@ -9,9 +9,12 @@ import pytest
 import torch
 
 import checkpoints
-import main
+import methods
 import models
+import training
 from conftest import REPO, make_usps
+from data import UserError
+from training import Config
 
 
 def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
@@ -32,8 +35,8 @@ def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
 
 def test_schedules_match_the_paper_formulas():
     p = torch.tensor([0, 0.5, 1], dtype=torch.float64)
-    assert main.learning_rate(p, 0.01, 10, 0.75).tolist() == [0.01, 0.01 / 6 ** 0.75, 0.01 / 11 ** 0.75]
-    lambd = main.adaptation_weight(p, 10).tolist()
+    assert training.learning_rate(p, 0.01, 10, 0.75).tolist() == [0.01, 0.01 / 6 ** 0.75, 0.01 / 11 ** 0.75]
+    lambd = methods.adaptation_weight(p, 10).tolist()
     assert lambd[0] == 0
     assert math.isclose(lambd[1], 2 / (1 + math.exp(-5)) - 1)
     assert math.isclose(lambd[2], 2 / (1 + math.exp(-10)) - 1)
@@ -52,21 +55,24 @@ def test_architectures_have_the_papers_shapes(arch, features):
 
 
 def test_epoch_batches_cover_the_set_and_depend_only_on_seed_and_epoch():
-    a = main.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu")
+    a = training.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu")
     assert a.shape == (3, 4) and set(a.flatten()[:10].tolist()) == set(range(10))
-    assert torch.equal(a, main.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu"))
-    assert not torch.equal(a, main.epoch_batches(10, 3, 4, seed=1, epoch=1, device="cpu"))
+    assert torch.equal(a, training.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu"))
+    assert not torch.equal(a, training.epoch_batches(10, 3, 4, seed=1, epoch=1, device="cpu"))
 
 
-def tiny_args(root, out, *extra):
-    return main.parse_args(["--source", "mnist", "--target", "mnist_m", "--data-dir", str(root), "--out", str(out),
-                            "--no-download", "--epochs", "2", "--batch-size", "8", "--eval-every", "1",
-                            "--save-every", "1", *extra])
+def tiny_config(root, **changes):
+    return Config(**{"source": "mnist", "target": "mnist_m", "data_dir": str(root), "no_download": True, "epochs": 2,
+                     "batch_size": 8, "eval_every": 1, "save_every": 1, **changes})
+
+
+def tiny_run(root, out, **changes):
+    return training.train(tiny_config(root, **changes), out)
 
 
 def test_tiny_run_writes_metrics_events_and_checkpoint(synthetic_root, tmp_path):
     out = tmp_path / "run"
-    metrics = main.train(tiny_args(synthetic_root, out))
+    metrics = tiny_run(synthetic_root, out)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["target_test_acc"] == metrics["target_test_acc"] and 0 <= saved["target_test_acc"] <= 1
     assert saved["config"]["mode"] == "dann" and saved["config"]["arch"] == "mnist"
@@ -79,25 +85,29 @@ def test_tiny_run_writes_metrics_events_and_checkpoint(synthetic_root, tmp_path)
 
 
 def test_same_seed_same_numbers_on_cpu(synthetic_root, tmp_path):
-    a = main.train(tiny_args(synthetic_root, tmp_path / "a", "--seed", "3"))
-    b = main.train(tiny_args(synthetic_root, tmp_path / "b", "--seed", "3"))
-    c = main.train(tiny_args(synthetic_root, tmp_path / "c", "--seed", "4"))
+    a = tiny_run(synthetic_root, tmp_path / "a", seed=3)
+    b = tiny_run(synthetic_root, tmp_path / "b", seed=3)
+    c = tiny_run(synthetic_root, tmp_path / "c", seed=4)
     assert a["history"] == b["history"]
     assert a["history"] != c["history"]
-    for flag in ("--augment", "--bf16"):  # each changes what is computed, and stays reproducible
-        d = main.train(tiny_args(synthetic_root, tmp_path / f"d{flag}", "--seed", "3", flag))
-        e = main.train(tiny_args(synthetic_root, tmp_path / f"e{flag}", "--seed", "3", flag))
+    for flag in ("augment", "bf16"):  # each changes what is computed, and stays reproducible
+        d = tiny_run(synthetic_root, tmp_path / f"d{flag}", seed=3, **{flag: True})
+        e = tiny_run(synthetic_root, tmp_path / f"e{flag}", seed=3, **{flag: True})
         assert d["history"] == e["history"] != a["history"]
-        assert d["config"][flag[2:]] is True
+        assert d["config"][flag] is True
 
 
-@pytest.mark.parametrize("stop_after,flags", [(4, ()), (6, ()), (6, ("--augment", "--bf16"))])
-def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, stop_after, flags):
+@pytest.mark.parametrize("stop_after,flags,mode", [(4, {}, "dann"), (6, {}, "dann"),
+                                                   (6, {"augment": True, "bf16": True}, "dann"),
+                                                   (6, {"augment": True}, "source-only"),
+                                                   (6, {"augment": True}, "target-only")])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, stop_after, flags,
+                                                        mode):
     # stop exactly after epoch 1, or in the middle of epoch 2; dropout, augmentation and bf16 draw random numbers
-    main.train(tiny_args(synthetic_root, tmp_path / "whole", "--dropout", "0.3", *flags))
+    tiny_run(synthetic_root, tmp_path / "whole", dropout=0.3, mode=mode, **flags)
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
 
-    real_step, calls = main.train_step, []
+    real_step, calls = training.sgd_step, []
 
     def step_then_ctrl_c(*a):
         result = real_step(*a)
@@ -106,12 +116,12 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path
             signal.raise_signal(signal.SIGINT)
         return result
 
-    monkeypatch.setattr(main, "train_step", step_then_ctrl_c)
-    assert main.train(tiny_args(synthetic_root, tmp_path / "cut", "--dropout", "0.3", *flags)) is None
+    monkeypatch.setattr(training, "sgd_step", step_then_ctrl_c)
+    assert tiny_run(synthetic_root, tmp_path / "cut", dropout=0.3, mode=mode, **flags) is None
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == stop_after
     assert not (tmp_path / "cut" / "metrics.json").exists()
-    monkeypatch.setattr(main, "train_step", real_step)
-    resumed = main.train(main.parse_args(["--resume", str(tmp_path / "cut")]))
+    monkeypatch.setattr(training, "sgd_step", real_step)
+    resumed = training.train(training.resumed_config(tmp_path / "cut", "auto"), tmp_path / "cut", resume=True)
     final = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, final["model"][name]), name
@@ -121,13 +131,13 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path
 def test_resume_lays_momentum_out_like_its_parameter(synthetic_root, tmp_path):
     # A run trained on a GPU saves NCHW momentum buffers; on the CPU the convolutions' weights are
     # channels_last, and a fused SGD kernel would pair the two element by element.
-    main.train(tiny_args(synthetic_root, tmp_path / "run"))
+    tiny_run(synthetic_root, tmp_path / "run")
     path = tmp_path / "run" / "checkpoint.pt"
     ckpt = torch.load(path, weights_only=True)
     for s in ckpt["optimizer"]["state"].values():
         s["momentum_buffer"] = s["momentum_buffer"].contiguous()
     torch.save(ckpt, path)
-    model, opt = main.model_and_optimizer(ckpt["config"], torch.device("cpu"))
+    model, opt = training.model_and_optimizer(Config(**ckpt["config"]), torch.device("cpu"))
     lr = opt.param_groups[0]["lr"]
     checkpoints.restore(tmp_path / "run", model, opt)
     convs = [p for p in model.parameters() if p.dim() == 4]
@@ -140,16 +150,14 @@ def test_resume_lays_momentum_out_like_its_parameter(synthetic_root, tmp_path):
 
 def test_source_only_on_real_mnist_learns(real_mnist_root, tmp_path):
     make_usps(real_mnist_root / "usps")  # any target: source-only never trains on it
-    args = main.parse_args(["--source", "mnist", "--target", "usps", "--mode", "source-only",
-                            "--data-dir", str(real_mnist_root), "--out", str(tmp_path / "run"), "--no-download",
-                            "--limit", "6000", "--epochs", "2", "--eval-every", "2"])
-    metrics = main.train(args)
+    cfg = Config(source="mnist", target="usps", mode="source-only", data_dir=str(real_mnist_root), no_download=True,
+                 limit=6000, epochs=2, eval_every=2)
+    metrics = training.train(cfg, tmp_path / "run")
     assert metrics["source_test_acc"] > 0.5  # 10,000 real MNIST test digits after 94 steps; chance is 0.1
 
 
 def test_target_only_trains_on_target_labels(synthetic_root, tmp_path):
-    metrics = main.train(tiny_args(synthetic_root, tmp_path / "run", "--mode", "target-only", "--epochs", "15",
-                                   "--lr", "0.05"))
+    metrics = tiny_run(synthetic_root, tmp_path / "run", mode="target-only", epochs=15, lr=0.05)
     assert metrics["target_test_acc"] > 0.5  # the synthetic digits are learnable; chance is 0.1
 
 
@@ -180,10 +188,12 @@ def test_cli_bad_inputs(tmp_path):
     (lambda cfg: {**cfg, "epochs": "100"}, "does not hold the settings main.py writes"),
     (lambda cfg: {**cfg, "data_dir": 7}, "does not hold the settings main.py writes"),
     (lambda cfg: {**cfg, "batch_size": 0}, "config.json says --batch-size must be at least 1"),
-    (lambda cfg: {"epochs": 0}, "does not hold the settings main.py writes"),  # no arch
+    (lambda cfg: {**cfg, "learning_rate": 0.1}, "does not hold the settings main.py writes"),  # not a setting
+    (lambda cfg: {**cfg, "augment": 1}, "does not hold the settings main.py writes"),
+    (lambda cfg: {"epochs": 0}, "config.json says --epochs must be at least 1"),  # the others: their defaults
 ])
 def test_resume_of_an_edited_config_is_one_line(tmp_path, edit, message):
-    cfg, _ = main.run_config(main.parse_args(["--out", str(tmp_path / "run")]))
+    cfg = Config().as_dict()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps(edit(cfg)))
     r = run_cli("--resume", str(tmp_path / "run"))
@@ -202,9 +212,8 @@ def test_out_must_not_be_a_file_or_an_earlier_run(tmp_path):
 
 
 def test_default_task_svhn_to_mnist_runs_with_the_svhn_network(synthetic_root, tmp_path):
-    args = main.parse_args(["--data-dir", str(synthetic_root), "--out", str(tmp_path / "run"), "--no-download",
-                            "--epochs", "1", "--batch-size", "8"])
-    metrics = main.train(args)
+    metrics = training.train(Config(data_dir=str(synthetic_root), no_download=True, epochs=1, batch_size=8),
+                             tmp_path / "run")
     assert metrics["config"]["source"] == "svhn" and metrics["config"]["target"] == "mnist"
     assert metrics["config"]["arch"] == "svhn" and len(metrics["history"]) == 1
     model, _ = checkpoints.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
@@ -213,9 +222,8 @@ def test_default_task_svhn_to_mnist_runs_with_the_svhn_network(synthetic_root, t
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graph_run_matches_eager_run_and_resumes_on_the_cpu(synthetic_root, tmp_path):
-    graphed = main.train(tiny_args(synthetic_root, tmp_path / "graph", "--device", "cuda", "--epochs", "3"))
-    eager = main.train(tiny_args(synthetic_root, tmp_path / "eager", "--device", "cuda", "--epochs", "3",
-                                 "--no-cuda-graph"))
+    graphed = tiny_run(synthetic_root, tmp_path / "graph", device="cuda", epochs=3)
+    eager = tiny_run(synthetic_root, tmp_path / "eager", device="cuda", epochs=3, cuda_graph=False)
     for g, e in zip(graphed["history"], eager["history"]):
         assert abs(g["class_loss"] - e["class_loss"]) < 1e-3 * max(1, e["class_loss"])
     ckpt = torch.load(tmp_path / "graph" / "checkpoint.pt", weights_only=True)
@@ -223,26 +231,28 @@ def test_cuda_graph_run_matches_eager_run_and_resumes_on_the_cpu(synthetic_root,
     config = json.loads((tmp_path / "graph" / "config.json").read_text())
     config["epochs"] = 4
     (tmp_path / "graph" / "config.json").write_text(json.dumps(config))
-    resumed = main.train(main.parse_args(["--resume", str(tmp_path / "graph"), "--device", "cpu"]))
+    resumed = training.train(training.resumed_config(tmp_path / "graph", "cpu"), tmp_path / "graph", resume=True)
     assert len(resumed["history"]) == 4 and resumed["history"][-1]["class_loss"] < 10
 
 
-@pytest.mark.parametrize("mode", main.MODES)
+@pytest.mark.parametrize("mode", methods.METHODS)
 def test_the_step_reads_no_value_back_to_the_host(mode):
     # What capturing the step in a CUDA graph needs, checked without a GPU: meta tensors have
     # shapes but no values, so an .item(), a bool(tensor) or a data-dependent shape in the batch
     # gather, augmentation, schedule, forward or backward raises here. The optimizer is stubbed:
     # the fused SGD that runs on a GPU is capturable by design and has no meta kernel.
     meta = torch.device("meta")
-    cfg = {"arch": "mnist", "mode": mode, "batch_size": 8, "epochs": 2, "lr": 0.01, "lr_alpha": 10.0, "lr_beta": 0.75,
-           "gamma": 10.0, "augment": True, "bf16": False}
+    cfg = Config(source="mnist", target="mnist_m", mode=mode, batch_size=8, epochs=2, augment=True)
     model = models.DANN("mnist", dropout=0.3).to(meta)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     opt.param_groups[0]["lr"] = torch.tensor(0.01, device=meta)
     steps = []
     opt.step = lambda: steps.append([p.grad.shape for p in model.parameters() if p.grad is not None])
     images = torch.empty(40, 3, 28, 28, dtype=torch.uint8, device=meta)
-    step, state = main.make_step(model, opt, images, torch.empty(40, dtype=torch.long, device=meta), images, cfg, 10, 0)
+    method = methods.METHODS[mode]
+    labels = torch.empty(40, dtype=torch.long, device=meta)
+    step, state = training.make_step(model, opt, method, (images, labels, images if method.uses_unlabelled else None),
+                                     cfg, 10, 0)
     for _ in range(3):
         step()
     grads = 14 if mode == "dann" else 10  # 4 tensors of the domain classifier learn only in dann
@@ -251,7 +261,7 @@ def test_the_step_reads_no_value_back_to_the_host(mode):
 
 
 def test_resume_of_a_checkpoint_missing_its_progress_is_one_line(synthetic_root, tmp_path):
-    main.train(tiny_args(synthetic_root, tmp_path / "run", "--epochs", "1"))
+    tiny_run(synthetic_root, tmp_path / "run", epochs=1)
     path = tmp_path / "run" / "checkpoint.pt"
     ckpt = torch.load(path, weights_only=True)
     del ckpt["rng"]
@@ -265,7 +275,7 @@ def test_resume_of_a_checkpoint_missing_its_progress_is_one_line(synthetic_root,
 def test_a_failing_graph_capture_falls_back_to_the_eager_step(capsys):
     # on this CPU-only machine torch.cuda.CUDAGraph() itself raises, as a capture that fails would
     calls = []
-    step = main.CapturedStep(lambda: calls.append(1), warmup=0)
+    step = training.CapturedStep(lambda: calls.append(1), warmup=0)
     for _ in range(3):
         step()
     assert len(calls) == 3 and step.graph is None  # every call still one real training step
@@ -280,9 +290,40 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behi
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 521664 vs 521592")
     monkeypatch.setattr(torch, "save", disk_full)
     out = tmp_path / "run"
-    with pytest.raises(main.UserError) as e:
-        main.train(tiny_args(synthetic_root, out))
+    with pytest.raises(UserError) as e:
+        tiny_run(synthetic_root, out)
     assert str(e.value) == (f"could not write {out / 'checkpoint.pt'} (the write failed; is the disk full?); what was "
                             f"there before is untouched; once there is room, continue from the last saved checkpoint "
                             f"with: python main.py --resume {out}")
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("events")) == ["config.json"]
+
+
+def test_flags_are_made_from_the_config_and_its_command_parses_back_to_it():
+    import argparse
+    parser = argparse.ArgumentParser()
+    training.add_flags(parser)
+    assert Config.from_flags(parser.parse_args([])) == Config()
+    cfg = Config(source="mnist", target="usps", mode="source-only", arch="svhn", dropout=0.25, augment=True, epochs=7,
+                 lr=0.02, gamma=3.5, weight_decay=0.0, bf16=True, seed=9, limit=500)
+    words = cfg.command().split()
+    assert words[:2] == ["python", "main.py"]
+    assert Config.from_flags(parser.parse_args(words[2:])) == cfg
+    assert Config.from_flags(parser.parse_args(["--no-cuda-graph"])).cuda_graph is False
+
+
+@pytest.mark.parametrize("changes,message", [({"epochs": 0}, "--epochs must be at least 1"),
+                                             ({"dropout": 1.0}, "--dropout must be in [0, 1)"),
+                                             ({"lr": 0.0}, "--lr must be positive"),
+                                             ({"limit": 0}, "--limit must be at least 1"),
+                                             ({"source": "usps", "target": "usps"}, "nothing to adapt")])
+def test_an_invalid_config_cannot_be_made(changes, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        Config(**changes)
+    with pytest.raises(TypeError):
+        Config(epochs="100")
+    with pytest.raises(TypeError):
+        Config(mode="vada")
+
+
+def test_a_baseline_may_train_with_the_same_domain_on_both_sides():
+    assert Config(source="usps", target="usps", mode="source-only").arch == "mnist"

@@ -1,0 +1,477 @@
+"""The training engine behind main.py: configuration, schedule, batches, the step, evaluation,
+and the loop with its run folder. No command line here: main.py turns flags into a Config and
+calls train(); bench.py and the tests call the same functions.
+
+Both training sets live on the training device as uint8 and batches are gathered there by
+index: no DataLoader and no per-sample Python in the loop. The whole step (gather, optional
+augmentation, schedule, the method's loss, backward, SGD update) reads and writes only device
+tensors, so on a GPU it is captured once as a CUDA graph and replayed. Target labels are used
+only to report target accuracy (and, in target-only mode, to train, which is what that mode means).
+"""
+import contextlib
+import dataclasses
+import json
+import math
+import platform
+import signal
+import sys
+import time
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import download_data
+from checkpoints import restore, save_resumable
+from data import DOMAINS, SPLITS, UserError, augment, make_folder, save_atomic
+from methods import METHODS, Batch
+from models import ARCHS, DEFAULT_ARCH, DANN
+
+# ---------------------------------------------------------------- configuration
+
+
+def setting(default, help, group, **flag):
+    """A Config field: its default, its --help text, its group in --help, and argparse extras."""
+    return field(default=default, metadata={"help": help, "group": group, **flag})
+
+
+GROUPS = {"task": "task", "optimisation": "optimisation (defaults: the paper's recipe)", "run": "run"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A run's settings: main.py's flags are made from these fields, config.json holds them, and a
+    Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
+    source: str = setting("svhn", "labelled domain", "task", choices=DOMAINS)
+    target: str = setting("mnist", "unlabelled domain", "task", choices=DOMAINS)
+    mode: str = setting("dann", "training method (methods.py): dann adapts; source-only ignores the target (lower "
+                        "bound); target-only trains on target labels (upper bound)", "task", choices=METHODS)
+    arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
+                                         "otherwise)", "task", choices=ARCHS)
+    dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
+    augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
+                            "and saturation by up to 40%%, drawn per image, in batches on the device; not in the "
+                            "paper's recipe", "task")
+    epochs: int = setting(100, "epochs; one epoch = the smaller training set once", "optimisation")
+    batch_size: int = setting(128, "images per domain per step", "optimisation")
+    lr: float = setting(0.01, "mu_0, the initial learning rate", "optimisation")
+    lr_alpha: float = setting(10.0, "alpha in mu_p = mu_0 / (1 + alpha p)^beta", "optimisation")
+    lr_beta: float = setting(0.75, "beta in the learning-rate schedule", "optimisation")
+    gamma: float = setting(10.0, "gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1", "optimisation")
+    momentum: float = setting(0.9, "SGD momentum", "optimisation")
+    weight_decay: float = setting(1e-5, "L2 weight decay", "optimisation")
+    device: str = setting("auto", "where to compute; auto: cuda when present", "run", choices=("auto", "cpu", "cuda"))
+    bf16: bool = setting(False, "forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update "
+                         "stay float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); "
+                         "see README, 'Speed'", "run")
+    cuda_graph: bool = setting(True, "on a GPU, launch every step's kernels from Python instead of replaying one "
+                               "captured CUDA graph: slower, but easier to profile or debug (default: graph on)", "run")
+    seed: int = setting(0, "random seed; the same seed on the CPU gives the same numbers", "run")
+    limit: typing.Optional[int] = setting(None, "use at most N training images per domain (quick trials)", "run",
+                                          metavar="N")
+    eval_every: int = setting(5, "test accuracies every K epochs and at the end", "run", metavar="K")
+    save_every: int = setting(10, "checkpoint every K epochs and at the end", "run", metavar="K")
+    data_dir: typing.Optional[str] = setting(None, "dataset folder (default: $DANN_DATA_DIR, else ./data)", "run")
+    no_download: bool = setting(False, "fail instead of downloading missing datasets", "run")
+
+    # Settings that change how a run is carried out but not the model it trains: left out of the
+    # command that reproduces a run, and --device is the one a resumed run may change.
+    NOT_IN_COMMAND: typing.ClassVar = ("device", "data_dir", "no_download", "eval_every", "save_every", "cuda_graph")
+
+    def __post_init__(self):
+        if not all(_has_type(getattr(self, f.name), f) for f in fields(self)):
+            raise TypeError("settings of the wrong type or outside their choices")
+        if self.arch is None:
+            object.__setattr__(self, "arch", DEFAULT_ARCH[self.source])
+        for name in ("epochs", "batch_size", "eval_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{flag_name(name)} must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("--dropout must be in [0, 1)")
+        if self.lr <= 0:
+            raise ValueError("--lr must be positive")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("--limit must be at least 1")
+        if self.source == self.target and METHODS[self.mode].uses_unlabelled:
+            raise ValueError("--source and --target are the same domain: there is nothing to adapt")
+
+    @classmethod
+    def from_flags(cls, args):
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    @classmethod
+    def from_saved(cls, saved, where):
+        """A run folder's config.json (parsed) -> Config; a missing setting (a run from before it
+        existed) gets its default. `where` names the file in the one-line error."""
+        if not isinstance(saved, dict) or not set(saved) <= {f.name for f in fields(cls)}:
+            raise UserError(f"{where} does not hold the settings main.py writes (edited by hand?); restore it or "
+                            "start a new run")
+        try:
+            return cls(**saved)
+        except TypeError:
+            raise UserError(f"{where} does not hold the settings main.py writes (edited by hand?); restore it or "
+                            "start a new run") from None
+        except ValueError as e:
+            raise UserError(f"{where} says {e}; restore it or start a new run") from None
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    def command(self):
+        """`python main.py` with the flags whose values differ from the defaults: what decides the model."""
+        words = ["python", "main.py"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.NOT_IN_COMMAND or value == f.default or (f.name == "arch" and
+                                                                       value == DEFAULT_ARCH[self.source]):
+                continue
+            words += [flag_name(f.name)] if value is True else [flag_name(f.name), str(value)]
+        return " ".join(words)
+
+
+def _has_type(value, f):
+    kind, optional = f.type, False
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        kind, optional = next(k for k in typing.get_args(kind) if k is not type(None)), True
+    if value is None:
+        return optional
+    if isinstance(value, bool) != (kind is bool):  # True is an int to Python, not to a config
+        return False
+    return isinstance(value, (int, float) if kind is float else kind) and value in f.metadata.get("choices", (value,))
+
+
+def flag_name(name):
+    return "--" + name.replace("_", "-")
+
+
+def add_flags(parser, names=None):
+    """Add Config's settings (all, or those named) to an argparse parser, with their help and
+    defaults; all of them go in --help groups, which are returned for the caller's own flags."""
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()} if names is None else {}
+    for f in fields(Config):
+        if names is not None and f.name not in names:
+            continue
+        where, meta = groups.get(f.metadata["group"], parser), f.metadata
+        if f.type is bool and f.default:  # an on-by-default switch is turned off by --no-NAME
+            where.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false", help=meta["help"])
+        elif f.type is bool:
+            where.add_argument(flag_name(f.name), action="store_true", help=meta["help"] + " (default: off)")
+        else:
+            kind = next(k for k in typing.get_args(f.type) if k is not type(None)) if f.default is None else f.type
+            shown = "" if f.default is None else f" (default: {f.default:g})" if kind is float else f" (default: {f.default})"
+            where.add_argument(flag_name(f.name), type=kind, default=f.default, choices=meta.get("choices"),
+                               metavar=meta.get("metavar"), help=meta["help"] + shown)
+    return groups
+
+
+def pick_device(name):
+    """--device auto|cpu|cuda -> torch.device; asking for a CUDA device that is not there is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+# ---------------------------------------------------------------- schedule and batches
+
+def learning_rate(p, mu0, alpha, beta):
+    """mu_p = mu_0 / (1 + alpha p)^beta (JMLR 2016, section 5.2). p (training progress, 0 -> 1) is
+    a tensor, so that the step computes it on the device, inside a captured CUDA graph."""
+    return mu0 / (1 + alpha * p) ** beta
+
+
+def load_data(cfg, device):
+    """Train and test sets of both domains: {"source_train": (images, labels), ...}, the training
+    sets on the device (as uint8), the test sets too (evaluation reads them there)."""
+    loaded = download_data.load_datasets(dict.fromkeys([cfg.source, cfg.target]), SPLITS, cfg.data_dir,
+                                         not cfg.no_download)
+    sets = {}
+    for domain in ("source", "target"):
+        for split in SPLITS:
+            x, y = loaded[getattr(cfg, domain), split]
+            if split == "train" and cfg.limit:
+                x, y = x[:cfg.limit], y[:cfg.limit]
+            sets[f"{domain}_{split}"] = (x.to(device), y.to(device))
+    return sets
+
+
+def epoch_length(sizes, batch_size):
+    """Steps in an epoch: one pass over the smallest training set the method reads."""
+    return math.ceil(min(sizes) / batch_size)
+
+
+def epoch_indices(sizes, steps, batch_size, seed, epoch, device):
+    """steps x len(sizes) x batch_size indices: each step's labelled (and unlabelled) batch."""
+    return torch.stack([epoch_batches(n, steps, batch_size, seed, 2 * epoch + k, device)
+                        for k, n in enumerate(sizes)], 1)
+
+
+def epoch_batches(n, steps, batch_size, seed, epoch, device):
+    """steps x batch_size indices into a set of n: a fresh permutation per epoch, wrapped
+    around when the set is smaller. A pure function of (seed, epoch), so a resumed run
+    draws exactly the batches the uninterrupted one would."""
+    g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g, device=device)
+    return perm[torch.arange(steps * batch_size, device=device) % n].view(steps, batch_size)
+
+
+# ---------------------------------------------------------------- the step
+
+def model_and_optimizer(cfg, device):
+    model = DANN(cfg.arch, cfg.dropout).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
+    torch.backends.cudnn.benchmark = True  # every step has the same shapes: time the algorithms once
+    lr = torch.tensor(cfg.lr, device=device)  # a tensor, so that the step itself can set it
+    # fused on a GPU: one kernel updates every parameter (the update is memory-bound there). On
+    # the CPU it gains nothing, and it misreads a momentum buffer whose layout differs from its
+    # parameter's (torch 2.14), which a checkpoint from another device can bring.
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          fused=device.type == "cuda")
+    return model, opt
+
+
+def sgd_step(model, opt, method, batch, p, cfg):
+    """One SGD step on the method's loss; returns its statistics as one tensor (method.stats order)."""
+    # cache_enabled=False: autocast's weight cache would outlive a CUDA graph capture.
+    with torch.autocast(batch.images.device.type, torch.bfloat16, cache_enabled=False) if cfg.bf16 \
+            else contextlib.nullcontext():
+        loss, stats = method.loss(model, batch, p, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return torch.stack([stats[name] for name in method.stats]).detach()
+
+
+def make_step(model, opt, method, train_sets, cfg, total_steps, first_step):
+    """The whole training step (batch gather, augmentation, schedule, loss, backward, update) as
+    a function of tensors on the training device only: the step counter, this epoch's batch
+    indices and the running sums of the method's statistics live in the returned state, so
+    that on a GPU the step is captured once in a CUDA graph and replayed with no host round trip
+    (unless cfg turns the graph off). train_sets: (labelled images, labels, unlabelled images or
+    None). The caller fills state["batches"] at the start of each epoch.
+    Returns (step, state): step() runs one training step."""
+    images, labels, unlabelled = train_sets
+    device = images.device
+    steps_per_epoch = total_steps // cfg.epochs
+    lr = opt.param_groups[0]["lr"]
+    n_stats, n_batches = len(method.stats), 1 + (unlabelled is not None)
+    state = {"step": torch.tensor(first_step, device=device), "lr": lr,
+             "batches": torch.zeros(steps_per_epoch, n_batches, cfg.batch_size, dtype=torch.long, device=device),
+             "sums": torch.zeros(n_stats, device=device), "last": torch.zeros(n_stats, device=device)}
+
+    def step():
+        indices = state["batches"].index_select(0, (state["step"] % steps_per_epoch).view(1))[0]
+        p = state["step"].double() / total_steps
+        lr.copy_(learning_rate(p, cfg.lr, cfg.lr_alpha, cfg.lr_beta))
+        batch = Batch(images.index_select(0, indices[0]), labels.index_select(0, indices[0]),
+                      None if unlabelled is None else unlabelled.index_select(0, indices[1]))
+        if cfg.augment:
+            batch.images = augment(batch.images)
+            if batch.unlabelled is not None:
+                batch.unlabelled = augment(batch.unlabelled)
+        stats = sgd_step(model, opt, method, batch, p, cfg)
+        state["last"].copy_(stats)
+        state["sums"].add_(stats)
+        state["step"].add_(1)
+
+    if device.type == "cuda" and cfg.cuda_graph:
+        return CapturedStep(step), state
+    return step, state
+
+
+class CapturedStep:
+    """step() on a GPU as one CUDA graph. The first calls run eagerly on a side stream (capture
+    needs that, and the optimizer creates its momentum buffers there); the next call captures
+    the step and replays it; every later call replays it. Each call is one real training step.
+    If capture fails (a torch version or driver whose fused SGD or graph support differs), the
+    run goes on with the eager step and says so once."""
+
+    def __init__(self, step, warmup=3):
+        self.step, self.warmup, self.graph, self.eager = step, warmup, None, False
+
+    def __call__(self):
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.eager:
+            self.step()
+        elif self.warmup > 0:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.step()
+            torch.cuda.current_stream().wait_stream(side)
+            self.warmup -= 1
+        else:
+            self.capture()
+
+    def capture(self):
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.step()  # recorded, not run
+        except Exception as e:  # whatever capture raises, the eager step still trains correctly
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"CUDA graph capture failed ({reason}); going on with the eager step, as --no-cuda-graph does",
+                  file=sys.stderr)
+            self.eager = True
+            self.step()
+            return
+        self.graph = graph
+        graph.replay()
+
+
+# ---------------------------------------------------------------- evaluation
+
+def accuracy(model, images, labels):
+    return (model.predict_proba(images).argmax(1) == labels).float().mean().item()
+
+
+def evaluate(model, sets):
+    return {f"{domain}_test_acc": accuracy(model, *sets[f"{domain}_test"]) for domain in ("source", "target")}
+
+
+# ---------------------------------------------------------------- run folder
+
+def new_run_folder(cfg, out=None):
+    """The folder a new run will write to (created only once the data has loaded)."""
+    out = Path(out or Path("runs") / f"{cfg.source}-{cfg.target}-{cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a folder for the run")
+    if (out / "config.json").exists():
+        raise UserError(f"--out {out} already holds a run; continue it with --resume {out}, or choose another --out")
+    return out
+
+
+def resumed_config(run_dir, device):
+    """A run folder's Config, on the device asked for now (the one setting a resume may change)."""
+    cfg_file = Path(run_dir) / "config.json"
+    if not cfg_file.is_file():
+        raise UserError(f"--resume {run_dir}: no config.json there; is it a run folder of main.py?")
+    try:
+        saved = json.loads(cfg_file.read_text())
+    except ValueError:
+        raise UserError(f"--resume {run_dir}: config.json is not valid JSON; start a new run instead") from None
+    if isinstance(saved, dict):
+        saved["device"] = device
+    return Config.from_saved(saved, f"--resume {run_dir}: config.json")
+
+
+def write_metrics(out, cfg, progress, final, device):
+    metrics = {"config": cfg.as_dict(), **final, "history": progress["history"],
+               "wall_time_s": round(progress["wall_time_s"], 1),
+               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+               "versions": {"python": platform.python_version(), "torch": torch.__version__},
+               "note": "accuracies of the final model; main.py selects no epoch or setting by target accuracy"}
+    save_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
+    return metrics
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(cfg, out, resume=False):
+    """Train (or, with resume, continue) the run in folder `out`; returns its metrics, or None if
+    Ctrl-C stopped it (then it is saved and `python main.py --resume out` continues it)."""
+    out, method = Path(out), METHODS[cfg.mode]
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    sets = load_data(cfg, device)
+    if not resume:  # only now: a run that cannot start leaves no folder behind
+        make_folder(out)
+        save_atomic(json.dumps(cfg.as_dict(), indent=2), out / "config.json")
+    images, labels = sets[f"{method.labelled}_train"]
+    unlabelled = sets["target_train"][0] if method.uses_unlabelled else None
+    sizes = (len(images),) if unlabelled is None else (len(images), len(unlabelled))
+    steps_per_epoch = epoch_length(sizes, cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+
+    model, opt = model_and_optimizer(cfg, device)
+    progress = restore(out, model, opt) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
+    if progress["step"] >= total_steps:
+        raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
+    print(f"{cfg.source} -> {cfg.target}, {cfg.mode}, arch {cfg.arch}, {cfg.epochs} epochs x "
+          f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
+    run_step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"])
+
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(str(out))
+    bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
+    step, started = progress["step"], time.time() - progress["wall_time_s"]
+    with ctrl_c_requests_stop() as stop, closing_quietly(writer, bar):
+        while step < total_steps and not stop["now"]:
+            epoch, first = divmod(step, steps_per_epoch)
+            state["batches"].copy_(epoch_indices(sizes, steps_per_epoch, cfg.batch_size, cfg.seed, epoch, device))
+            state["sums"].zero_()
+            for _ in range(first, steps_per_epoch):
+                run_step()
+                step += 1
+                bar.update()
+                if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
+                    log_step(bar, writer, step, dict(zip(method.stats, state["last"].tolist())), state["lr"].item())
+                if stop["now"]:
+                    break
+            epoch_done = step % steps_per_epoch == 0
+            if epoch_done:
+                means = dict(zip(method.stats, (state["sums"] / (steps_per_epoch - first)).tolist()))
+                progress["history"].append(end_of_epoch(model, sets, cfg, step // steps_per_epoch, means,
+                                                        step == total_steps, writer, bar))
+            progress.update(step=step, wall_time_s=time.time() - started)
+            if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
+                save_resumable(model, opt, cfg.as_dict(), progress, out)
+    if step < total_steps:
+        print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
+              file=sys.stderr)
+        return None
+    final = {k: progress["history"][-1][k] for k in ("source_test_acc", "target_test_acc")}
+    metrics = write_metrics(out, cfg, progress, final, device)
+    print(f"final model: source test {final['source_test_acc']:.4f}, target test {final['target_test_acc']:.4f}; "
+          f"{out}/metrics.json", file=sys.stderr)
+    return metrics
+
+
+def log_step(bar, writer, step, stats, lr):
+    """The last step's statistics on the progress bar and in TensorBoard (loss/class, lr, ...)."""
+    shown = {("loss/" + name[:-5] if name.endswith("_loss") else name): v for name, v in stats.items()}
+    shown["lr"] = lr
+    bar.set_postfix({k.replace("loss/", "loss_"): f"{v:.4g}" for k, v in shown.items()})
+    for name, v in shown.items():
+        writer.add_scalar(name, v, step)
+
+
+def end_of_epoch(model, sets, cfg, epoch, means, last, writer, bar):
+    """The epoch's record: the method's mean statistics, plus test accuracies every eval_every
+    epochs and after the last one (reported, never used to steer training)."""
+    record = {**means, "epoch": epoch}
+    if epoch % cfg.eval_every == 0 or last:
+        record.update(evaluate(model, sets))
+        for k in ("source_test_acc", "target_test_acc"):
+            writer.add_scalar(f"accuracy_by_epoch/{k}", record[k], epoch)
+        bar.write(f"epoch {epoch}: source test {record['source_test_acc']:.4f}, target test {record['target_test_acc']:.4f}")
+    return record
+
+
+@contextlib.contextmanager
+def closing_quietly(writer, bar):
+    """Close the progress bar and the TensorBoard writer however the loop ends; a writer that
+    cannot flush (a full disk) must not hide the message that says what happened."""
+    try:
+        yield
+    finally:
+        bar.close()
+        try:
+            writer.close()
+        except OSError:
+            pass
+
+
+@contextlib.contextmanager
+def ctrl_c_requests_stop():
+    """While active, Ctrl-C sets stop["now"]: the loop finishes its step, saves and returns."""
+    stop = {"now": False}
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
