@@ -314,8 +314,8 @@ class CapturedStep:
                 self.step()  # recorded, not run
         except Exception as e:  # whatever capture raises, the eager step still trains correctly
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"CUDA graph capture failed ({reason}); going on with the eager step, as --no-cuda-graph does",
-                  file=sys.stderr)
+            tqdm.write(f"CUDA graph capture failed ({reason}); going on with the eager step, as --no-cuda-graph does",
+                       file=sys.stderr)
             self.eager = True
             self.step()
             return
@@ -395,11 +395,10 @@ def train(cfg, out, resume=False):
           f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
     run_step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"])
 
-    from tensorboardX import SummaryWriter
-    writer = SummaryWriter(str(out))
+    curves = Curves(out)
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
     step, started = progress["step"], time.time() - progress["wall_time_s"]
-    with ctrl_c_requests_stop() as stop, closing_quietly(writer, bar):
+    with ctrl_c_requests_stop() as stop, closing(curves, bar):
         while step < total_steps and not stop["now"]:
             epoch, first = divmod(step, steps_per_epoch)
             state["batches"].copy_(epoch_indices(sizes, steps_per_epoch, cfg.batch_size, cfg.seed, epoch, device))
@@ -409,14 +408,14 @@ def train(cfg, out, resume=False):
                 step += 1
                 bar.update()
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
-                    log_step(bar, writer, step, dict(zip(method.stats, state["last"].tolist())), state["lr"].item())
+                    log_step(bar, curves, step, dict(zip(method.stats, state["last"].tolist())), state["lr"].item())
                 if stop["now"]:
                     break
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 means = dict(zip(method.stats, (state["sums"] / (steps_per_epoch - first)).tolist()))
                 progress["history"].append(end_of_epoch(model, sets, cfg, step // steps_per_epoch, means,
-                                                        step == total_steps, writer, bar))
+                                                        step == total_steps, curves, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
                 save_resumable(model, opt, cfg.as_dict(), progress, out)
@@ -431,39 +430,72 @@ def train(cfg, out, resume=False):
     return metrics
 
 
-def log_step(bar, writer, step, stats, lr):
+def log_step(bar, curves, step, stats, lr):
     """The last step's statistics on the progress bar and in TensorBoard (loss/class, lr, ...)."""
     shown = {("loss/" + name[:-5] if name.endswith("_loss") else name): v for name, v in stats.items()}
     shown["lr"] = lr
     bar.set_postfix({k.replace("loss/", "loss_"): f"{v:.4g}" for k, v in shown.items()})
-    for name, v in shown.items():
-        writer.add_scalar(name, v, step)
+    curves.add(shown, step)
 
 
-def end_of_epoch(model, sets, cfg, epoch, means, last, writer, bar):
+def end_of_epoch(model, sets, cfg, epoch, means, last, curves, bar):
     """The epoch's record: the method's mean statistics, plus test accuracies every eval_every
     epochs and after the last one (reported, never used to steer training)."""
     record = {**means, "epoch": epoch}
     if epoch % cfg.eval_every == 0 or last:
         record.update(evaluate(model, sets))
-        for k in ("source_test_acc", "target_test_acc"):
-            writer.add_scalar(f"accuracy_by_epoch/{k}", record[k], epoch)
+        curves.add({f"accuracy_by_epoch/{k}": record[k] for k in ("source_test_acc", "target_test_acc")}, epoch)
         bar.write(f"epoch {epoch}: source test {record['source_test_acc']:.4f}, target test {record['target_test_acc']:.4f}")
     return record
 
 
+class Curves:
+    """TensorBoard scalars in the run folder, written by tensorboardX's event writer in this
+    thread. (Its SummaryWriter writes from a thread of its own, which on a full disk dies with a
+    traceback and then blocks training once its queue of 10 events is full.) A write that fails
+    is one line, and training goes on without curves."""
+
+    def __init__(self, folder):
+        from tensorboardX.event_file_writer import EventsWriter
+        self.folder, self.file = folder, None
+        try:
+            self.file = EventsWriter(str(Path(folder) / "events"))
+        except OSError as e:
+            self.give_up(e)
+
+    def add(self, scalars, step):
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+        if self.file is None:
+            return
+        try:
+            for tag, value in scalars.items():
+                self.file.write_event(Event(wall_time=time.time(), step=step, summary=scalar(tag, value)))
+            self.file.flush()  # every 50 steps: TensorBoard shows a run as it trains
+        except OSError as e:
+            self.give_up(e)
+
+    def close(self):
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError as e:
+                self.give_up(e)
+
+    def give_up(self, error):
+        tqdm.write(f"could not write TensorBoard curves to {self.folder} ({error.strerror or error}); training goes "
+                   "on without them (checkpoints and metrics.json are written apart)", file=sys.stderr)
+        self.file = None
+
+
 @contextlib.contextmanager
-def closing_quietly(writer, bar):
-    """Close the progress bar and the TensorBoard writer however the loop ends; a writer that
-    cannot flush (a full disk) must not hide the message that says what happened."""
+def closing(curves, bar):
+    """Close the progress bar and the curves however the loop ends."""
     try:
         yield
     finally:
         bar.close()
-        try:
-            writer.close()
-        except OSError:
-            pass
+        curves.close()
 
 
 @contextlib.contextmanager

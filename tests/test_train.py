@@ -327,3 +327,41 @@ def test_an_invalid_config_cannot_be_made(changes, message):
 
 def test_a_baseline_may_train_with_the_same_domain_on_both_sides():
     assert Config(source="usps", target="usps", mode="source-only").arch == "mnist"
+
+
+def test_curves_that_cannot_be_written_are_one_line_and_training_goes_on(synthetic_root, tmp_path, monkeypatch,
+                                                                         capsys):
+    import errno
+    import tensorboardX.record_writer
+
+    def disk_full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(tensorboardX.record_writer.RecordWriter, "flush", disk_full)
+    metrics = tiny_run(synthetic_root, tmp_path / "run")
+    assert metrics is not None and (tmp_path / "run" / "metrics.json").is_file()
+    err = [line for line in capsys.readouterr().err.splitlines() if "TensorBoard" in line or "Traceback" in line]
+    assert err == [f"could not write TensorBoard curves to {tmp_path / 'run'} (No space left on device); training "
+                   "goes on without them (checkpoints and metrics.json are written apart)"]
+
+
+def read_scalars(folder):
+    """{tag: [(step, value)]} from a run folder's event files (TFRecord: length, crc, event, crc)."""
+    import struct
+    from tensorboardX.proto.event_pb2 import Event
+    scalars = {}
+    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (n,) = struct.unpack("Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + n])
+            at += 12 + n + 4
+            for v in event.summary.value:
+                scalars.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return scalars
+
+
+def test_curves_are_tensorboard_events(synthetic_root, tmp_path):
+    metrics = tiny_run(synthetic_root, tmp_path / "run")
+    scalars = read_scalars(tmp_path / "run")
+    assert scalars["accuracy_by_epoch/target_test_acc"] == [
+        (h["epoch"], pytest.approx(h["target_test_acc"])) for h in metrics["history"]]
