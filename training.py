@@ -132,10 +132,15 @@ class Config:
         return " ".join(words)
 
 
+def _value_type(f):
+    """A field's type without Optional, and whether None is allowed."""
+    if isinstance(f.type, types.UnionType) or typing.get_origin(f.type) is typing.Union:
+        return next(k for k in typing.get_args(f.type) if k is not type(None)), True
+    return f.type, False
+
+
 def _has_type(value, f):
-    kind, optional = f.type, False
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        kind, optional = next(k for k in typing.get_args(kind) if k is not type(None)), True
+    kind, optional = _value_type(f)
     if value is None:
         return optional
     if isinstance(value, bool) != (kind is bool):  # True is an int to Python, not to a config
@@ -160,7 +165,7 @@ def add_flags(parser, names=None):
         elif f.type is bool:
             where.add_argument(flag_name(f.name), action="store_true", help=meta["help"] + " (default: off)")
         else:
-            kind = next(k for k in typing.get_args(f.type) if k is not type(None)) if f.default is None else f.type
+            kind = _value_type(f)[0]
             shown = "" if f.default is None else f" (default: {f.default:g})" if kind is float else f" (default: {f.default})"
             where.add_argument(flag_name(f.name), type=kind, default=f.default, choices=meta.get("choices"),
                                metavar=meta.get("metavar"), help=meta["help"] + shown)
@@ -445,7 +450,8 @@ def end_of_epoch(model, sets, cfg, epoch, means, last, curves, bar):
     if epoch % cfg.eval_every == 0 or last:
         record.update(evaluate(model, sets))
         curves.add({f"accuracy_by_epoch/{k}": record[k] for k in ("source_test_acc", "target_test_acc")}, epoch)
-        bar.write(f"epoch {epoch}: source test {record['source_test_acc']:.4f}, target test {record['target_test_acc']:.4f}")
+        bar.write(f"epoch {epoch}: source test {record['source_test_acc']:.4f}, "
+                  f"target test {record['target_test_acc']:.4f}")
     return record
 
 

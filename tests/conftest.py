@@ -122,5 +122,5 @@ def trained_run(tmp_path_factory):
         MAKERS[name](root / name)
     out = base / "run"
     training.train(training.Config(source="mnist", target="mnist_m", data_dir=str(root), no_download=True, epochs=10,
-                                   batch_size=8, lr=0.05), out)
+                                   batch_size=8, lr=0.05, device="cpu"), out)
     return root, out

@@ -59,7 +59,7 @@ def test_a_new_method_plugs_in_with_one_entry(synthetic_root, tmp_path, monkeypa
     monkeypatch.setitem(METHODS, "entropy", Method(entropy_method, labelled="source", uses_unlabelled=True,
                                                    stats=("class_loss", "entropy")))
     cfg = Config(source="mnist", target="mnist_m", mode="entropy", data_dir=str(synthetic_root), no_download=True,
-                 epochs=2, batch_size=8, eval_every=1, save_every=1)
+                 epochs=2, batch_size=8, eval_every=1, save_every=1, device="cpu")
     metrics = training.train(cfg, tmp_path / "run")
     assert [sorted(h) for h in metrics["history"]] == [["class_loss", "entropy", "epoch", "source_test_acc",
                                                         "target_test_acc"]] * 2

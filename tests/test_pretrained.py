@@ -128,7 +128,7 @@ def test_initialisation_is_he_for_relu_layers_and_zero_for_the_outputs():
 def test_the_quick_trial_learns(real_root, tmp_path):
     # the README's first training run; with torch's default initialisation it ended at .52
     cfg = Config(source="mnist", target="mnist_m", mode="source-only", limit=3000, epochs=3, seed=0, no_download=True,
-                 data_dir=str(real_root))
+                 data_dir=str(real_root), device="cpu")
     metrics = training.train(cfg, tmp_path / "run")
     assert metrics["source_test_acc"] >= 0.90
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["source_test_acc"] == metrics["source_test_acc"]
