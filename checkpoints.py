@@ -2,7 +2,9 @@
 
 A checkpoint is a dict marked CHECKPOINT_FORMAT with the network's configuration, its weights,
 the run's configuration and its step; main.py's also carry the optimizer, RNG state and history
-needed to resume (save_resumable, restore). The bundled models in pretrained/ are the same format with the weights only,
+needed to resume (save_resumable, restore). A run with --ema also carries the averaged weights
+("ema"): those are the model that is evaluated and shared, while "model" holds the weights SGD
+trains. The bundled models in pretrained/ are the same format with the weights only,
 listed with their checksums and test accuracies in pretrained/registry.json.
 """
 import hashlib
@@ -30,30 +32,33 @@ def checkpoint_state(model, cfg, step, **rest):
             "config": cfg, "step": step, **rest}
 
 
-def resumable(model, opt, cfg, progress):
-    """A checkpoint with all a resume needs: optimizer, RNG state, progress."""
-    return checkpoint_state(model, cfg, **progress, optimizer=opt.state_dict(),
+def resumable(model, opt, cfg, progress, ema=None):
+    """A checkpoint with all a resume needs: optimizer, RNG state, progress, averaged weights."""
+    averaged = {} if ema is None else {"ema": ema.state_dict()}
+    return checkpoint_state(model, cfg, **progress, **averaged, optimizer=opt.state_dict(),
                             rng={"cpu": torch.get_rng_state(),
                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
 
 
-def save_resumable(model, opt, cfg, progress, out):
+def save_resumable(model, opt, cfg, progress, out, ema=None):
     """Write run folder `out`'s checkpoint.pt; a failed write says how to go on."""
     try:
-        save_atomic(resumable(model, opt, cfg, progress), out / "checkpoint.pt")
+        save_atomic(resumable(model, opt, cfg, progress, ema), out / "checkpoint.pt")
     except UserError as e:
         raise UserError(f"{e}; once there is room, continue from the last saved checkpoint with: "
                         f"python main.py --resume {out}") from None
 
 
-def restore(run_dir, model, opt):
-    """Load run_dir's checkpoint into model and opt; return its progress (step, history, wall time)."""
+def restore(run_dir, model, opt, ema=None):
+    """Load run_dir's checkpoint into model, opt (and ema); return its progress (step, history, wall time)."""
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt there; start a new run instead")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         lr = opt.param_groups[0]["lr"]
         opt.load_state_dict(ckpt["optimizer"])
         for group in opt.param_groups:  # loading replaces the lr tensor that the step writes into
@@ -74,7 +79,12 @@ def restore(run_dir, model, opt):
 def weights_only(ckpt):
     """A run's checkpoint without what only a resume needs (optimizer, RNG, history): for sharing."""
     return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step")},
-            "model": {k: v.contiguous() for k, v in ckpt["model"].items()}}
+            "model": {k: v.contiguous() for k, v in evaluated_weights(ckpt).items()}}
+
+
+def evaluated_weights(ckpt):
+    """The weights a checkpoint's model is evaluated with: the averaged ones when the run kept them."""
+    return ckpt.get("ema", ckpt["model"])
 
 
 def load_checkpoint(path, device="cpu"):
@@ -101,7 +111,7 @@ def load_checkpoint(path, device="cpu"):
                         "main.py writes; the file was altered or comes from another program")
     model = DANN(**ckpt["model_config"]).to(device)
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(evaluated_weights(ckpt))
     except RuntimeError:
         raise UserError(f"{path}: its weights do not fit the '{ckpt['model_config'].get('arch')}' "
                         "architecture it names; the file was altered or comes from another program") from None
@@ -113,6 +123,7 @@ def _complete(ckpt):
     net, cfg = ckpt.get("model_config"), ckpt.get("config")
     return (isinstance(net, dict) and set(net) == {"arch", "dropout"} and net["arch"] in ARCHS
             and isinstance(net["dropout"], (int, float)) and isinstance(ckpt.get("model"), dict)
+            and isinstance(ckpt.get("ema", {}), dict)
             and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "mode"))
             and isinstance(ckpt.get("step"), int))
 

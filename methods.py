@@ -20,6 +20,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from models import standardize
+
 
 @dataclass
 class Batch:
@@ -45,15 +47,50 @@ def adaptation_weight(p, gamma):
 def dann(model, batch, p, cfg):
     """Ganin & Lempitsky (2015): the class loss on the labelled batch plus a domain classifier's
     loss on both batches, its gradient reversed (times lambda_p) on its way into the features."""
+    _, loss, stats = adversarial_terms(model, batch, p, cfg)
+    return loss, stats
+
+
+def adversarial_terms(model, batch, p, cfg, classify_unlabelled=False):
+    """DANN's forward pass and loss -> (class logits of the labelled batch, and of the unlabelled
+    one after it if asked; DANN's loss; its statistics)."""
     model.grl.set_lambda(adaptation_weight(p, cfg.gamma))
-    logits, domain_logits = model.adversarial(batch.images, batch.unlabelled)
+    logits, domain_logits = model.adversarial(batch.images, batch.unlabelled, classify_unlabelled)
     n = len(batch.images)
     domains = (torch.arange(len(domain_logits), device=domain_logits.device) >= n).long()  # 0 source, 1 target
-    class_loss = F.cross_entropy(logits.float(), batch.labels)
+    class_loss = F.cross_entropy(logits[:n].float(), batch.labels)
     domain_loss = F.cross_entropy(domain_logits.float(), domains)
     domain_acc = (domain_logits.argmax(1) == domains).float().mean()
-    return class_loss + domain_loss, {"class_loss": class_loss, "domain_loss": domain_loss, "domain_acc": domain_acc,
-                                      "lambda": model.grl.lambd}
+    return logits, class_loss + domain_loss, {"class_loss": class_loss, "domain_loss": domain_loss,
+                                              "domain_acc": domain_acc, "lambda": model.grl.lambd}
+
+
+def dann_im(model, batch, p, cfg):
+    """DANN plus information maximisation on the unlabelled batch (Liang et al., SHOT, ICML 2020,
+    section 3.2; Krause et al. 2010): make each prediction confident (low conditional entropy)
+    but the predictions as a whole diverse (high entropy of their mean), so that confidence cannot
+    collapse onto a few classes. Weight --im-weight (SHOT's 1), ramped in with lambda_p like the
+    domain loss: early target predictions are mostly wrong, and confidence would fix them."""
+    logits, loss, stats = adversarial_terms(model, batch, p, cfg, classify_unlabelled=True)
+    entropy, diversity = prediction_entropies(logits[len(batch.images):])
+    loss = loss + cfg.im_weight * stats["lambda"] * (entropy - diversity)
+    return loss, {**stats, "entropy": entropy, "diversity": diversity}
+
+
+def vada(model, batch, p, cfg):
+    """VADA (Shu et al., A DIRT-T Approach to Unsupervised Domain Adaptation, ICLR 2018): DANN
+    plus conditional entropy on the unlabelled batch and virtual adversarial training on both
+    batches, which keeps the classifier smooth where the data are, so that its decision
+    boundaries pass through low-density regions of the target. Weights as in the reference code
+    (RuiShu/dirt-t): --vat-source-weight 1 for source VAT, --vat-target-weight 0.01 for the target's
+    entropy and VAT, radius --vat-radius 3.5 (here in standardized-pixel units)."""
+    logits, loss, stats = adversarial_terms(model, batch, p, cfg, classify_unlabelled=True)
+    n = len(batch.images)
+    entropy, _ = prediction_entropies(logits[n:])
+    vat_source = vat_loss(model, standardize(batch.images), logits[:n], cfg.vat_radius)
+    vat_target = vat_loss(model, standardize(batch.unlabelled), logits[n:], cfg.vat_radius)
+    loss = loss + cfg.vat_source_weight * vat_source + cfg.vat_target_weight * (entropy + vat_target)
+    return loss, {**stats, "entropy": entropy, "vat_source": vat_source, "vat_target": vat_target}
 
 
 def supervised(model, batch, p, cfg):
@@ -62,9 +99,50 @@ def supervised(model, batch, p, cfg):
     return class_loss, {"class_loss": class_loss}
 
 
+# ---------------------------------------------------------------- the terms methods share
+
+def prediction_entropies(logits):
+    """-> (mean entropy of the predictions, entropy of their mean), in nats."""
+    log_p = F.log_softmax(logits.float(), 1)
+    entropy = -(log_p.exp() * log_p).sum(1).mean()
+    mean = log_p.exp().mean(0)
+    return entropy, -(mean * mean.clamp_min(1e-12).log()).sum()
+
+
+VAT_XI = 0.1  # the probe's norm: small beside the radius, but not lost in float32 rounding of pixels ~1
+
+
+def vat_perturbation(model, x, probs, radius):
+    """The perturbation of norm `radius` (per image) that most changes the prediction, found by
+    one power iteration from a random direction (Miyato et al., VAT, TPAMI 2018)."""
+    probe = (VAT_XI * unit(torch.randn_like(x))).requires_grad_()
+    kl = kl_from(probs, model.classify(x + probe))
+    (grad,) = torch.autograd.grad(kl, probe)
+    return radius * unit(grad)
+
+
+def vat_loss(model, x, logits, radius):
+    """KL(prediction at x || prediction at x + the virtual adversarial perturbation); the
+    prediction at x is the target and gets no gradient."""
+    probs = F.softmax(logits.detach().float(), 1)
+    return kl_from(probs, model.classify(x + vat_perturbation(model, x, probs, radius)))
+
+
+def kl_from(probs, logits):
+    return F.kl_div(F.log_softmax(logits.float(), 1), probs, reduction="batchmean")
+
+
+def unit(d):
+    """Each image's perturbation scaled to norm 1 (a zero one stays zero)."""
+    return d / (d.flatten(1).norm(dim=1).view(-1, *[1] * (d.dim() - 1)) + 1e-12)
+
+
+ADVERSARIAL = ("class_loss", "domain_loss", "domain_acc", "lambda")
 METHODS = {
-    "dann": Method(dann, labelled="source", uses_unlabelled=True,
-                   stats=("class_loss", "domain_loss", "domain_acc", "lambda")),
+    "dann": Method(dann, labelled="source", uses_unlabelled=True, stats=ADVERSARIAL),
+    "dann-im": Method(dann_im, labelled="source", uses_unlabelled=True, stats=ADVERSARIAL + ("entropy", "diversity")),
+    "vada": Method(vada, labelled="source", uses_unlabelled=True,
+                   stats=ADVERSARIAL + ("entropy", "vat_source", "vat_target")),
     "source-only": Method(supervised, labelled="source", uses_unlabelled=False, stats=("class_loss",)),
     "target-only": Method(supervised, labelled="target", uses_unlabelled=False, stats=("class_loss",)),
 }

@@ -113,14 +113,19 @@ class DANN(nn.Module):
         initialise(self)
 
     def forward(self, images):
-        return self.label_classifier(self.features(standardize(images)))
+        return self.classify(standardize(images))
 
-    def adversarial(self, labelled, unlabelled):
-        """-> (class logits of the labelled images, domain logits of all of them). Only the
-        labelled half goes through the label classifier: the loss needs nothing else, and
-        with the svhn network that halves the work of its largest layers."""
+    def classify(self, x):
+        """Class logits of standardized images (what virtual adversarial training perturbs)."""
+        return self.label_classifier(self.features(x))
+
+    def adversarial(self, labelled, unlabelled, classify_unlabelled=False):
+        """-> (class logits of the labelled images, and of the unlabelled ones if asked; domain
+        logits of all of them). DANN's own loss needs the labelled half's class logits only,
+        and with the svhn network that halves the work of its largest layers."""
         f = self.features(standardize(torch.cat([labelled, unlabelled])))
-        return self.label_classifier(f[:len(labelled)]), self.domain_classifier(self.grl(f))
+        logits = self.label_classifier(f if classify_unlabelled else f[:len(labelled)])
+        return logits, self.domain_classifier(self.grl(f))
 
     @torch.no_grad()
     def predict_proba(self, images, batch_size=2048):

@@ -9,6 +9,7 @@ tensors, so on a GPU it is captured once as a CUDA graph and replayed. Target la
 only to report target accuracy (and, in target-only mode, to train, which is what that mode means).
 """
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -38,7 +39,8 @@ def setting(default, help, group, **flag):
     return field(default=default, metadata={"help": help, "group": group, **flag})
 
 
-GROUPS = {"task": "task", "optimisation": "optimisation (defaults: the paper's recipe)", "run": "run"}
+GROUPS = {"task": "task", "optimisation": "optimisation (defaults: the paper's recipe)",
+          "method": "method settings (defaults: each method's paper)", "run": "run"}
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,10 @@ class Config:
     Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
     source: str = setting("svhn", "labelled domain", "task", choices=DOMAINS)
     target: str = setting("mnist", "unlabelled domain", "task", choices=DOMAINS)
-    mode: str = setting("dann", "training method (methods.py): dann adapts; source-only ignores the target (lower "
-                        "bound); target-only trains on target labels (upper bound)", "task", choices=METHODS)
+    mode: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
+                        "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
+                        "training (Shu et al. 2018); source-only ignores the target (lower bound); target-only trains "
+                        "on target labels (upper bound)", "task", choices=METHODS)
     arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
                                          "otherwise)", "task", choices=ARCHS)
     dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
@@ -63,6 +67,16 @@ class Config:
     gamma: float = setting(10.0, "gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1", "optimisation")
     momentum: float = setting(0.9, "SGD momentum", "optimisation")
     weight_decay: float = setting(1e-5, "L2 weight decay", "optimisation")
+    ema: float = setting(0.0, "decay of an exponential moving average of the weights, which is then the model "
+                         "evaluated and shared (VADA's reference code: 0.998); 0: off", "optimisation")
+    im_weight: float = setting(1.0, "dann-im: weight of (conditional entropy - entropy of the mean prediction) on "
+                               "the target, times lambda_p (SHOT: 1)", "method")
+    vat_source_weight: float = setting(1.0, "vada: weight of virtual adversarial training on the source (VADA: 1)",
+                                       "method")
+    vat_target_weight: float = setting(0.01, "vada: weight of conditional entropy and of virtual adversarial "
+                                       "training on the target (VADA: 0.01)", "method")
+    vat_radius: float = setting(3.5, "vada: norm of the virtual adversarial perturbation of a standardized image "
+                                "(VADA: 3.5)", "method")
     device: str = setting("auto", "where to compute; auto: cuda when present", "run", choices=("auto", "cpu", "cuda"))
     bf16: bool = setting(False, "forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update "
                          "stay float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); "
@@ -93,6 +107,11 @@ class Config:
             raise ValueError("--dropout must be in [0, 1)")
         if self.lr <= 0:
             raise ValueError("--lr must be positive")
+        if not 0 <= self.ema < 1:
+            raise ValueError("--ema must be in [0, 1)")
+        for name in ("im_weight", "vat_source_weight", "vat_target_weight", "vat_radius"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{flag_name(name)} must be 0 or more")
         if self.limit is not None and self.limit < 1:
             raise ValueError("--limit must be at least 1")
         if self.source == self.target and METHODS[self.mode].uses_unlabelled:
@@ -203,7 +222,7 @@ def load_data(cfg, device):
 
 
 def epoch_length(sizes, batch_size):
-    """Steps in an epoch: one pass over the smallest training set the method reads."""
+    """Steps in an epoch: one pass over the smaller training set."""
     return math.ceil(min(sizes) / batch_size)
 
 
@@ -250,19 +269,28 @@ def sgd_step(model, opt, method, batch, p, cfg):
     return torch.stack([stats[name] for name in method.stats]).detach()
 
 
-def make_step(model, opt, method, train_sets, cfg, total_steps, first_step):
+def averaged_copy(model):
+    """A copy of the model whose weights the step moves towards the trained ones (--ema)."""
+    ema = copy.deepcopy(model)
+    ema.requires_grad_(False)
+    return ema
+
+
+def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=None):
     """The whole training step (batch gather, augmentation, schedule, loss, backward, update) as
     a function of tensors on the training device only: the step counter, this epoch's batch
     indices and the running sums of the method's statistics live in the returned state, so
     that on a GPU the step is captured once in a CUDA graph and replayed with no host round trip
     (unless cfg turns the graph off). train_sets: (labelled images, labels, unlabelled images or
-    None). The caller fills state["batches"] at the start of each epoch.
+    None); ema: the averaged copy of the model that the step updates, or None. The caller fills
+    state["batches"] at the start of each epoch.
     Returns (step, state): step() runs one training step."""
     images, labels, unlabelled = train_sets
     device = images.device
     steps_per_epoch = total_steps // cfg.epochs
     lr = opt.param_groups[0]["lr"]
     n_stats, n_batches = len(method.stats), 1 + (unlabelled is not None)
+    averaged, trained = ([], []) if ema is None else (list(ema.parameters()), list(model.parameters()))
     state = {"step": torch.tensor(first_step, device=device), "lr": lr,
              "batches": torch.zeros(steps_per_epoch, n_batches, cfg.batch_size, dtype=torch.long, device=device),
              "sums": torch.zeros(n_stats, device=device), "last": torch.zeros(n_stats, device=device)}
@@ -278,6 +306,9 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step):
             if batch.unlabelled is not None:
                 batch.unlabelled = augment(batch.unlabelled)
         stats = sgd_step(model, opt, method, batch, p, cfg)
+        if ema is not None:
+            with torch.no_grad():  # one fused kernel for all weights: ema += (1 - decay) (w - ema)
+                torch._foreach_lerp_(averaged, trained, 1 - cfg.ema)
         state["last"].copy_(stats)
         state["sums"].add_(stats)
         state["step"].add_(1)
@@ -389,16 +420,20 @@ def train(cfg, out, resume=False):
     images, labels = sets[f"{method.labelled}_train"]
     unlabelled = sets["target_train"][0] if method.uses_unlabelled else None
     sizes = (len(images),) if unlabelled is None else (len(images), len(unlabelled))
-    steps_per_epoch = epoch_length(sizes, cfg.batch_size)
+    # every method of a task takes as many steps: one epoch is one pass over the smaller of the
+    # two domains' training sets, whichever batches the method reads
+    steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
 
     model, opt = model_and_optimizer(cfg, device)
-    progress = restore(out, model, opt) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
+    ema = averaged_copy(model) if cfg.ema else None
+    progress = restore(out, model, opt, ema) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
     print(f"{cfg.source} -> {cfg.target}, {cfg.mode}, arch {cfg.arch}, {cfg.epochs} epochs x "
           f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
-    run_step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"])
+    run_step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
+                                ema)
 
     curves = Curves(out)
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
@@ -419,11 +454,11 @@ def train(cfg, out, resume=False):
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 means = dict(zip(method.stats, (state["sums"] / (steps_per_epoch - first)).tolist()))
-                progress["history"].append(end_of_epoch(model, sets, cfg, step // steps_per_epoch, means,
+                progress["history"].append(end_of_epoch(ema or model, sets, cfg, step // steps_per_epoch, means,
                                                         step == total_steps, curves, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
-                save_resumable(model, opt, cfg.as_dict(), progress, out)
+                save_resumable(model, opt, cfg.as_dict(), progress, out, ema)
     if step < total_steps:
         print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
               file=sys.stderr)
