@@ -69,8 +69,8 @@ def sync(device):
 
 
 def project_step(cfg, source, target, device, compile_model=False, first_step=0):
-    """training.py's model, optimizer and DANN step on these tensors, from first_step of the
-    100-epoch schedule on, with one epoch's batches loaded."""
+    """training.py's model, optimizer and step (cfg.mode's) on these tensors, from first_step of
+    the 100-epoch schedule on, with one epoch's batches loaded."""
     torch.manual_seed(0)
     (xs, ys), (xt, _) = source, target
     xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
@@ -79,8 +79,8 @@ def project_step(cfg, source, target, device, compile_model=False, first_step=0)
         model.adversarial = torch.compile(model.adversarial)
     sizes = (len(xs), len(xt))
     steps_per_epoch = training.epoch_length(sizes, BATCH)
-    step, state = training.make_step(model, opt, METHODS["dann"], (xs, ys, xt), cfg, EPOCHS * steps_per_epoch,
-                                     first_step)
+    step, state = training.make_step(model, opt, METHODS[cfg.mode], (xs, ys, xt), cfg, EPOCHS * steps_per_epoch,
+                                     first_step, training.averaged_copy(model) if cfg.ema else None)
     state["batches"].copy_(training.epoch_indices(sizes, steps_per_epoch, BATCH, 0, 0, device))
     return model, opt, step, state
 
@@ -185,7 +185,9 @@ def check_same_steps(arch, device, bf16, **changes):
 
 def variants(device):
     """(pipeline name, config changes, compile?) timed on this device."""
-    found = [("this project", {}, False), ("+ --augment", {"augment": True}, False), ("+ --bf16", {"bf16": True}, False)]
+    found = [("this project", {}, False), ("+ --augment", {"augment": True}, False), ("+ --bf16", {"bf16": True}, False),
+             ("+ --ema 0.998", {"ema": 0.998}, False), ("--mode dann-im", {"mode": "dann-im"}, False),
+             ("--mode vada", {"mode": "vada"}, False)]
     if device.type == "cuda":
         found += [("no CUDA graph", {"cuda_graph": False}, False), ("+ torch.compile", {}, True),
                   ("+ compile + bf16", {"bf16": True}, True)]

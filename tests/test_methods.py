@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+import checkpoints
 import methods
 import models
 import training
@@ -66,3 +67,79 @@ def test_a_new_method_plugs_in_with_one_entry(synthetic_root, tmp_path, monkeypa
     assert 0 < metrics["history"][0]["entropy"] <= math.log(10) + 1e-6
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert training.resumed_config(tmp_path / "run", "cpu") == Config(**{**saved, "device": "cpu"})
+
+
+def test_prediction_entropies():
+    entropy, diversity = methods.prediction_entropies(torch.zeros(4, 10))  # uniform predictions
+    assert math.isclose(entropy.item(), math.log(10), rel_tol=1e-6) and math.isclose(diversity.item(), math.log(10),
+                                                                                      rel_tol=1e-6)
+    confident = torch.full((4, 10), -30.0)
+    confident[torch.arange(4), torch.tensor([0, 1, 2, 3])] = 30.0  # sure, and of four different classes
+    entropy, diversity = methods.prediction_entropies(confident)
+    assert entropy.item() < 1e-6 and math.isclose(diversity.item(), math.log(4), rel_tol=1e-5)
+    confident[:, :4] = torch.tensor([30.0, -30, -30, -30])  # sure, and all of class 0: collapsed
+    assert methods.prediction_entropies(confident)[1].item() < 1e-6
+
+
+def test_the_virtual_adversarial_perturbation_has_the_radius_and_beats_a_random_one():
+    torch.manual_seed(0)
+    model = models.DANN("mnist")
+    torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)  # a model that predicts something
+    x = models.standardize(torch.randint(0, 256, (32, 3, 28, 28), dtype=torch.uint8))
+    probs = model.classify(x).softmax(1).detach()
+    r = methods.vat_perturbation(model, x, probs, radius=2.0)
+    assert torch.allclose(r.flatten(1).norm(dim=1), torch.full((32,), 2.0), rtol=1e-4)
+    random = 2.0 * methods.unit(torch.randn_like(x))
+    adversarial_kl = methods.kl_from(probs, model.classify(x + r)).item()
+    assert adversarial_kl > 3 * methods.kl_from(probs, model.classify(x + random)).item() > 0
+    assert all(p.grad is None for p in model.parameters())  # the search itself trains nothing
+
+
+def test_vat_loss_sends_no_gradient_through_its_target():
+    torch.manual_seed(0)
+    model = models.DANN("mnist")
+    torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
+    x = models.standardize(torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8))
+    logits = model.classify(x)
+    loss = methods.vat_loss(model, x, logits, radius=1.0)
+    (through_target,) = torch.autograd.grad(loss, logits, allow_unused=True)
+    assert through_target is None and loss.item() > 0
+
+
+def test_the_averaged_model_moves_by_one_minus_decay_each_step():
+    torch.manual_seed(0)
+    cfg = Config(source="mnist", target="mnist_m", mode="source-only", batch_size=4, epochs=1, ema=0.9)
+    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
+    ema = training.averaged_copy(model)
+    start = [p.detach().clone() for p in ema.parameters()]
+    images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
+    step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
+                                     2, 0, ema)
+    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    step()
+    for e, s, p in zip(ema.parameters(), start, model.parameters()):
+        assert torch.allclose(e, 0.9 * s + 0.1 * p.detach(), atol=1e-7)
+    assert any(not torch.equal(e, p) for e, p in zip(ema.parameters(), model.parameters()))
+
+
+def test_a_run_with_ema_is_evaluated_and_shared_with_the_averaged_weights(synthetic_root, tmp_path):
+    cfg = Config(source="mnist", target="mnist_m", mode="dann", data_dir=str(synthetic_root), no_download=True,
+                 epochs=2, batch_size=8, ema=0.5, device="cpu")
+    training.train(cfg, tmp_path / "run")
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    model, _ = checkpoints.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, ckpt["ema"][name]), name
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
+    shared = checkpoints.weights_only(ckpt)
+    assert "ema" not in shared and all(torch.equal(shared["model"][k], ckpt["ema"][k]) for k in ckpt["ema"])
+
+
+def test_every_method_takes_as_many_steps(synthetic_root, tmp_path):
+    steps = {}
+    for mode in ("dann", "source-only", "target-only"):
+        cfg = Config(source="mnist", target="mnist_m", mode=mode, data_dir=str(synthetic_root), no_download=True,
+                     epochs=1, batch_size=8, device="cpu")
+        training.train(cfg, tmp_path / mode)
+        steps[mode] = torch.load(tmp_path / mode / "checkpoint.pt", weights_only=True)["step"]
+    assert steps == {"dann": 4, "source-only": 4, "target-only": 4}  # 30 target images, more source ones
