@@ -4,16 +4,19 @@
     python main.py --source mnist --target mnist_m        # MNIST -> MNIST-M
     python main.py --mode source-only                     # the paper's lower bound
     python main.py --resume runs/svhn-mnist-dann-...      # continue an interrupted run
+    python main.py --source mnist --target mnist_m --seeds 0 1 2   # a results row: mean +- std of 3 seeds
 
 Writes a run folder: config.json, checkpoint.pt (every --save-every epochs and at the end;
 Ctrl-C saves too), TensorBoard curves, and metrics.json with the final model's accuracies.
 The engine is training.py, the methods' losses methods.py; see README, 'How the code is organised'.
 """
 import argparse
+import dataclasses
+import json
 from pathlib import Path
 
 import training
-from data import run_script
+from data import run_script, save_atomic
 
 
 def parse_args(argv=None):
@@ -22,7 +25,12 @@ def parse_args(argv=None):
     run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<source>-<target>-<mode>-<time>)")
     run.add_argument("--resume", type=Path, default=None, metavar="DIR",
                      help="continue the run in DIR from its last checkpoint, with its settings (--device may change)")
+    run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                     help="one run per seed, one after another, in <out>/seed<S>/; then the mean +- std of their "
+                          "final accuracies, printed and written to <out>/summary.json")
     args = p.parse_args(argv)
+    if args.seeds and args.seed != 0:
+        p.error("--seed and --seeds: give one of them")
     try:
         args.config = training.Config.from_flags(args)
     except ValueError as e:
@@ -34,7 +42,23 @@ def main(argv=None):
     args = parse_args(argv)
     if args.resume:
         return training.train(training.resumed_config(args.resume, args.device), args.resume, resume=True)
+    if args.seeds:
+        return train_seeds(args.config, args.seeds, training.new_run_folder(args.config, args.out))
     return training.train(args.config, training.new_run_folder(args.config, args.out))
+
+
+def train_seeds(cfg, seeds, out):
+    runs = []
+    for seed in seeds:
+        seed_cfg = dataclasses.replace(cfg, seed=seed)
+        metrics = training.train(seed_cfg, training.new_run_folder(seed_cfg, out / f"seed{seed}"))
+        if metrics is None:  # Ctrl-C: that run is saved; the others wait
+            return None
+        runs.append(metrics)
+    summary = training.seed_summary(runs)
+    save_atomic(json.dumps(summary, indent=2), out / "summary.json")
+    print(summary["line"])
+    return summary
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 import math
 import platform
 import signal
+import statistics
 import sys
 import time
 import types
@@ -403,6 +404,21 @@ def write_metrics(out, cfg, progress, final, device):
                "note": "accuracies of the final model; main.py selects no epoch or setting by target accuracy"}
     save_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
     return metrics
+
+
+def seed_summary(runs):
+    """Mean and sample standard deviation of several runs' final accuracies (one row of a table)."""
+    seeds = [m["config"]["seed"] for m in runs]
+    command = f"{dataclasses.replace(Config(**runs[0]['config']), seed=0).command()} --seeds {' '.join(map(str, seeds))}"
+    summary = {"seeds": seeds, "command": command}
+    for key in ("target_test_acc", "source_test_acc"):
+        values = [m[key] for m in runs]
+        summary[key] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "runs": values}
+    t, s = summary["target_test_acc"], summary["source_test_acc"]
+    summary["line"] = (f"target test {t['mean']:.4f} +- {t['std']:.4f}, source test {s['mean']:.4f} +- {s['std']:.4f} "
+                       f"(mean +- sample std of {len(runs)} seeds: {', '.join(f'{v:.4f}' for v in t['runs'])})")
+    return summary
 
 
 # ---------------------------------------------------------------- the loop

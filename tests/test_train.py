@@ -367,3 +367,21 @@ def test_curves_are_tensorboard_events(synthetic_root, tmp_path):
     scalars = read_scalars(tmp_path / "run")
     assert scalars["accuracy_by_epoch/target_test_acc"] == [
         (h["epoch"], pytest.approx(h["target_test_acc"])) for h in metrics["history"]]
+
+
+def test_seeds_train_a_row_and_summarise_it(synthetic_root, tmp_path):
+    out = tmp_path / "row"
+    r = run_cli("--source", "mnist", "--target", "mnist_m", "--data-dir", str(synthetic_root), "--no-download",
+                "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--out", str(out), "--seeds", "0", "5")
+    assert r.returncode == 0, r.stderr
+    runs = [json.loads((out / f"seed{s}" / "metrics.json").read_text()) for s in (0, 5)]
+    assert [m["config"]["seed"] for m in runs] == [0, 5]
+    summary = json.loads((out / "summary.json").read_text())
+    values = [m["target_test_acc"] for m in runs]
+    assert summary["target_test_acc"]["runs"] == values
+    assert math.isclose(summary["target_test_acc"]["mean"], sum(values) / 2)
+    assert math.isclose(summary["target_test_acc"]["std"], abs(values[0] - values[1]) / math.sqrt(2))
+    assert summary["command"] == "python main.py --source mnist --target mnist_m --epochs 1 --batch-size 8 --seeds 0 5"
+    assert r.stdout.strip().splitlines()[-1] == summary["line"]
+    r = run_cli("--seeds", "1", "2", "--seed", "3")
+    assert r.returncode == 2 and "--seed and --seeds: give one of them" in r.stderr
