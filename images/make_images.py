@@ -159,10 +159,11 @@ def save_photos():
 PAPER_MNIST_M = {"source-only": 0.5225, "dann": 0.7666, "target-only": 0.9596}  # JMLR 2016, Table 2
 
 
-def save_curves(run_dirs, name):
+def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (final models)"):
     """Target test accuracy against epochs for finished runs, with the paper's numbers."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green"}
+    colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green", "dann-im": "tab:red",
+              "vada": "tab:brown"}
     runs = {Path(run).name: json.loads((Path(run) / "metrics.json").read_text()) for run in sorted(run_dirs)}
     longest = max(m["config"]["epochs"] for m in runs.values())
     for folder, metrics in runs.items():
@@ -170,12 +171,12 @@ def save_curves(run_dirs, name):
         config = metrics["config"]
         ax.plot(*zip(*points), marker="o", markersize=3, alpha=0.8,
                 color="tab:purple" if config.get("bf16") else colors[config["mode"]],
-                linestyle="-" if config["epochs"] == longest else ":", label=folder)
+                linestyle=":" if config["epochs"] != longest else "-." if config.get("ema") else "-", label=folder)
     for mode, acc in PAPER_MNIST_M.items():
         ax.axhline(acc, color=colors[mode], linestyle="--", linewidth=1)
         ax.text(0.01, acc + 0.004, f"paper {mode} {acc}", color=colors[mode], fontsize=7,
                 transform=ax.get_yaxis_transform())
-    ax.set(xlabel="epoch", ylabel="MNIST-M test accuracy", title="MNIST -> MNIST-M, mnist architecture (final models)")
+    ax.set(xlabel="epoch", ylabel="MNIST-M test accuracy", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -186,12 +187,15 @@ def save_curves(run_dirs, name):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--curves", nargs="+", default=None, metavar="RUN",
-                        help="finished run folders to plot, labelled by folder name (bf16 runs in purple)")
+                        help="finished run folders to plot, labelled by folder name, coloured by mode (bf16 runs "
+                             "in purple; dash-dotted: with --ema; dotted: shorter runs)")
     parser.add_argument("--curves-file", default="mnist_mnist_m_curves.png",
                         help="file name under images/ for that plot (default: mnist_mnist_m_curves.png)")
+    parser.add_argument("--curves-title", default="MNIST -> MNIST-M, mnist architecture (final models)",
+                        help="that plot's title")
     args = parser.parse_args()
     save_samples()
     save_photos()
     save_architecture()
     if args.curves:
-        save_curves(args.curves, args.curves_file)
+        save_curves(args.curves, args.curves_file, args.curves_title)
