@@ -180,7 +180,8 @@ def add_checkpoint_flags(parser):
 
 
 def latest_checkpoint(runs_dir="runs"):
-    found = sorted(Path(runs_dir).glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+    """The newest checkpoint.pt under runs_dir, a --seeds row's seed<S>/ folders included."""
+    found = sorted(Path(runs_dir).glob("**/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 

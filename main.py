@@ -31,6 +31,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.seeds and args.seed != 0:
         p.error("--seed and --seeds: give one of them")
+    if args.seeds and args.resume:
+        p.error("--resume continues one run; resume each seed's folder on its own (<out>/seed<S>)")
     try:
         args.config = training.Config.from_flags(args)
     except ValueError as e:

@@ -104,9 +104,9 @@ def supervised(model, batch, p, cfg):
 def prediction_entropies(logits):
     """-> (mean entropy of the predictions, entropy of their mean), in nats."""
     log_p = F.log_softmax(logits.float(), 1)
-    entropy = -(log_p.exp() * log_p).sum(1).mean()
-    mean = log_p.exp().mean(0)
-    return entropy, -(mean * mean.clamp_min(1e-12).log()).sum()
+    p = log_p.exp()
+    mean = p.mean(0)
+    return -(p * log_p).sum(1).mean(), -(mean * mean.clamp_min(1e-12).log()).sum()
 
 
 VAT_XI = 0.1  # the probe's norm: small beside the radius, but not lost in float32 rounding of pixels ~1

@@ -126,14 +126,14 @@ class Config:
     def from_saved(cls, saved, where):
         """A run folder's config.json (parsed) -> Config; a missing setting (a run from before it
         existed) gets its default. `where` names the file in the one-line error."""
-        if not isinstance(saved, dict) or not set(saved) <= {f.name for f in fields(cls)}:
-            raise UserError(f"{where} does not hold the settings main.py writes (edited by hand?); restore it or "
+        foreign = UserError(f"{where} does not hold the settings main.py writes (edited by hand?); restore it or "
                             "start a new run")
+        if not isinstance(saved, dict) or not set(saved) <= {f.name for f in fields(cls)}:
+            raise foreign
         try:
             return cls(**saved)
         except TypeError:
-            raise UserError(f"{where} does not hold the settings main.py writes (edited by hand?); restore it or "
-                            "start a new run") from None
+            raise foreign from None
         except ValueError as e:
             raise UserError(f"{where} says {e}; restore it or start a new run") from None
 
@@ -443,6 +443,7 @@ def train(cfg, out, resume=False):
 
     model, opt = model_and_optimizer(cfg, device)
     ema = averaged_copy(model) if cfg.ema else None
+    evaluated = model if ema is None else ema  # the model reported, saved for sharing and evaluated
     progress = restore(out, model, opt, ema) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
@@ -470,7 +471,7 @@ def train(cfg, out, resume=False):
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 means = dict(zip(method.stats, (state["sums"] / (steps_per_epoch - first)).tolist()))
-                progress["history"].append(end_of_epoch(ema or model, sets, cfg, step // steps_per_epoch, means,
+                progress["history"].append(end_of_epoch(evaluated, sets, cfg, step // steps_per_epoch, means,
                                                         step == total_steps, curves, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):

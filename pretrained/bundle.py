@@ -23,6 +23,7 @@ from checkpoints import REGISTRY, weights_only  # noqa: E402
 from data import UserError, run_script, save_atomic  # noqa: E402
 from training import Config  # noqa: E402
 
+
 def bundle(run, name, commit, make_default, data_dir):
     metrics_file = run / "metrics.json"
     if not metrics_file.is_file():
@@ -41,7 +42,8 @@ def bundle(run, name, commit, make_default, data_dir):
         "source": cfg["source"], "target": cfg["target"], "mode": cfg["mode"], "arch": cfg["arch"],
         "epochs": cfg["epochs"], "seed": cfg["seed"], "commit": commit,
         "source_test_acc": results[cfg["source"]]["accuracy"], "target_test_acc": results[cfg["target"]]["accuracy"],
-        "command": Config.from_saved(cfg, metrics_file).command(), "wall_time_s": metrics["wall_time_s"], "device": metrics["device"]}
+        "command": Config.from_saved(cfg, metrics_file).command(), "wall_time_s": metrics["wall_time_s"],
+        "device": metrics["device"]}
     if make_default:
         registry["default"] = name
     save_atomic(json.dumps(registry, indent=2) + "\n", REGISTRY)

@@ -386,3 +386,5 @@ def test_seeds_train_a_row_and_summarise_it(synthetic_root, tmp_path):
     assert r.stdout.strip().splitlines()[-1] == summary["line"]
     r = run_cli("--seeds", "1", "2", "--seed", "3")
     assert r.returncode == 2 and "--seed and --seeds: give one of them" in r.stderr
+    r = run_cli("--seeds", "1", "2", "--resume", str(out / "seed0"))
+    assert r.returncode == 2 and "--resume continues one run" in r.stderr

@@ -126,6 +126,11 @@ def test_latest_checkpoint_is_the_newest_run(tmp_path):
         os.utime(tmp_path / name / "checkpoint.pt", (time.time() + i, time.time() + i))
     assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
     assert checkpoints.latest_checkpoint(tmp_path / "nothing") is None
+    row = tmp_path / "a-row" / "seed1"  # main.py --seeds writes one folder per seed
+    row.mkdir(parents=True)
+    (row / "checkpoint.pt").write_bytes(b"x")
+    os.utime(row / "checkpoint.pt", (time.time() + 5, time.time() + 5))
+    assert checkpoints.latest_checkpoint(tmp_path) == row / "checkpoint.pt"
 
 
 def test_with_no_run_the_bundled_model_is_used_and_said_first(tmp_path):
