@@ -11,7 +11,8 @@ For each task it times, on each device:
   this project  training.py's step, as main.py runs it: data resident on the device as uint8,
                 the whole step (batch gather, schedule, forward, backward, fused SGD) a function
                 of device tensors, captured in one CUDA graph on a GPU; with --augment (the
-                baseline's distortions, batched on the device) and with --bf16;
+                baseline's distortions, batched on the device) and with --bf16; with --ema,
+                and the step of each other method (--mode);
   on a GPU also the same step launched eagerly (no graph) and with the model torch.compile'd.
 By default the images are random tensors of the real dataset shapes, so no dataset is needed.
 It then checks that the fast step (fp32, bf16, and on a GPU the captured graph) gives the
@@ -60,7 +61,7 @@ def task_data(task, real):
 
 def config(arch, **changes):
     """The default DANN recipe on this network (batch size BATCH, EPOCHS epochs)."""
-    return training.Config(arch=arch, batch_size=BATCH, epochs=EPOCHS, **changes)
+    return training.Config(**{"arch": arch, "batch_size": BATCH, "epochs": EPOCHS, **changes})
 
 
 def sync(device):
@@ -77,10 +78,13 @@ def project_step(cfg, source, target, device, compile_model=False, first_step=0)
     model, opt = training.model_and_optimizer(cfg, device)
     if compile_model:  # the whole training forward pass: standardize, both heads, the reversal layer
         model.adversarial = torch.compile(model.adversarial)
-    sizes = (len(xs), len(xt))
-    steps_per_epoch = training.epoch_length(sizes, BATCH)
-    step, state = training.make_step(model, opt, METHODS[cfg.mode], (xs, ys, xt), cfg, EPOCHS * steps_per_epoch,
-                                     first_step, training.averaged_copy(model) if cfg.ema else None)
+    method = METHODS[cfg.mode]
+    train_sets = (xs, ys, xt) if method.labelled else (None, None, xt)
+    sizes = [len(x) for x in train_sets[::2] if x is not None]
+    steps_per_epoch = training.epoch_length((len(xs), len(xt)), BATCH)
+    step, state = training.make_step(model, opt, method, train_sets, cfg, EPOCHS * steps_per_epoch, first_step,
+                                     training.frozen_copy(model) if cfg.ema else None,
+                                     training.frozen_copy(model).eval() if method.teacher else None)
     state["batches"].copy_(training.epoch_indices(sizes, steps_per_epoch, BATCH, 0, 0, device))
     return model, opt, step, state
 
@@ -187,7 +191,7 @@ def variants(device):
     """(pipeline name, config changes, compile?) timed on this device."""
     found = [("this project", {}, False), ("+ --augment", {"augment": True}, False), ("+ --bf16", {"bf16": True}, False),
              ("+ --ema 0.998", {"ema": 0.998}, False), ("--mode dann-im", {"mode": "dann-im"}, False),
-             ("--mode vada", {"mode": "vada"}, False)]
+             ("--mode vada", {"mode": "vada"}, False), ("--mode dirt-t", {"mode": "dirt-t", "init": "unread"}, False)]  # a fresh model's step costs the same
     if device.type == "cuda":
         found += [("no CUDA graph", {"cuda_graph": False}, False), ("+ torch.compile", {}, True),
                   ("+ compile + bf16", {"bf16": True}, True)]

@@ -4,7 +4,7 @@ A checkpoint is a dict marked CHECKPOINT_FORMAT with the network's configuration
 the run's configuration and its step; main.py's also carry the optimizer, RNG state and history
 needed to resume (save_resumable, restore). A run with --ema also carries the averaged weights
 ("ema"): those are the model that is evaluated and shared, while "model" holds the weights SGD
-trains. The bundled models in pretrained/ are the same format with the weights only,
+trains. A dirt-t run also carries its teacher ("teacher"). The bundled models in pretrained/ are the same format with the weights only,
 listed with their checksums and test accuracies in pretrained/registry.json.
 """
 import hashlib
@@ -32,33 +32,36 @@ def checkpoint_state(model, cfg, step, **rest):
             "config": cfg, "step": step, **rest}
 
 
-def resumable(model, opt, cfg, progress, ema=None):
-    """A checkpoint with all a resume needs: optimizer, RNG state, progress, averaged weights."""
-    averaged = {} if ema is None else {"ema": ema.state_dict()}
-    return checkpoint_state(model, cfg, **progress, **averaged, optimizer=opt.state_dict(),
+def resumable(model, opt, cfg, progress, companions):
+    """A checkpoint with all a resume needs: optimizer, RNG state, progress, and the models that
+    train beside the trained one (companions: {"ema": averaged copy, "teacher": ...}, None when absent)."""
+    copies = {name: m.state_dict() for name, m in companions.items() if m is not None}
+    return checkpoint_state(model, cfg, **progress, **copies, optimizer=opt.state_dict(),
                             rng={"cpu": torch.get_rng_state(),
                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
 
 
-def save_resumable(model, opt, cfg, progress, out, ema=None):
+def save_resumable(model, opt, cfg, progress, out, companions):
     """Write run folder `out`'s checkpoint.pt; a failed write says how to go on."""
     try:
-        save_atomic(resumable(model, opt, cfg, progress, ema), out / "checkpoint.pt")
+        save_atomic(resumable(model, opt, cfg, progress, companions), out / "checkpoint.pt")
     except UserError as e:
         raise UserError(f"{e}; once there is room, continue from the last saved checkpoint with: "
                         f"python main.py --resume {out}") from None
 
 
-def restore(run_dir, model, opt, ema=None):
-    """Load run_dir's checkpoint into model, opt (and ema); return its progress (step, history, wall time)."""
+def restore(run_dir, model, opt, companions):
+    """Load run_dir's checkpoint into model, opt and the companions (as in resumable); return its
+    progress (step, history, wall time)."""
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: no checkpoint.pt there; start a new run instead")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
+        for name, m in companions.items():
+            if m is not None:
+                m.load_state_dict(ckpt[name])
         lr = opt.param_groups[0]["lr"]
         opt.load_state_dict(ckpt["optimizer"])
         for group in opt.param_groups:  # loading replaces the lr tensor that the step writes into
@@ -74,6 +77,19 @@ def restore(run_dir, model, opt, ema=None):
     except Exception as e:
         raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
                         f"({type(e).__name__}); start a new run instead") from None
+
+
+def start_from(model, spec):
+    """--init: copy into model the weights another model is evaluated with (a run folder, a
+    checkpoint file or URL, or a bundled model's name)."""
+    path = Path(spec) / "checkpoint.pt" if Path(spec).is_dir() else Path(spec)
+    if not path.is_file() and spec not in bundled_models()["models"] and urlparse(spec).scheme not in ("http", "https"):
+        raise UserError(f"--init {spec}: no run folder, checkpoint file or bundled model by that name "
+                        "(python valid.py --list shows the bundled ones)")
+    trained, _ = load_checkpoint(path if path.is_file() else resolve_checkpoint(spec)[0])
+    if trained.arch != model.arch:
+        raise UserError(f"--init {spec} holds a '{trained.arch}' network; add --arch {trained.arch}")
+    model.load_state_dict(trained.state_dict())
 
 
 def weights_only(ckpt):

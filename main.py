@@ -5,6 +5,8 @@
     python main.py --mode source-only                     # the paper's lower bound
     python main.py --resume runs/svhn-mnist-dann-...      # continue an interrupted run
     python main.py --source mnist --target mnist_m --seeds 0 1 2   # a results row: mean +- std of 3 seeds
+    python main.py --source mnist --target mnist_m --mode dirt-t --init runs/row/seed{seed} --seeds 0 1 2
+                                                          # DIRT-T's refinement of each seed's run in runs/row
 
 Writes a run folder: config.json, checkpoint.pt (every --save-every epochs and at the end;
 Ctrl-C saves too), TensorBoard curves, and metrics.json with the final model's accuracies.
@@ -52,12 +54,12 @@ def main(argv=None):
 def train_seeds(cfg, seeds, out):
     runs = []
     for seed in seeds:
-        seed_cfg = dataclasses.replace(cfg, seed=seed)
+        seed_cfg = dataclasses.replace(cfg, seed=seed, init=cfg.init and cfg.init.replace("{seed}", str(seed)))
         metrics = training.train(seed_cfg, training.new_run_folder(seed_cfg, out / f"seed{seed}"))
         if metrics is None:  # Ctrl-C: that run is saved; the others wait
             return None
         runs.append(metrics)
-    summary = training.seed_summary(runs)
+    summary = training.seed_summary(runs, cfg)
     save_atomic(json.dumps(summary, indent=2), out / "summary.json")
     print(summary["line"])
     return summary

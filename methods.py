@@ -28,14 +28,16 @@ class Batch:
     images: torch.Tensor  # labelled images, uint8 (or float 0..255 when augmented)
     labels: torch.Tensor
     unlabelled: Optional[torch.Tensor] = None  # None for methods that take no unlabelled batch
+    teacher_probs: Optional[torch.Tensor] = None  # the teacher's predictions on the unlabelled batch (dirt-t)
 
 
 @dataclass(frozen=True)
 class Method:
     loss: Callable  # (model, batch, p, cfg) -> (loss, {name: scalar tensor})
-    labelled: str  # "source" or "target": the domain whose labels it trains on
+    labelled: Optional[str]  # "source" or "target": the domain whose labels it trains on; None: no labels
     uses_unlabelled: bool  # whether it takes an unlabelled target batch
     stats: tuple  # the names of the statistics its loss reports, in a fixed order
+    teacher: bool = False  # whether it follows a teacher, a frozen earlier copy of the model (its batch's teacher_probs)
 
 
 def adaptation_weight(p, gamma):
@@ -93,6 +95,23 @@ def vada(model, batch, p, cfg):
     return loss, {**stats, "entropy": entropy, "vat_source": vat_source, "vat_target": vat_target}
 
 
+def dirt_t(model, batch, p, cfg):
+    """DIRT-T's refinement (Shu et al. 2018, section 4), a second phase that starts from an adapted
+    model (--init) and sees the target alone: conditional entropy and virtual adversarial training
+    push its decision boundaries out of the target's dense regions, and a KL term to the teacher
+    (the model as it was up to --teacher-every steps ago) keeps each step close to the last, a
+    natural-gradient-like proximal step. The reference code weights the three terms 1e-2 each
+    under Adam, which ignores a common scale; with SGD the terms keep that 1 : 1 : 1 ratio
+    (--teacher-weight scales the KL term)."""
+    x = standardize(batch.unlabelled)
+    logits = model.classify(x)
+    entropy, _ = prediction_entropies(logits)
+    vat_target = vat_loss(model, x, logits, cfg.vat_radius)
+    teacher_kl = kl_from(batch.teacher_probs, logits)
+    return entropy + vat_target + cfg.teacher_weight * teacher_kl, {
+        "entropy": entropy, "vat_target": vat_target, "teacher_kl": teacher_kl}
+
+
 def supervised(model, batch, p, cfg):
     """The class loss on the labelled batch alone: the paper's lower (source) and upper (target) bounds."""
     class_loss = F.cross_entropy(model(batch.images).float(), batch.labels)
@@ -143,6 +162,8 @@ METHODS = {
     "dann-im": Method(dann_im, labelled="source", uses_unlabelled=True, stats=ADVERSARIAL + ("entropy", "diversity")),
     "vada": Method(vada, labelled="source", uses_unlabelled=True,
                    stats=ADVERSARIAL + ("entropy", "vat_source", "vat_target")),
+    "dirt-t": Method(dirt_t, labelled=None, uses_unlabelled=True, stats=("entropy", "vat_target", "teacher_kl"),
+                     teacher=True),
     "source-only": Method(supervised, labelled="source", uses_unlabelled=False, stats=("class_loss",)),
     "target-only": Method(supervised, labelled="target", uses_unlabelled=False, stats=("class_loss",)),
 }

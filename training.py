@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import math
+import shlex
 import platform
 import signal
 import statistics
@@ -27,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 import download_data
-from checkpoints import restore, save_resumable
+from checkpoints import restore, save_resumable, start_from
 from data import DOMAINS, SPLITS, UserError, augment, make_folder, save_atomic
 from methods import METHODS, Batch
 from models import ARCHS, DEFAULT_ARCH, DANN
@@ -52,10 +53,15 @@ class Config:
     target: str = setting("mnist", "unlabelled domain", "task", choices=DOMAINS)
     mode: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
                         "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
-                        "training (Shu et al. 2018); source-only ignores the target (lower bound); target-only trains "
-                        "on target labels (upper bound)", "task", choices=METHODS)
+                        "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, the same "
+                        "paper); source-only ignores the target (lower bound); target-only trains on target labels "
+                        "(upper bound)", "task", choices=METHODS)
     arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
                                          "otherwise)", "task", choices=ARCHS)
+    init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
+                                         "folder, a checkpoint file or URL, or a bundled model's name; dirt-t "
+                                         "needs one, e.g. a dann run. With --seeds, {seed} in it becomes each "
+                                         "run's seed: runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
     dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
     augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
                             "and saturation by up to 40%%, drawn per image, in batches on the device; not in the "
@@ -78,6 +84,10 @@ class Config:
                                        "training on the target (VADA: 0.01)", "method")
     vat_radius: float = setting(3.5, "vada: norm of the virtual adversarial perturbation of a standardized image "
                                 "(VADA: 3.5)", "method")
+    teacher_every: int = setting(5000, "dirt-t: the teacher becomes a copy of the evaluated model every K steps "
+                                 "(reference code: 5000)", "method", metavar="K")
+    teacher_weight: float = setting(1.0, "dirt-t: weight of KL(teacher || model) on the target, beside entropy and "
+                                    "VAT at 1 (the reference's 1e-2 : 1e-2 : 1e-2)", "method")
     device: str = setting("auto", "where to compute; auto: cuda when present", "run", choices=("auto", "cpu", "cuda"))
     bf16: bool = setting(False, "forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update "
                          "stay float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); "
@@ -101,7 +111,7 @@ class Config:
             raise TypeError("settings of the wrong type or outside their choices")
         if self.arch is None:
             object.__setattr__(self, "arch", DEFAULT_ARCH[self.source])
-        for name in ("epochs", "batch_size", "eval_every", "save_every"):
+        for name in ("epochs", "batch_size", "eval_every", "save_every", "teacher_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag_name(name)} must be at least 1")
         if not 0 <= self.dropout < 1:
@@ -110,13 +120,15 @@ class Config:
             raise ValueError("--lr must be positive")
         if not 0 <= self.ema < 1:
             raise ValueError("--ema must be in [0, 1)")
-        for name in ("im_weight", "vat_source_weight", "vat_target_weight", "vat_radius"):
+        for name in ("im_weight", "vat_source_weight", "vat_target_weight", "vat_radius", "teacher_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{flag_name(name)} must be 0 or more")
         if self.limit is not None and self.limit < 1:
             raise ValueError("--limit must be at least 1")
         if self.source == self.target and METHODS[self.mode].uses_unlabelled:
             raise ValueError("--source and --target are the same domain: there is nothing to adapt")
+        if METHODS[self.mode].teacher and self.init is None:
+            raise ValueError(f"--mode {self.mode} refines a trained model: name it with --init RUN|CHECKPOINT")
 
     @classmethod
     def from_flags(cls, args):
@@ -148,7 +160,7 @@ class Config:
             if f.name in self.NOT_IN_COMMAND or value == f.default or (f.name == "arch" and
                                                                        value == DEFAULT_ARCH[self.source]):
                 continue
-            words += [flag_name(f.name)] if value is True else [flag_name(f.name), str(value)]
+            words += [flag_name(f.name)] if value is True else [flag_name(f.name), shlex.quote(str(value))]
         return " ".join(words)
 
 
@@ -270,42 +282,55 @@ def sgd_step(model, opt, method, batch, p, cfg):
     return torch.stack([stats[name] for name in method.stats]).detach()
 
 
-def averaged_copy(model):
-    """A copy of the model whose weights the step moves towards the trained ones (--ema)."""
+def frozen_copy(model):
+    """A copy of the model that no gradient reaches: the --ema average, which the step moves
+    towards the trained weights, or dirt-t's teacher."""
     ema = copy.deepcopy(model)
     ema.requires_grad_(False)
     return ema
 
 
-def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=None):
+def averaged_tensors(model):
+    """What --ema averages: the weights and the batch-norm statistics (every floating-point
+    tensor of the state dict), so that the averaged model's normalisation fits its weights."""
+    return [t for t in model.state_dict().values() if t.is_floating_point()]
+
+
+def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=None, teacher=None):
     """The whole training step (batch gather, augmentation, schedule, loss, backward, update) as
     a function of tensors on the training device only: the step counter, this epoch's batch
     indices and the running sums of the method's statistics live in the returned state, so
     that on a GPU the step is captured once in a CUDA graph and replayed with no host round trip
-    (unless cfg turns the graph off). train_sets: (labelled images, labels, unlabelled images or
-    None); ema: the averaged copy of the model that the step updates, or None. The caller fills
-    state["batches"] at the start of each epoch.
+    (unless cfg turns the graph off). train_sets: (labelled images, labels, unlabelled images),
+    None where the method takes no such batch; ema: the averaged copy of the model that the step
+    updates, or None; teacher: the model whose predictions the method follows, or None. The
+    caller fills state["batches"] at the start of each epoch.
     Returns (step, state): step() runs one training step."""
     images, labels, unlabelled = train_sets
-    device = images.device
+    device = (unlabelled if images is None else images).device
     steps_per_epoch = total_steps // cfg.epochs
     lr = opt.param_groups[0]["lr"]
-    n_stats, n_batches = len(method.stats), 1 + (unlabelled is not None)
-    averaged, trained = ([], []) if ema is None else (list(ema.parameters()), list(model.parameters()))
+    n_stats, n_batches = len(method.stats), (images is not None) + (unlabelled is not None)
+    averaged, trained = ([], []) if ema is None else (averaged_tensors(ema), averaged_tensors(model))
     state = {"step": torch.tensor(first_step, device=device), "lr": lr,
              "batches": torch.zeros(steps_per_epoch, n_batches, cfg.batch_size, dtype=torch.long, device=device),
              "sums": torch.zeros(n_stats, device=device), "last": torch.zeros(n_stats, device=device)}
 
     def step():
-        indices = state["batches"].index_select(0, (state["step"] % steps_per_epoch).view(1))[0]
+        indices = iter(state["batches"].index_select(0, (state["step"] % steps_per_epoch).view(1))[0])
         p = state["step"].double() / total_steps
         lr.copy_(learning_rate(p, cfg.lr, cfg.lr_alpha, cfg.lr_beta))
-        batch = Batch(images.index_select(0, indices[0]), labels.index_select(0, indices[0]),
-                      None if unlabelled is None else unlabelled.index_select(0, indices[1]))
+        batch = Batch(None, None)
+        if images is not None:
+            chosen = next(indices)
+            batch.images, batch.labels = images.index_select(0, chosen), labels.index_select(0, chosen)
+        if unlabelled is not None:
+            batch.unlabelled = unlabelled.index_select(0, next(indices))
         if cfg.augment:
-            batch.images = augment(batch.images)
-            if batch.unlabelled is not None:
-                batch.unlabelled = augment(batch.unlabelled)
+            batch.images, batch.unlabelled = (None if x is None else augment(x) for x in (batch.images, batch.unlabelled))
+        if teacher is not None:
+            with torch.no_grad():
+                batch.teacher_probs = torch.softmax(teacher(batch.unlabelled).float(), 1)
         stats = sgd_step(model, opt, method, batch, p, cfg)
         if ema is not None:
             with torch.no_grad():  # one fused kernel for all weights: ema += (1 - decay) (w - ema)
@@ -406,10 +431,11 @@ def write_metrics(out, cfg, progress, final, device):
     return metrics
 
 
-def seed_summary(runs):
-    """Mean and sample standard deviation of several runs' final accuracies (one row of a table)."""
+def seed_summary(runs, row):
+    """Mean and sample standard deviation of several runs' final accuracies (one row of a table);
+    row: the Config the row's runs were made from."""
     seeds = [m["config"]["seed"] for m in runs]
-    command = f"{dataclasses.replace(Config(**runs[0]['config']), seed=0).command()} --seeds {' '.join(map(str, seeds))}"
+    command = f"{row.command()} --seeds {' '.join(map(str, seeds))}"
     summary = {"seeds": seeds, "command": command}
     for key in ("target_test_acc", "source_test_acc"):
         values = [m[key] for m in runs]
@@ -430,27 +456,31 @@ def train(cfg, out, resume=False):
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     sets = load_data(cfg, device)
-    if not resume:  # only now: a run that cannot start leaves no folder behind
+    model, opt = model_and_optimizer(cfg, device)
+    if not resume:  # only now: a run that cannot start (no data, a bad --init) leaves no folder behind
+        if cfg.init:
+            start_from(model, cfg.init)
         make_folder(out)
         save_atomic(json.dumps(cfg.as_dict(), indent=2), out / "config.json")
-    images, labels = sets[f"{method.labelled}_train"]
+    images, labels = sets[f"{method.labelled}_train"] if method.labelled else (None, None)
     unlabelled = sets["target_train"][0] if method.uses_unlabelled else None
-    sizes = (len(images),) if unlabelled is None else (len(images), len(unlabelled))
+    sizes = [len(x) for x in (images, unlabelled) if x is not None]
     # every method of a task takes as many steps: one epoch is one pass over the smaller of the
     # two domains' training sets, whichever batches the method reads
     steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
 
-    model, opt = model_and_optimizer(cfg, device)
-    ema = averaged_copy(model) if cfg.ema else None
+    ema = frozen_copy(model) if cfg.ema else None
     evaluated = model if ema is None else ema  # the model reported, saved for sharing and evaluated
-    progress = restore(out, model, opt, ema) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
+    teacher = frozen_copy(evaluated).eval() if method.teacher else None
+    companions = {"ema": ema, "teacher": teacher}
+    progress = restore(out, model, opt, companions) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
     print(f"{cfg.source} -> {cfg.target}, {cfg.mode}, arch {cfg.arch}, {cfg.epochs} epochs x "
           f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
     run_step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
-                                ema)
+                                ema, teacher)
 
     curves = Curves(out)
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
@@ -464,6 +494,8 @@ def train(cfg, out, resume=False):
                 run_step()
                 step += 1
                 bar.update()
+                if teacher is not None and step % cfg.teacher_every == 0:
+                    teacher.load_state_dict(evaluated.state_dict())  # in place: a captured graph reads the same tensors
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
                     log_step(bar, curves, step, dict(zip(method.stats, state["last"].tolist())), state["lr"].item())
                 if stop["now"]:
@@ -475,7 +507,7 @@ def train(cfg, out, resume=False):
                                                         step == total_steps, curves, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
-                save_resumable(model, opt, cfg.as_dict(), progress, out, ema)
+                save_resumable(model, opt, cfg.as_dict(), progress, out, companions)
     if step < total_steps:
         print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
               file=sys.stderr)

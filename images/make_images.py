@@ -160,18 +160,22 @@ PAPER_MNIST_M = {"source-only": 0.5225, "dann": 0.7666, "target-only": 0.9596}  
 
 
 def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (final models)"):
-    """Target test accuracy against epochs for finished runs, with the paper's numbers."""
+    """Target test accuracy against epochs for finished runs, with the paper's numbers. A second
+    phase (--init) is drawn after the epochs of the run it started from."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green", "dann-im": "tab:red",
-              "vada": "tab:brown"}
+              "vada": "tab:brown", "dirt-t": "black"}
     runs = {Path(run).name: json.loads((Path(run) / "metrics.json").read_text()) for run in sorted(run_dirs)}
     longest = max(m["config"]["epochs"] for m in runs.values())
     for folder, metrics in runs.items():
-        points = [(h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
         config = metrics["config"]
+        first = Path(config.get("init") or "") / "metrics.json"
+        offset = json.loads(first.read_text())["config"]["epochs"] if config.get("init") and first.is_file() else 0
+        points = [(offset + h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
         ax.plot(*zip(*points), marker="o", markersize=3, alpha=0.8,
                 color="tab:purple" if config.get("bf16") else colors[config["mode"]],
-                linestyle=":" if config["epochs"] != longest else "-." if config.get("ema") else "-", label=folder)
+                linestyle=":" if config["epochs"] != longest and not offset else "-." if config.get("ema") else "-",
+                label=folder)
     for mode, acc in PAPER_MNIST_M.items():
         ax.axhline(acc, color=colors[mode], linestyle="--", linewidth=1)
         ax.text(0.01, acc + 0.004, f"paper {mode} {acc}", color=colors[mode], fontsize=7,

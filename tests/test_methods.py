@@ -1,5 +1,6 @@
 import json
 import math
+import signal
 
 import pytest
 import torch
@@ -8,15 +9,21 @@ import checkpoints
 import methods
 import models
 import training
+from data import UserError
 from methods import METHODS, Batch, Method
 from training import Config
 
 
-def tiny_batch(unlabelled=True, n=6):
+def tiny_batch(unlabelled=True, n=6, method=None):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 28, 28), generator=g, dtype=torch.uint8)
     other = torch.randint(0, 256, (n, 3, 28, 28), generator=g, dtype=torch.uint8)
-    return Batch(images, torch.arange(n) % 10, other if unlabelled else None)
+    batch = Batch(images, torch.arange(n) % 10, other if unlabelled else None)
+    if method is not None and not method.labelled:
+        batch.images = batch.labels = None
+    if method is not None and method.teacher:
+        batch.teacher_probs = torch.full((n, 10), 0.1)  # a teacher that cannot tell the digits apart
+    return batch
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -24,11 +31,13 @@ def test_every_method_returns_a_loss_and_exactly_its_declared_statistics(name):
     method = METHODS[name]
     torch.manual_seed(0)
     model = models.DANN("mnist")
-    loss, stats = method.loss(model, tiny_batch(method.uses_unlabelled), torch.tensor(0.5, dtype=torch.float64),
-                              Config(source="mnist", target="mnist_m", mode=name))
+    cfg = Config(source="mnist", target="mnist_m", mode=name, init="run" if method.teacher else None)
+    loss, stats = method.loss(model, tiny_batch(method.uses_unlabelled, method=method),
+                              torch.tensor(0.5, dtype=torch.float64), cfg)
     assert tuple(stats) == method.stats and all(v.dim() == 0 for v in stats.values())
     assert loss.dim() == 0 and torch.isfinite(loss)
-    assert math.isclose(stats["class_loss"].item(), math.log(10), rel_tol=1e-6)  # zero output layers: uniform
+    # zero output layers: a uniform prediction, whose class loss and entropy are log 10
+    assert math.isclose(stats["class_loss" if method.labelled else "entropy"].item(), math.log(10), rel_tol=1e-6)
 
 
 def test_dann_loss_is_class_plus_domain_loss_with_lambda_from_the_schedule():
@@ -110,7 +119,7 @@ def test_the_averaged_model_moves_by_one_minus_decay_each_step():
     torch.manual_seed(0)
     cfg = Config(source="mnist", target="mnist_m", mode="source-only", batch_size=4, epochs=1, ema=0.9)
     model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
-    ema = training.averaged_copy(model)
+    ema = training.frozen_copy(model)
     start = [p.detach().clone() for p in ema.parameters()]
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
@@ -143,3 +152,97 @@ def test_every_method_takes_as_many_steps(synthetic_root, tmp_path):
         training.train(cfg, tmp_path / mode)
         steps[mode] = torch.load(tmp_path / mode / "checkpoint.pt", weights_only=True)["step"]
     assert steps == {"dann": 4, "source-only": 4, "target-only": 4}  # 30 target images, more source ones
+
+
+def test_dirt_t_follows_a_teacher_that_no_gradient_reaches():
+    torch.manual_seed(0)
+    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", batch_size=4, epochs=1)
+    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
+    torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)  # a model that predicts something
+    teacher = training.frozen_copy(model).eval()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
+    step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
+    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    step()
+    stats = dict(zip(METHODS["dirt-t"].stats, state["last"].tolist()))
+    assert stats["teacher_kl"] < 1e-6 < stats["entropy"]  # the first step starts from the teacher itself
+    step()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), teacher.parameters()))
+    assert state["last"][2].item() > 1e-3  # now the model has moved away from the teacher
+
+
+def test_the_kl_to_the_teacher_is_zero_only_where_the_model_agrees():
+    model = models.DANN("mnist")
+    torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
+    batch = tiny_batch(method=METHODS["dirt-t"])
+    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", teacher_weight=2.0)
+    _, agreeing = methods.dirt_t(model, Batch(None, None, batch.unlabelled, model(batch.unlabelled).softmax(1).detach()),
+                                 torch.tensor(0.5), cfg)
+    loss, uniform = methods.dirt_t(model, batch, torch.tensor(0.5), cfg)
+    assert agreeing["teacher_kl"].item() < 1e-6 < uniform["teacher_kl"].item()
+    assert torch.allclose(loss, uniform["entropy"] + uniform["vat_target"] + 2.0 * uniform["teacher_kl"])
+
+
+def test_the_averaged_model_averages_batch_norm_statistics_too():
+    # the paper's networks have no batch norm; one that a user adds must not be evaluated with stale statistics
+    torch.manual_seed(0)
+    cfg = Config(source="mnist", target="mnist_m", mode="source-only", batch_size=4, epochs=1, ema=0.9)
+    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
+    model.features[1] = torch.nn.Sequential(torch.nn.BatchNorm2d(32), torch.nn.ReLU())
+    opt.add_param_group({"params": list(model.features[1].parameters())})
+    ema = training.frozen_copy(model)
+    images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
+    step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
+                                     2, 0, ema)
+    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    step()
+    bn, averaged = model.features[1][0], ema.features[1][0]
+    assert not torch.equal(bn.running_mean, torch.zeros(32))  # one training step has moved the statistics
+    assert torch.allclose(averaged.running_mean, 0.1 * bn.running_mean, atol=1e-6)
+    assert torch.allclose(averaged.running_var, 0.9 + 0.1 * bn.running_var, atol=1e-6)
+
+
+def test_init_starts_from_a_runs_evaluated_weights_and_refuses_another_network(synthetic_root, tmp_path):
+    base = dict(source="mnist", target="mnist_m", data_dir=str(synthetic_root), no_download=True, epochs=1,
+                batch_size=8, device="cpu")
+    training.train(Config(**base, ema=0.5), tmp_path / "first")
+    model = models.DANN("mnist")
+    checkpoints.start_from(model, str(tmp_path / "first"))
+    ema = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)["ema"]
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    with pytest.raises(UserError, match="holds a 'mnist' network; add --arch mnist"):
+        training.train(Config(**base, arch="svhn", init=str(tmp_path / "first")), tmp_path / "second")
+    with pytest.raises(UserError, match="no run folder, checkpoint file or bundled model"):
+        training.train(Config(**base, init=str(tmp_path / "nothing")), tmp_path / "third")
+    assert not (tmp_path / "second").exists() and not (tmp_path / "third").exists()
+
+
+@pytest.mark.parametrize("stop_after", [2, 5])
+def test_dirt_t_resumes_exactly_with_its_teacher(synthetic_root, tmp_path, monkeypatch, stop_after):
+    # the teacher is refreshed every 3 steps: once before the cut at 5, and again after it
+    base = dict(source="mnist", target="mnist_m", data_dir=str(synthetic_root), no_download=True, epochs=2,
+                batch_size=8, device="cpu", eval_every=1, save_every=1)
+    training.train(Config(**base), tmp_path / "dann")
+    cfg = Config(**base, mode="dirt-t", init=str(tmp_path / "dann"), teacher_every=3, ema=0.5)
+    training.train(cfg, tmp_path / "whole")
+    real_step, calls = training.sgd_step, []
+
+    def step_then_ctrl_c(*a):
+        result = real_step(*a)
+        calls.append(1)
+        if len(calls) == stop_after:
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(training, "sgd_step", step_then_ctrl_c)
+    assert training.train(cfg, tmp_path / "cut") is None
+    monkeypatch.setattr(training, "sgd_step", real_step)
+    training.train(training.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
+    whole, cut = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "cut"))
+    assert whole["step"] == cut["step"] == 8
+    for part in ("model", "ema", "teacher"):
+        assert all(torch.equal(v, cut[part][k]) for k, v in whole[part].items()), part
+    assert any(not torch.equal(v, whole["model"][k]) for k, v in whole["teacher"].items())

@@ -141,7 +141,7 @@ def test_resume_lays_momentum_out_like_its_parameter(synthetic_root, tmp_path):
     torch.save(ckpt, path)
     model, opt = training.model_and_optimizer(Config(**ckpt["config"]), torch.device("cpu"))
     lr = opt.param_groups[0]["lr"]
-    checkpoints.restore(tmp_path / "run", model, opt)
+    checkpoints.restore(tmp_path / "run", model, opt, {})
     convs = [p for p in model.parameters() if p.dim() == 4]
     assert convs and all(not p.is_contiguous() for p in convs)
     for i, p in enumerate(model.parameters()):
@@ -245,7 +245,8 @@ def test_the_step_reads_no_value_back_to_the_host(mode):
     # gather, augmentation, schedule, forward or backward raises here. The optimizer is stubbed:
     # the fused SGD that runs on a GPU is capturable by design and has no meta kernel.
     meta = torch.device("meta")
-    cfg = Config(source="mnist", target="mnist_m", mode=mode, batch_size=8, epochs=2, augment=True)
+    cfg = Config(source="mnist", target="mnist_m", mode=mode, batch_size=8, epochs=2, augment=True,
+                 init="run" if methods.METHODS[mode].teacher else None)
     model = models.DANN("mnist", dropout=0.3).to(meta)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     opt.param_groups[0]["lr"] = torch.tensor(0.01, device=meta)
@@ -254,11 +255,14 @@ def test_the_step_reads_no_value_back_to_the_host(mode):
     images = torch.empty(40, 3, 28, 28, dtype=torch.uint8, device=meta)
     method = methods.METHODS[mode]
     labels = torch.empty(40, dtype=torch.long, device=meta)
-    step, state = training.make_step(model, opt, method, (images, labels, images if method.uses_unlabelled else None),
-                                     cfg, 10, 0)
+    train_sets = (images if method.labelled else None, labels if method.labelled else None,
+                  images if method.uses_unlabelled else None)
+    teacher = training.frozen_copy(model).eval() if method.teacher else None
+    step, state = training.make_step(model, opt, method, train_sets, cfg, 10, 0, teacher=teacher)
     for _ in range(3):
         step()
-    grads = 14 if method.uses_unlabelled else 10  # the domain classifier (4 tensors) learns in adaptation only
+    # the domain classifier (4 tensors) learns in adversarial methods only
+    grads = 14 if method.uses_unlabelled and method.labelled else 10
     assert len(steps) == 3 and all(len(s) == grads for s in steps)
     assert state["step"].device == meta and state["lr"].device == meta
 
@@ -318,14 +322,17 @@ def test_flags_are_made_from_the_config_and_its_command_parses_back_to_it():
                                              ({"dropout": 1.0}, "--dropout must be in [0, 1)"),
                                              ({"lr": 0.0}, "--lr must be positive"),
                                              ({"limit": 0}, "--limit must be at least 1"),
-                                             ({"source": "usps", "target": "usps"}, "nothing to adapt")])
+                                             ({"source": "usps", "target": "usps"}, "nothing to adapt"),
+                                             ({"mode": "dirt-t"}, "name it with --init"),
+                                             ({"mode": "dirt-t", "init": "run", "teacher_every": 0},
+                                              "--teacher-every must be at least 1")])
 def test_an_invalid_config_cannot_be_made(changes, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
         Config(**changes)
     with pytest.raises(TypeError):
         Config(epochs="100")
     with pytest.raises(TypeError):
-        Config(mode="dirt-t")  # not a method here
+        Config(mode="dirt")  # not a method here
 
 
 def test_a_baseline_may_train_with_the_same_domain_on_both_sides():
@@ -384,6 +391,15 @@ def test_seeds_train_a_row_and_summarise_it(synthetic_root, tmp_path):
     assert math.isclose(summary["target_test_acc"]["std"], abs(values[0] - values[1]) / math.sqrt(2))
     assert summary["command"] == "python main.py --source mnist --target mnist_m --epochs 1 --batch-size 8 --seeds 0 5"
     assert r.stdout.strip().splitlines()[-1] == summary["line"]
+    # a second phase refines each seed's run of the first: {seed} in --init names it
+    init = str(out / "seed{seed}")
+    r = run_cli("--source", "mnist", "--target", "mnist_m", "--data-dir", str(synthetic_root), "--no-download",
+                "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "refined"),
+                "--mode", "dirt-t", "--init", init, "--seeds", "0", "5")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads((tmp_path / "refined" / f"seed{s}" / "config.json").read_text())["init"] for s in (0, 5)] == [
+        str(out / "seed0"), str(out / "seed5")]
+    assert f"--init '{init}' " in json.loads((tmp_path / "refined" / "summary.json").read_text())["command"]
     r = run_cli("--seeds", "1", "2", "--seed", "3")
     assert r.returncode == 2 and "--seed and --seeds: give one of them" in r.stderr
     r = run_cli("--seeds", "1", "2", "--resume", str(out / "seed0"))
