@@ -170,8 +170,10 @@ def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (fin
     for folder, metrics in runs.items():
         config = metrics["config"]
         first = Path(config.get("init") or "") / "metrics.json"
-        offset = json.loads(first.read_text())["config"]["epochs"] if config.get("init") and first.is_file() else 0
-        points = [(offset + h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
+        start = json.loads(first.read_text()) if config.get("init") and first.is_file() else None
+        offset = start["config"]["epochs"] if start else 0
+        points = [(offset, start["target_test_acc"])] if start else []  # where the second phase starts
+        points += [(offset + h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
         ax.plot(*zip(*points), marker="o", markersize=3, alpha=0.8,
                 color="tab:purple" if config.get("bf16") else colors[config["mode"]],
                 linestyle=":" if config["epochs"] != longest and not offset else "-." if config.get("ema") else "-",

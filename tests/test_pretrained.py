@@ -21,9 +21,9 @@ NAMES = list(REGISTRY["models"])
 DIGIT_7 = "mnist_m_test0_digit7.png"  # a committed MNIST-M test digit, in images/
 
 
-def test_the_registry_lists_the_papers_three_columns_under_the_size_limits():
+def test_the_registry_lists_the_papers_three_columns_and_dirt_t_under_the_size_limits():
     modes = {e["mode"] for e in REGISTRY["models"].values()}
-    assert modes == {"dann", "source-only", "target-only"} and REGISTRY["default"] == "mnist-mnist_m-dann"
+    assert modes == {"dann", "source-only", "target-only", "dirt-t"} and REGISTRY["default"] == "mnist-mnist_m-dann"
     files = [checkpoints.PRETRAINED_DIR / e["file"] for e in REGISTRY["models"].values()]
     assert all(f.stat().st_size < 1 << 20 for f in files) and sum(f.stat().st_size for f in files) < 4 << 20
     for e in REGISTRY["models"].values():
@@ -112,6 +112,13 @@ def test_torch_hub_loads_the_bundled_dann_ready_for_inference():
     entry = REGISTRY["models"]["mnist-mnist_m-dann"]
     reference = checkpoints.load_checkpoint(checkpoints.PRETRAINED_DIR / entry["file"])[0]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+
+
+def test_every_bundled_model_has_a_torch_hub_entry_point():
+    import hubconf
+    for name in NAMES:
+        model = getattr(hubconf, name.replace("-", "_"))()
+        assert isinstance(model, models.DANN) and not model.training
 
 
 def test_initialisation_is_he_for_relu_layers_and_zero_for_the_outputs():
