@@ -82,8 +82,8 @@ class Config:
                                        "method")
     vat_target_weight: float = setting(0.01, "vada: weight of conditional entropy and of virtual adversarial "
                                        "training on the target (VADA: 0.01)", "method")
-    vat_radius: float = setting(3.5, "vada: norm of the virtual adversarial perturbation of a standardized image "
-                                "(VADA: 3.5)", "method")
+    vat_radius: float = setting(3.5, "vada, dirt-t: norm of the virtual adversarial perturbation of a standardized "
+                                "image (VADA: 3.5)", "method")
     teacher_every: int = setting(5000, "dirt-t: the teacher becomes a copy of the evaluated model every K steps "
                                  "(reference code: 5000)", "method", metavar="K")
     teacher_weight: float = setting(1.0, "dirt-t: weight of KL(teacher || model) on the target, beside entropy and "

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny datasets written in each official format, and the real data when present."""
 import gzip
 import io
+import signal
 import struct
 import sys
 import tarfile
@@ -12,6 +13,22 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def ctrl_c_after(monkeypatch, steps):
+    """Make training's SGD step press Ctrl-C (SIGINT) once it has run `steps` times; returns the real step."""
+    import training
+    real_step, calls = training.sgd_step, []
+
+    def step_then_ctrl_c(*args):
+        result = real_step(*args)
+        calls.append(1)
+        if len(calls) == steps:
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(training, "sgd_step", step_then_ctrl_c)
+    return real_step
 
 
 def write_idx(path, array, magic):

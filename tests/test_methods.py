@@ -1,6 +1,5 @@
 import json
 import math
-import signal
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import checkpoints
 import methods
 import models
 import training
+from conftest import ctrl_c_after
 from data import UserError
 from methods import METHODS, Batch, Method
 from training import Config
@@ -228,16 +228,7 @@ def test_dirt_t_resumes_exactly_with_its_teacher(synthetic_root, tmp_path, monke
     training.train(Config(**base), tmp_path / "dann")
     cfg = Config(**base, mode="dirt-t", init=str(tmp_path / "dann"), teacher_every=3, ema=0.5)
     training.train(cfg, tmp_path / "whole")
-    real_step, calls = training.sgd_step, []
-
-    def step_then_ctrl_c(*a):
-        result = real_step(*a)
-        calls.append(1)
-        if len(calls) == stop_after:
-            signal.raise_signal(signal.SIGINT)
-        return result
-
-    monkeypatch.setattr(training, "sgd_step", step_then_ctrl_c)
+    real_step = ctrl_c_after(monkeypatch, stop_after)
     assert training.train(cfg, tmp_path / "cut") is None
     monkeypatch.setattr(training, "sgd_step", real_step)
     training.train(training.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)

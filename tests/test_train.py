@@ -1,6 +1,5 @@
 import json
 import math
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import checkpoints
 import methods
 import models
 import training
-from conftest import REPO, make_usps
+from conftest import REPO, ctrl_c_after, make_usps
 from data import UserError
 from training import Config
 
@@ -109,16 +108,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path
     tiny_run(synthetic_root, tmp_path / "whole", dropout=0.3, mode=mode, **flags)
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
 
-    real_step, calls = training.sgd_step, []
-
-    def step_then_ctrl_c(*a):
-        result = real_step(*a)
-        calls.append(1)
-        if len(calls) == stop_after:
-            signal.raise_signal(signal.SIGINT)
-        return result
-
-    monkeypatch.setattr(training, "sgd_step", step_then_ctrl_c)
+    real_step = ctrl_c_after(monkeypatch, stop_after)
     assert tiny_run(synthetic_root, tmp_path / "cut", dropout=0.3, mode=mode, **flags) is None
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == stop_after
     assert not (tmp_path / "cut" / "metrics.json").exists()
