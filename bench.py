@@ -80,7 +80,7 @@ def project_step(cfg, source, target, device, compile_model=False, first_step=0)
         model.adversarial = torch.compile(model.adversarial)
     method = METHODS[cfg.mode]
     train_sets = (xs, ys, xt) if method.labelled else (None, None, xt)
-    sizes = [len(x) for x in train_sets[::2] if x is not None]
+    sizes = training.drawn_sizes(train_sets)
     steps_per_epoch = training.epoch_length((len(xs), len(xt)), BATCH)
     step, state = training.make_step(model, opt, method, train_sets, cfg, EPOCHS * steps_per_epoch, first_step,
                                      training.frozen_copy(model) if cfg.ema else None,
@@ -191,7 +191,8 @@ def variants(device):
     """(pipeline name, config changes, compile?) timed on this device."""
     found = [("this project", {}, False), ("+ --augment", {"augment": True}, False), ("+ --bf16", {"bf16": True}, False),
              ("+ --ema 0.998", {"ema": 0.998}, False), ("--mode dann-im", {"mode": "dann-im"}, False),
-             ("--mode vada", {"mode": "vada"}, False), ("--mode dirt-t", {"mode": "dirt-t", "init": "unread"}, False)]  # a fresh model's step costs the same
+             ("--mode vada", {"mode": "vada"}, False),
+             ("--mode dirt-t", {"mode": "dirt-t", "init": "unread"}, False)]  # timed from fresh weights: the same cost
     if device.type == "cuda":
         found += [("no CUDA graph", {"cuda_graph": False}, False), ("+ torch.compile", {}, True),
                   ("+ compile + bf16", {"bf16": True}, True)]

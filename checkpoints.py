@@ -4,8 +4,9 @@ A checkpoint is a dict marked CHECKPOINT_FORMAT with the network's configuration
 the run's configuration and its step; main.py's also carry the optimizer, RNG state and history
 needed to resume (save_resumable, restore). A run with --ema also carries the averaged weights
 ("ema"): those are the model that is evaluated and shared, while "model" holds the weights SGD
-trains. A dirt-t run also carries its teacher ("teacher"). The bundled models in pretrained/ are the same format with the weights only,
-listed with their checksums and test accuracies in pretrained/registry.json.
+trains. A dirt-t run also carries its teacher ("teacher"). The bundled models in pretrained/ are
+the same format with the weights only, listed with their checksums and test accuracies in
+pretrained/registry.json.
 """
 import hashlib
 import json
@@ -82,11 +83,11 @@ def restore(run_dir, model, opt, companions):
 def start_from(model, spec):
     """--init: copy into model the weights another model is evaluated with (a run folder, a
     checkpoint file or URL, or a bundled model's name)."""
-    path = Path(spec) / "checkpoint.pt" if Path(spec).is_dir() else Path(spec)
-    if not path.is_file() and spec not in bundled_models()["models"] and urlparse(spec).scheme not in ("http", "https"):
+    path = Path(spec) / "checkpoint.pt" if Path(spec).is_dir() else resolve_checkpoint(spec)[0]
+    if not path.is_file():
         raise UserError(f"--init {spec}: no run folder, checkpoint file or bundled model by that name "
                         "(python valid.py --list shows the bundled ones)")
-    trained, _ = load_checkpoint(path if path.is_file() else resolve_checkpoint(spec)[0])
+    trained, _ = load_checkpoint(path)
     if trained.arch != model.arch:
         raise UserError(f"--init {spec} holds a '{trained.arch}' network; add --arch {trained.arch}")
     model.load_state_dict(trained.state_dict())

@@ -13,8 +13,8 @@ import copy
 import dataclasses
 import json
 import math
-import shlex
 import platform
+import shlex
 import signal
 import statistics
 import sys
@@ -53,9 +53,9 @@ class Config:
     target: str = setting("mnist", "unlabelled domain", "task", choices=DOMAINS)
     mode: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
                         "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
-                        "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, the same "
-                        "paper); source-only ignores the target (lower bound); target-only trains on target labels "
-                        "(upper bound)", "task", choices=METHODS)
+                        "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, "
+                        "the same paper); source-only ignores the target (lower bound); target-only trains on target "
+                        "labels (upper bound)", "task", choices=METHODS)
     arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
                                          "otherwise)", "task", choices=ARCHS)
     init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
@@ -239,6 +239,12 @@ def epoch_length(sizes, batch_size):
     return math.ceil(min(sizes) / batch_size)
 
 
+def drawn_sizes(train_sets):
+    """The sizes of the sets a step draws its batches from, in make_step's order (labelled, unlabelled)."""
+    images, _, unlabelled = train_sets
+    return [len(x) for x in (images, unlabelled) if x is not None]
+
+
 def epoch_indices(sizes, steps, batch_size, seed, epoch, device):
     """steps x len(sizes) x batch_size indices: each step's labelled (and unlabelled) batch."""
     return torch.stack([epoch_batches(n, steps, batch_size, seed, 2 * epoch + k, device)
@@ -327,7 +333,7 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
         if unlabelled is not None:
             batch.unlabelled = unlabelled.index_select(0, next(indices))
         if cfg.augment:
-            batch.images, batch.unlabelled = (None if x is None else augment(x) for x in (batch.images, batch.unlabelled))
+            batch.images, batch.unlabelled = (x if x is None else augment(x) for x in (batch.images, batch.unlabelled))
         if teacher is not None:
             with torch.no_grad():
                 batch.teacher_probs = torch.softmax(teacher(batch.unlabelled).float(), 1)
@@ -464,7 +470,7 @@ def train(cfg, out, resume=False):
         save_atomic(json.dumps(cfg.as_dict(), indent=2), out / "config.json")
     images, labels = sets[f"{method.labelled}_train"] if method.labelled else (None, None)
     unlabelled = sets["target_train"][0] if method.uses_unlabelled else None
-    sizes = [len(x) for x in (images, unlabelled) if x is not None]
+    sizes = drawn_sizes((images, labels, unlabelled))
     # every method of a task takes as many steps: one epoch is one pass over the smaller of the
     # two domains' training sets, whichever batches the method reads
     steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
