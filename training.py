@@ -278,8 +278,10 @@ def model_and_optimizer(cfg, device):
 
 def sgd_step(model, opt, method, batch, p, cfg):
     """One SGD step on the method's loss; returns its statistics as one tensor (method.stats order)."""
-    # cache_enabled=False: autocast's weight cache would outlive a CUDA graph capture.
-    with torch.autocast(batch.images.device.type, torch.bfloat16, cache_enabled=False) if cfg.bf16 \
+    # cache_enabled=False: autocast's weight cache would outlive a CUDA graph capture. The device
+    # is the model's: a method may have no labelled batch (dirt-t).
+    device_type = next(model.parameters()).device.type
+    with torch.autocast(device_type, torch.bfloat16, cache_enabled=False) if cfg.bf16 \
             else contextlib.nullcontext():
         loss, stats = method.loss(model, batch, p, cfg)
     opt.zero_grad(set_to_none=True)

@@ -154,9 +154,10 @@ def test_every_method_takes_as_many_steps(synthetic_root, tmp_path):
     assert steps == {"dann": 4, "source-only": 4, "target-only": 4}  # 30 target images, more source ones
 
 
-def test_dirt_t_follows_a_teacher_that_no_gradient_reaches():
+@pytest.mark.parametrize("bf16", [False, True])  # dirt-t has no labelled batch: bf16 once failed on that
+def test_dirt_t_follows_a_teacher_that_no_gradient_reaches(bf16):
     torch.manual_seed(0)
-    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", batch_size=4, epochs=1)
+    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", batch_size=4, epochs=1, bf16=bf16)
     model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)  # a model that predicts something
     teacher = training.frozen_copy(model).eval()
@@ -166,7 +167,8 @@ def test_dirt_t_follows_a_teacher_that_no_gradient_reaches():
     state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
     step()
     stats = dict(zip(METHODS["dirt-t"].stats, state["last"].tolist()))
-    assert stats["teacher_kl"] < 1e-6 < stats["entropy"]  # the first step starts from the teacher itself
+    # the first step starts from the teacher itself (computed in fp32; the bf16 model differs by rounding)
+    assert stats["teacher_kl"] < (1e-3 if bf16 else 1e-6) and stats["entropy"] > 1e-3
     step()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
