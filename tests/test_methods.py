@@ -104,6 +104,20 @@ def test_the_virtual_adversarial_perturbation_has_the_radius_and_beats_a_random_
     assert all(p.grad is None for p in model.parameters())  # the search itself trains nothing
 
 
+def test_the_virtual_adversarial_search_is_not_rounded_away_under_bf16():
+    torch.manual_seed(0)
+    model = models.DANN("mnist")
+    torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
+    x = models.standardize(torch.randint(0, 256, (16, 3, 28, 28), dtype=torch.uint8))
+    probs = model.classify(x).softmax(1).detach()
+    torch.manual_seed(1)
+    full = methods.vat_perturbation(model, x, probs, radius=2.0)
+    torch.manual_seed(1)  # the same probe, with the step's bf16 autocast around the search
+    with torch.autocast("cpu", torch.bfloat16, cache_enabled=False):
+        mixed = methods.vat_perturbation(model, x, probs, radius=2.0)
+    assert torch.allclose(mixed, full, atol=1e-5)
+
+
 def test_vat_loss_sends_no_gradient_through_its_target():
     torch.manual_seed(0)
     model = models.DANN("mnist")
