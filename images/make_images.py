@@ -184,7 +184,7 @@ def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (fin
                 transform=ax.get_yaxis_transform())
     ax.set(xlabel="epoch", ylabel="MNIST-M test accuracy", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=6, loc="lower right", ncol=2)
     fig.tight_layout()
     fig.savefig(HERE / name, dpi=130)
     plt.close(fig)
