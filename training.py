@@ -30,7 +30,7 @@ from tqdm import tqdm
 import download_data
 from checkpoints import restore, save_resumable, start_from
 from data import DOMAINS, SPLITS, UserError, augment, make_folder, save_atomic
-from methods import METHODS, Batch
+from methods import METHODS, Batch, bf16_autocast
 from models import ARCHS, DEFAULT_ARCH, DANN
 
 # ---------------------------------------------------------------- configuration
@@ -278,11 +278,8 @@ def model_and_optimizer(cfg, device):
 
 def sgd_step(model, opt, method, batch, p, cfg):
     """One SGD step on the method's loss; returns its statistics as one tensor (method.stats order)."""
-    # cache_enabled=False: autocast's weight cache would outlive a CUDA graph capture. The device
-    # is the model's: a method may have no labelled batch (dirt-t).
-    device_type = next(model.parameters()).device.type
-    with torch.autocast(device_type, torch.bfloat16, cache_enabled=False) if cfg.bf16 \
-            else contextlib.nullcontext():
+    # the model's device: a method may have no labelled batch (dirt-t)
+    with bf16_autocast(next(model.parameters()).device, cfg.bf16):
         loss, stats = method.loss(model, batch, p, cfg)
     opt.zero_grad(set_to_none=True)
     loss.backward()

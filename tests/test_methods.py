@@ -182,7 +182,7 @@ def test_dirt_t_follows_a_teacher_that_no_gradient_reaches(bf16):
     step()
     stats = dict(zip(METHODS["dirt-t"].stats, state["last"].tolist()))
     # the first step starts from the teacher itself (computed in fp32; the bf16 model differs by rounding)
-    assert stats["teacher_kl"] < (1e-3 if bf16 else 1e-6) and stats["entropy"] > 1e-3
+    assert stats["teacher_kl"] < (1e-3 if bf16 else 1e-6) < stats["entropy"]
     step()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
