@@ -184,9 +184,10 @@ def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (fin
                 transform=ax.get_yaxis_transform())
     ax.set(xlabel="epoch", ylabel="MNIST-M test accuracy", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    # beside the axes: inside, a long legend hides the curves that end low
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(HERE / name, dpi=130)
+    fig.savefig(HERE / name, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
