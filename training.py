@@ -64,8 +64,9 @@ class Config:
                                          "run's seed: runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
     dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
     augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
-                            "and saturation by up to 40%%, drawn per image, in batches on the device; not in the "
-                            "paper's recipe", "task")
+                            "and saturation by up to 40%%, drawn per image, in batches on the device (dirt-t: the model "
+                            "sees the augmented images, its teacher the plain ones); not in the paper's recipe",
+                            "task")
     epochs: int = setting(100, "epochs; one epoch = the smaller training set once", "optimisation")
     batch_size: int = setting(128, "images per domain per step", "optimisation")
     lr: float = setting(0.01, "mu_0, the initial learning rate", "optimisation")
@@ -331,11 +332,11 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
             batch.images, batch.labels = images.index_select(0, chosen), labels.index_select(0, chosen)
         if unlabelled is not None:
             batch.unlabelled = unlabelled.index_select(0, next(indices))
-        if cfg.augment:
-            batch.images, batch.unlabelled = (x if x is None else augment(x) for x in (batch.images, batch.unlabelled))
-        if teacher is not None:
+        if teacher is not None:  # on the plain images: a teacher unsure of shifted ones would hold the model there
             with torch.no_grad():
                 batch.teacher_probs = torch.softmax(teacher(batch.unlabelled).float(), 1)
+        if cfg.augment:
+            batch.images, batch.unlabelled = (x if x is None else augment(x) for x in (batch.images, batch.unlabelled))
         stats = sgd_step(model, opt, method, batch, p, cfg)
         if ema is not None:
             with torch.no_grad():  # one fused kernel for all weights: ema += (1 - decay) (w - ema)

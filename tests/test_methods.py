@@ -190,6 +190,22 @@ def test_dirt_t_follows_a_teacher_that_no_gradient_reaches(bf16):
     assert state["last"][2].item() > 1e-3  # now the model has moved away from the teacher
 
 
+def test_with_augment_the_teacher_sees_the_plain_target_batch_and_the_model_an_augmented_one():
+    torch.manual_seed(0)
+    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", batch_size=4, epochs=1, augment=True)
+    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
+    torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
+    teacher, seen = training.frozen_copy(model).eval(), []
+    teacher.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
+    step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
+    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    step()
+    assert torch.equal(seen[0], target[state["batches"][0, 0]])
+    # the model starts as the teacher's copy, so only a different (augmented) input can make them disagree
+    assert state["last"][2].item() > 1e-3
+
+
 def test_the_kl_to_the_teacher_is_zero_only_where_the_model_agrees():
     model = models.DANN("mnist")
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
