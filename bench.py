@@ -192,7 +192,9 @@ def variants(device):
     found = [("this project", {}, False), ("+ --augment", {"augment": True}, False), ("+ --bf16", {"bf16": True}, False),
              ("+ --ema 0.998", {"ema": 0.998}, False), ("--mode dann-im", {"mode": "dann-im"}, False),
              ("--mode vada", {"mode": "vada"}, False),
-             ("--mode dirt-t", {"mode": "dirt-t", "init": "unread"}, False)]  # timed from fresh weights: the same cost
+             # the methods with a teacher are timed from fresh weights: the same cost
+             ("--mode dirt-t", {"mode": "dirt-t", "init": "unread"}, False),
+             ("--mode self-train --augment", {"mode": "self-train", "init": "unread", "augment": True}, False)]
     if device.type == "cuda":
         found += [("no CUDA graph", {"cuda_graph": False}, False), ("+ torch.compile", {}, True),
                   ("+ compile + bf16", {"bf16": True}, True)]

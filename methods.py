@@ -29,7 +29,7 @@ class Batch:
     images: torch.Tensor  # labelled images, uint8 (or float 0..255 when augmented)
     labels: torch.Tensor
     unlabelled: Optional[torch.Tensor] = None  # None for methods that take no unlabelled batch
-    teacher_probs: Optional[torch.Tensor] = None  # the teacher's predictions on the unlabelled batch (dirt-t)
+    teacher_probs: Optional[torch.Tensor] = None  # the teacher's predictions on the unlabelled batch (dirt-t, self-train)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,11 @@ class Method:
     labelled: Optional[str]  # "source" or "target": the domain whose labels it trains on; None: no labels
     uses_unlabelled: bool  # whether it takes an unlabelled target batch
     stats: tuple  # the names of the statistics its loss reports, in a fixed order
-    teacher: bool = False  # whether it follows a teacher, a frozen earlier copy of the model (its batch's teacher_probs)
+    # None, or how it follows a teacher (its batch's teacher_probs, from a model no gradient reaches):
+    # "refreshed": the teacher starts as the --init model and becomes a copy of the model every
+    # --teacher-every steps; "fixed": the teacher is the --init model throughout, and the model
+    # trained starts afresh from its own initialisation
+    teacher: Optional[str] = None
 
 
 def adaptation_weight(p, gamma):
@@ -113,6 +117,20 @@ def dirt_t(model, batch, p, cfg):
         "entropy": entropy, "vat_target": vat_target, "teacher_kl": teacher_kl}
 
 
+def self_train(model, batch, p, cfg):
+    """Self-training, a third phase (pseudo-labels, Lee 2013; a noised student as in Noisy Student,
+    Xie et al., CVPR 2020): a freshly initialised model learns the class the teacher (--init, e.g.
+    a dirt-t run) gives each unlabelled image. The teacher sees the plain image and, with --augment,
+    the student a distorted copy, so the student learns the teacher's labels made consistent under
+    distortions instead of copying its decision boundaries, and may end more accurate than it.
+    Hard labels (the teacher's most probable class), as Noisy Student does on in-domain images."""
+    pseudo_labels = batch.teacher_probs.argmax(1)
+    logits = model(batch.unlabelled).float()
+    class_loss = F.cross_entropy(logits, pseudo_labels)
+    agreement = (logits.argmax(1) == pseudo_labels).float().mean()
+    return class_loss, {"class_loss": class_loss, "agreement": agreement}
+
+
 def supervised(model, batch, p, cfg):
     """The class loss on the labelled batch alone: the paper's lower (source) and upper (target) bounds."""
     class_loss = F.cross_entropy(model(batch.images).float(), batch.labels)
@@ -177,7 +195,9 @@ METHODS = {
     "vada": Method(vada, labelled="source", uses_unlabelled=True,
                    stats=ADVERSARIAL + ("entropy", "vat_source", "vat_target")),
     "dirt-t": Method(dirt_t, labelled=None, uses_unlabelled=True, stats=("entropy", "vat_target", "teacher_kl"),
-                     teacher=True),
+                     teacher="refreshed"),
+    "self-train": Method(self_train, labelled=None, uses_unlabelled=True, stats=("class_loss", "agreement"),
+                         teacher="fixed"),
     "source-only": Method(supervised, labelled="source", uses_unlabelled=False, stats=("class_loss",)),
     "target-only": Method(supervised, labelled="target", uses_unlabelled=False, stats=("class_loss",)),
 }

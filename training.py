@@ -31,7 +31,7 @@ import download_data
 from checkpoints import restore, save_resumable, start_from
 from data import DOMAINS, SPLITS, UserError, augment, make_folder, save_atomic
 from methods import METHODS, Batch, bf16_autocast
-from models import ARCHS, DEFAULT_ARCH, DANN
+from models import ARCHS, DEFAULT_ARCH, DANN, initialise
 
 # ---------------------------------------------------------------- configuration
 
@@ -54,18 +54,21 @@ class Config:
     mode: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
                         "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
                         "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, "
-                        "the same paper); source-only ignores the target (lower bound); target-only trains on target "
+                        "the same paper); self-train trains a fresh model on the labels a model (--init) gives the "
+                        "target images, a student meant to be noised with --augment (Noisy Student, Xie et al. 2020); "
+                        "source-only ignores the target (lower bound); target-only trains on target "
                         "labels (upper bound)", "task", choices=METHODS)
     arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
                                          "otherwise)", "task", choices=ARCHS)
     init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
                                          "folder, a checkpoint file or URL, or a bundled model's name; dirt-t "
-                                         "needs one, e.g. a dann run. With --seeds, {seed} in it becomes each "
+                                         "needs one, e.g. a dann run, and self-train its teacher, e.g. a dirt-t run. With --seeds, {seed} in it becomes each "
                                          "run's seed: runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
     dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
     augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
                             "and saturation by up to 40%%, drawn per image, in batches on the device (dirt-t: the model "
-                            "sees the augmented images, its teacher the plain ones); not in the paper's recipe",
+                            "sees the augmented images, its teacher the plain ones; self-train: likewise); not in the paper's "
+                            "recipe",
                             "task")
     epochs: int = setting(100, "epochs; one epoch = the smaller training set once", "optimisation")
     batch_size: int = setting(128, "images per domain per step", "optimisation")
@@ -129,7 +132,7 @@ class Config:
         if self.source == self.target and METHODS[self.mode].uses_unlabelled:
             raise ValueError("--source and --target are the same domain: there is nothing to adapt")
         if METHODS[self.mode].teacher and self.init is None:
-            raise ValueError(f"--mode {self.mode} refines a trained model: name it with --init RUN|CHECKPOINT")
+            raise ValueError(f"--mode {self.mode} learns from a trained model: name it with --init RUN|CHECKPOINT")
 
     @classmethod
     def from_flags(cls, args):
@@ -290,7 +293,7 @@ def sgd_step(model, opt, method, batch, p, cfg):
 
 def frozen_copy(model):
     """A copy of the model that no gradient reaches: the --ema average, which the step moves
-    towards the trained weights, or dirt-t's teacher."""
+    towards the trained weights, or a teacher (dirt-t, self-train)."""
     ema = copy.deepcopy(model)
     ema.requires_grad_(False)
     return ema
@@ -476,9 +479,11 @@ def train(cfg, out, resume=False):
     steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
 
+    teacher = frozen_copy(model).eval() if method.teacher else None  # the --init model (a resume restores it)
+    if method.teacher == "fixed":  # the student starts afresh, not from its teacher's weights
+        initialise(model)
     ema = frozen_copy(model) if cfg.ema else None
     evaluated = model if ema is None else ema  # the model reported, saved for sharing and evaluated
-    teacher = frozen_copy(evaluated).eval() if method.teacher else None
     companions = {"ema": ema, "teacher": teacher}
     progress = restore(out, model, opt, companions) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
     if progress["step"] >= total_steps:
@@ -500,7 +505,7 @@ def train(cfg, out, resume=False):
                 run_step()
                 step += 1
                 bar.update()
-                if teacher is not None and step % cfg.teacher_every == 0:
+                if method.teacher == "refreshed" and step % cfg.teacher_every == 0:
                     teacher.load_state_dict(evaluated.state_dict())  # in place: a captured graph reads the same tensors
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
                     log_step(bar, curves, step, dict(zip(method.stats, state["last"].tolist())), state["lr"].item())
