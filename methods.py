@@ -123,7 +123,7 @@ def self_train(model, batch, p, cfg):
     a dirt-t run) gives each unlabelled image. The teacher sees the plain image and, with --augment,
     the student a distorted copy, so the student learns the teacher's labels made consistent under
     distortions instead of copying its decision boundaries, and may end more accurate than it.
-    Hard labels (the teacher's most probable class), as Noisy Student does on in-domain images."""
+    Hard labels: the teacher's most probable class (Noisy Student allows soft or hard ones)."""
     pseudo_labels = batch.teacher_probs.argmax(1)
     logits = model(batch.unlabelled).float()
     class_loss = F.cross_entropy(logits, pseudo_labels)

@@ -160,19 +160,18 @@ PAPER_MNIST_M = {"source-only": 0.5225, "dann": 0.7666, "target-only": 0.9596}  
 
 
 def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (final models)"):
-    """Target test accuracy against epochs for finished runs, with the paper's numbers. A second
-    phase (--init) is drawn after the epochs of the run it started from."""
+    """Target test accuracy against epochs for finished runs, with the paper's numbers. A later
+    phase (--init) is drawn after the epochs of the runs before it; one that starts from its
+    --init model (dirt-t) is joined to that model's accuracy, one that starts afresh (self-train) is not."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green", "dann-im": "tab:red",
-              "vada": "tab:brown", "dirt-t": "black"}
+              "vada": "tab:brown", "dirt-t": "black", "self-train": "tab:cyan"}
     runs = {Path(run).name: json.loads((Path(run) / "metrics.json").read_text()) for run in sorted(run_dirs)}
     longest = max(m["config"]["epochs"] for m in runs.values())
     for folder, metrics in runs.items():
         config = metrics["config"]
-        first = Path(config.get("init") or "") / "metrics.json"
-        start = json.loads(first.read_text()) if config.get("init") and first.is_file() else None
-        offset = start["config"]["epochs"] if start else 0
-        points = [(offset, start["target_test_acc"])] if start else []  # where the second phase starts
+        offset, start = earlier_phases(config)
+        points = [(offset, start)] if start is not None and config["mode"] != "self-train" else []
         points += [(offset + h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
         ax.plot(*zip(*points), marker="o", markersize=3, alpha=0.8,
                 color="tab:purple" if config.get("bf16") else colors[config["mode"]],
@@ -189,6 +188,17 @@ def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (fin
     fig.tight_layout()
     fig.savefig(HERE / name, dpi=130, bbox_inches="tight")
     plt.close(fig)
+
+
+def earlier_phases(config):
+    """-> (epochs of the runs this one's --init chain goes back through, the final target accuracy
+    of its --init run or None): 0 and None for a run that starts from scratch or from a checkpoint."""
+    first = Path(config.get("init") or "") / "metrics.json"
+    if not config.get("init") or not first.is_file():
+        return 0, None
+    start = json.loads(first.read_text())
+    offset, _ = earlier_phases(start["config"])
+    return offset + start["config"]["epochs"], start["target_test_acc"]
 
 
 if __name__ == "__main__":
