@@ -230,10 +230,11 @@ def commit():
 
 
 def print_table(rows, checks):
-    print(f"{'device':<24} {'task':<15} {'pipeline':<17} {'ms/step':>8} {'pairs/s':>8} {'1 epoch':>8} "
+    w = max(len("pipeline"), *(len(r["pipeline"]) for r in rows))
+    print(f"{'device':<24} {'task':<15} {'pipeline':<{w}} {'ms/step':>8} {'pairs/s':>8} {'1 epoch':>8} "
           f"{'100 epochs':>10} {'speed-up':>8}")
     for r in rows:
-        print(f"{r['device']:<24} {r['task']:<15} {r['pipeline']:<17} {r['ms_per_step']:>8.2f} {r['pairs_per_s']:>8.0f} "
+        print(f"{r['device']:<24} {r['task']:<15} {r['pipeline']:<{w}} {r['ms_per_step']:>8.2f} {r['pairs_per_s']:>8.0f} "
               f"{r['epoch_s']:>7.1f}s {r['projected_100_epochs_s'] / 60:>8.1f} m {r['speedup']:>7.2f}x")
     for c in checks:
         print(f"same-step check, {c['device']}, {c['arch']} net, {c['precision']}, {c['steps']} steps: losses within "
