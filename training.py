@@ -62,14 +62,14 @@ class Config:
                                          "otherwise)", "task", choices=ARCHS)
     init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
                                          "folder, a checkpoint file or URL, or a bundled model's name; dirt-t "
-                                         "needs one, e.g. a dann run, and self-train its teacher, e.g. a dirt-t run. With --seeds, {seed} in it becomes each "
-                                         "run's seed: runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
+                                         "needs one, e.g. a dann run, and self-train its teacher, e.g. a dirt-t "
+                                         "run. With --seeds, {seed} in it becomes each run's seed: "
+                                         "runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
     dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
     augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
                             "and saturation by up to 40%%, drawn per image, in batches on the device (dirt-t: the model "
-                            "sees the augmented images, its teacher the plain ones; self-train: likewise); not in the paper's "
-                            "recipe",
-                            "task")
+                            "sees the augmented images, its teacher the plain ones; self-train: likewise); not in "
+                            "the paper's recipe", "task")
     epochs: int = setting(100, "epochs; one epoch = the smaller training set once", "optimisation")
     batch_size: int = setting(128, "images per domain per step", "optimisation")
     lr: float = setting(0.01, "mu_0, the initial learning rate", "optimisation")
