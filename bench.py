@@ -5,14 +5,14 @@
     python bench.py --real                # the real training sets, where downloaded
 
 For each task it times, on each device:
-  baseline      the way the original repository trained: a torch DataLoader with per-sample
+  baseline      the usual pipeline of PyTorch DANN code: a torch DataLoader with per-sample
                 torchvision transforms (random crop with padding 4, colour jitter 0.4), a
                 plain NCHW fp32 model and torch's default SGD, stepped eagerly;
   this project  training.py's step, as main.py runs it: data resident on the device as uint8,
                 the whole step (batch gather, schedule, forward, backward, fused SGD) a function
                 of device tensors, captured in one CUDA graph on a GPU; with --augment (the
                 baseline's distortions, batched on the device) and with --bf16; with --ema,
-                and the step of each other method (--mode);
+                and the step of each other method (--method);
   on a GPU also the same step launched eagerly (no graph) and with the model torch.compile'd.
 By default the images are random tensors of the real dataset shapes, so no dataset is needed.
 It then checks that the fast step (fp32, bf16, and on a GPU the captured graph) gives the
@@ -30,7 +30,10 @@ import torch
 import torchvision.transforms.v2 as T
 
 import training
-from data import UserError, load_domain, missing_files, run_script, save_atomic
+from common import UserError, run_script, save_atomic
+from config import Config
+from data import load_domain
+from download_data import missing_files
 from methods import METHODS, Batch
 from models import DANN
 
@@ -40,7 +43,7 @@ TASKS = {  # name: (source, target, source train size, target train size, arch)
 }
 BATCH = 128
 EPOCHS = 100  # the paper's schedule, for the projection
-PLAIN = training.Config()  # what the plain step computes: the paper's recipe, in fp32
+PLAIN = Config()  # what the plain step computes: the paper's recipe, in fp32
 CHECK_STEPS = 5  # enough for the CUDA graph to be captured and replayed (3 eager warm-up calls)
 
 
@@ -61,7 +64,7 @@ def task_data(task, real):
 
 def config(arch, **changes):
     """The default DANN recipe on this network (batch size BATCH, EPOCHS epochs)."""
-    return training.Config(**{"arch": arch, "batch_size": BATCH, "epochs": EPOCHS, **changes})
+    return Config(**{"arch": arch, "batch_size": BATCH, "epochs": EPOCHS, **changes})
 
 
 def sync(device):
@@ -69,24 +72,17 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def project_step(cfg, source, target, device, compile_model=False, first_step=0):
-    """training.py's model, optimizer and step (cfg.mode's) on these tensors, from first_step of
-    the 100-epoch schedule on, with one epoch's batches loaded."""
+def project_run(cfg, source, target, device, compile_model=False, first_step=0):
+    """The run train() would build (training.setup: cfg.method's model, optimizer, companions and
+    step) on these tensors, from first_step of the 100-epoch schedule on, its first epoch's batches
+    loaded. A teacher's method is timed from fresh weights: the same cost."""
     torch.manual_seed(0)
-    (xs, ys), (xt, _) = source, target
-    xs, ys, xt = xs.to(device), ys.to(device), xt.to(device)
-    model, opt = training.model_and_optimizer(cfg, device)
+    sets = {"source_train": tuple(t.to(device) for t in source), "target_train": tuple(t.to(device) for t in target)}
+    run, _ = training.setup(cfg, sets, device, first_step=first_step, read_init=False)
     if compile_model:  # the whole training forward pass: standardize, both heads, the reversal layer
-        model.adversarial = torch.compile(model.adversarial)
-    method = METHODS[cfg.mode]
-    train_sets = (xs, ys, xt) if method.labelled else (None, None, xt)
-    sizes = training.drawn_sizes(train_sets)
-    steps_per_epoch = training.epoch_length((len(xs), len(xt)), BATCH)
-    step, state = training.make_step(model, opt, method, train_sets, cfg, EPOCHS * steps_per_epoch, first_step,
-                                     training.frozen_copy(model) if cfg.ema else None,
-                                     training.frozen_copy(model).eval() if method.teacher else None)
-    state["batches"].copy_(training.epoch_indices(sizes, steps_per_epoch, BATCH, 0, 0, device))
-    return model, opt, step, state
+        run.model.adversarial = torch.compile(run.model.adversarial)
+    run.start_epoch(0)
+    return run
 
 
 def plain_model(arch, device):
@@ -155,8 +151,8 @@ def check_same_steps(arch, device, bf16, **changes):
     source, target = fake_domain(CHECK_STEPS * BATCH, 1), fake_domain(CHECK_STEPS * BATCH, 2)
     total = EPOCHS * CHECK_STEPS
     first = total // 2  # mid-schedule, where lambda is near 1 and the reversed gradient counts
-    fast, fast_opt, step, state = project_step(config(arch, bf16=bf16, **changes), source, target, device,
-                                               first_step=first)
+    run = project_run(config(arch, bf16=bf16, **changes), source, target, device, first_step=first)
+    fast, fast_opt = run.model, run.opt
     with torch.no_grad():  # a new model's output layers are zero: no gradient would reach the reversal layer
         for head in (fast.label_classifier[-1], fast.domain_classifier[-1]):
             torch.nn.init.xavier_uniform_(head.weight)
@@ -172,10 +168,10 @@ def check_same_steps(arch, device, bf16, **changes):
                     opt.state[q]["momentum_buffer"] = fast_opt.state[p]["momentum_buffer"].clone(
                         memory_format=torch.contiguous_format)
         before = [p.detach().clone() for p in plain.parameters()]
-        step()
-        il, iu = state["batches"][(first + i) % CHECK_STEPS]
+        run.step()
+        il, iu = run.state.batches[(first + i) % CHECK_STEPS]
         expected = plain_step(plain, opt, xs[il], ys[il], xt[iu], first + i, total)
-        worst_loss = max(worst_loss, ((state["last"][:2] - expected[:2]).abs() / expected[:2].abs()).max().item())
+        worst_loss = max(worst_loss, ((run.state.last[:2] - expected[:2]).abs() / expected[:2].abs()).max().item())
         diff = torch.stack([(a.detach() - b.detach()).norm() for a, b in zip(fast.parameters(), plain.parameters())])
         update = torch.stack([(b.detach() - b0).norm() for b, b0 in zip(plain.parameters(), before)])
         worst_update = max(worst_update, (diff.norm() / update.norm()).item())
@@ -190,11 +186,10 @@ def check_same_steps(arch, device, bf16, **changes):
 def variants(device):
     """(pipeline name, config changes, compile?) timed on this device."""
     found = [("this project", {}, False), ("+ --augment", {"augment": True}, False), ("+ --bf16", {"bf16": True}, False),
-             ("+ --ema 0.998", {"ema": 0.998}, False), ("--mode dann-im", {"mode": "dann-im"}, False),
-             ("--mode vada", {"mode": "vada"}, False),
-             # the methods with a teacher are timed from fresh weights: the same cost
-             ("--mode dirt-t", {"mode": "dirt-t", "init": "unread"}, False),
-             ("--mode self-train --augment", {"mode": "self-train", "init": "unread", "augment": True}, False)]
+             ("+ --ema 0.998", {"ema": 0.998}, False), ("--method dann-im", {"method": "dann-im"}, False),
+             ("--method vada", {"method": "vada"}, False),
+             ("--method dirt-t", {"method": "dirt-t", "init": "unread"}, False),
+             ("--method self-train --augment", {"method": "self-train", "init": "unread", "augment": True}, False)]
     if device.type == "cuda":
         found += [("no CUDA graph", {"cuda_graph": False}, False), ("+ torch.compile", {}, True),
                   ("+ compile + bf16", {"bf16": True}, True)]
@@ -211,9 +206,9 @@ def measure(task, source, target, device, steps, workers):
     timings = {"baseline": time_baseline(arch, source, target, device, steps, 3, workers, EPOCHS * steps_per_epoch)}
     for name, changes, compile_model in variants(device):
         try:
-            _, _, step, _ = project_step(config(arch, **changes), source, target, device, compile_model)
-            timings[name] = timed(step, device, steps, warmup=5)  # 5: past the graph capture
-        except Exception as e:  # a lever that fails here is reported, and the others still run
+            run = project_run(config(arch, **changes), source, target, device, compile_model)
+            timings[name] = timed(run.step, device, steps, warmup=5)  # 5: past the graph capture
+        except RuntimeError as e:  # torch's errors (compile, CUDA, memory): reported, and the others still run
             print(f"{task} {name} on {device_name(device)} failed: {type(e).__name__}: {str(e).splitlines()[0]}")
     return [{"device": device_name(device), "task": task, "arch": arch, "pipeline": name,
              "ms_per_step": sec * 1e3, "pairs_per_s": BATCH / sec, "epoch_s": steps_per_epoch * sec,

@@ -10,12 +10,14 @@ pretrained/registry.json.
 """
 import hashlib
 import json
+import pickle
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from data import UserError, save_atomic
+from common import UserError, save_atomic
+from config import in_current_words
 from models import ARCHS, DANN
 
 CHECKPOINT_FORMAT = "dann-checkpoint-1"
@@ -75,7 +77,8 @@ def restore(run_dir, model, opt, companions):
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         # checkpoints from before wall time was recorded count it from the resume on
         return {"step": ckpt["step"], "history": ckpt["history"], "wall_time_s": ckpt.get("wall_time_s", 0.0)}
-    except Exception as e:
+    # what torch.load raises for a damaged file, and load_state_dict or a missing entry for one of another setup
+    except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
         raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
                         f"({type(e).__name__}); start a new run instead") from None
 
@@ -123,6 +126,7 @@ def load_checkpoint(path, device="cpu"):
                         "it may be truncated or not a PyTorch file: download or train it again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a DANN checkpoint written by main.py (no '{CHECKPOINT_FORMAT}' marker)")
+    ckpt["config"] = in_current_words(ckpt.get("config"))
     if not _complete(ckpt):
         raise UserError(f"{path} has the DANN checkpoint marker but not the model, configuration and progress "
                         "main.py writes; the file was altered or comes from another program")
@@ -141,7 +145,7 @@ def _complete(ckpt):
     return (isinstance(net, dict) and set(net) == {"arch", "dropout"} and net["arch"] in ARCHS
             and isinstance(net["dropout"], (int, float)) and isinstance(ckpt.get("model"), dict)
             and isinstance(ckpt.get("ema", {}), dict)
-            and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "mode"))
+            and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "method"))
             and isinstance(ckpt.get("step"), int))
 
 
@@ -176,9 +180,9 @@ def bundled_model(name, device="cpu"):
 def format_bundled():
     """The bundled models as a table, for --list."""
     registry = bundled_models()
-    lines = [f"{'name':<28} {'task':<16} {'mode':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10}"]
+    lines = [f"{'name':<28} {'task':<16} {'method':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10}"]
     for name, e in registry["models"].items():
-        lines.append(f"{name:<28} {e['source'] + ' -> ' + e['target']:<16} {e['mode']:<12} {e['epochs']:>6} "
+        lines.append(f"{name:<28} {e['source'] + ' -> ' + e['target']:<16} {e['method']:<12} {e['epochs']:>6} "
                      f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f}")
     return "\n".join(lines + [f"(test-set accuracies measured by valid.py; default: {registry['default']}; "
                               f"details in pretrained/README.md)"])

@@ -1,16 +1,16 @@
 """Digit domains as tensors: MNIST, SVHN, MNIST-M and USPS, all as 3 x 28 x 28 uint8.
 
-`load_domain(name, split)` parses the official files (see `SOURCES`, which also holds
-where they come from and their checksums), checks what it reads, and caches the decoded
-tensors next to the raw files so that every later load is a single fast read.
+`load_domain(name, split)` parses the official files (where they come from and their checksums
+are download_data.py's), checks what it reads, and caches the decoded tensors next to the raw
+files so that every later load is a single fast read. Also the one preprocessing of a user's
+picture (`picture_to_digit`) and the batched augmentation.
 """
 import gzip
 import io
 import os
+import pickle
 import struct
-import sys
 import tarfile
-from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
@@ -18,77 +18,20 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from common import UserError, save_atomic
+
 DOMAINS = ("mnist", "svhn", "mnist_m", "usps")
 SPLITS = ("train", "test")
 IMAGE_SIZE = 28
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are rebuilt
 
 
-class UserError(Exception):
-    """An expected failure (bad file, bad flag, missing data): its message says what to do."""
-
-
-def run_script(main, interrupted="interrupted"):
-    """A script's entry point: main()'s int is the exit code (anything else means 0); a
-    UserError or Ctrl-C is one line on stderr and exit code 1, not a traceback."""
-    try:
-        code = main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(interrupted)
-    sys.exit(code if isinstance(code, int) else 0)
-
-
 def default_root():
     return Path(os.environ.get("DANN_DATA_DIR", "data"))
 
 
-# One row per official file. `checksums` holds every digest a good copy may have
-# ("algo:hex"); an empty tuple means no checksum is published, and the file is then
-# trusted only after its parser has checked its structure and counts.
-RemoteFile = namedtuple("RemoteFile", "name urls checksums")
-
-_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-_USPS_MIRRORS = ("https://hastie.su.domains/ElemStatLearn/datasets/",
-                 "https://web.stanford.edu/~hastie/ElemStatLearn/datasets/")
-
-
-def _mnist_file(name, md5):
-    return RemoteFile(name, tuple(m + name for m in _MNIST_MIRRORS), ("md5:" + md5,))
-
-
-SOURCES = {
-    "mnist": (
-        _mnist_file("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        _mnist_file("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-        _mnist_file("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-        _mnist_file("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
-    ),
-    "svhn": (
-        RemoteFile("train_32x32.mat", ("http://ufldl.stanford.edu/housenumbers/train_32x32.mat",),
-                   ("md5:e26dedcc434d2e4c54c9b2d4a06d8373",)),
-        RemoteFile("test_32x32.mat", ("http://ufldl.stanford.edu/housenumbers/test_32x32.mat",),
-                   ("md5:eb5a983be6a315427106f1b164d9cef3",)),
-    ),
-    # Ganin's archive has no official checksum. Two byte-different copies in the same layout
-    # are accepted: the one pytorch-adapt serves at this URL (its md5 below), and one whose
-    # 68,004 files were each checked against a public mirror (sha256 below). Either way the
-    # parser then checks every label line against the PNGs it names.
-    "mnist_m": (
-        RemoteFile("mnist_m.tar.gz", ("https://cornell.box.com/shared/static/jado7quprg6hzzdubvwzh9umr75damwi",),
-                   ("md5:859df31c91afe82e80e5012ba928f279",
-                    "sha256:0372695e4a26f81db2c163788f0a7a75645a6594d52e53928db49f66a235245a")),
-    ),
-    # The ESL book publishes no checksum for these; the parser checks counts and ranges.
-    "usps": (
-        RemoteFile("zip.train.gz", tuple(m + "zip.train.gz" for m in _USPS_MIRRORS), ()),
-        RemoteFile("zip.test.gz", tuple(m + "zip.test.gz" for m in _USPS_MIRRORS), ()),
-    ),
-}
-
-# Which raw files each (domain, split) is decoded from, and how many images it must hold.
-_SPLIT_FILES = {
+# Which raw files each (domain, split) is decoded from (download_data.SOURCES says where they come from).
+SPLIT_FILES = {
     ("mnist", "train"): ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     ("mnist", "test"): ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
     ("svhn", "train"): ("train_32x32.mat",),
@@ -203,7 +146,7 @@ def _check_labels(path, labels, count, what, name):
 
 
 def load_mnist(folder, split):
-    image_file, label_file = (folder / f for f in _SPLIT_FILES[("mnist", split)])
+    image_file, label_file = (folder / f for f in SPLIT_FILES[("mnist", split)])
     images = read_idx(image_file, 2051)
     labels = read_idx(label_file, 2049).long()
     if images.shape[1:] != (28, 28):
@@ -214,7 +157,7 @@ def load_mnist(folder, split):
 
 def load_svhn(folder, split):
     import scipy.io  # only SVHN needs it; keeps `import data` light
-    path = folder / _SPLIT_FILES[("svhn", split)][0]
+    path = folder / SPLIT_FILES[("svhn", split)][0]
     try:
         mat = scipy.io.loadmat(path)
     except Exception as e:  # scipy raises many types for a damaged .mat
@@ -272,7 +215,7 @@ def load_mnist_m(folder, split):
 
 
 def load_usps(folder, split):
-    path = folder / _SPLIT_FILES[("usps", split)][0]
+    path = folder / SPLIT_FILES[("usps", split)][0]
     text = _read_gzip(path, "usps").decode(errors="replace")
     try:
         rows = np.array([line.split() for line in text.splitlines() if line.strip()], dtype=np.float64)
@@ -303,47 +246,10 @@ def _read_cache(path, fingerprint):
         cached = torch.load(path, weights_only=True)
         if cached["fingerprint"] == fingerprint:
             return cached["images"], cached["labels"]
-    except Exception:  # a missing, stale or damaged cache is simply rebuilt
+    # a missing, stale or damaged cache is simply rebuilt (torch.load's errors for a bad file)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError):
         pass
     return None
-
-
-def make_folder(path):
-    """mkdir -p, failing with one line (a file in the way, no permission) instead of a traceback."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the folder {path} ({e.strerror or type(e).__name__}); "
-                        "move what is in the way or choose another folder") from None
-    return path
-
-
-def write_atomic(path, write):
-    """write(a temporary path beside `path`), then rename it to `path`: a crash or a full disk
-    never leaves a half-written file, and a failed write is one line."""
-    path = Path(path)
-    make_folder(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed; is the disk full?"
-        raise UserError(f"could not write {path} ({reason}); what was there before is untouched") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def save_atomic(obj, path):
-    """write_atomic for text (a str) or anything torch.save takes."""
-    return write_atomic(path, lambda tmp: tmp.write_text(obj) if isinstance(obj, str) else torch.save(obj, tmp))
-
-
-def missing_files(name, root=None):
-    folder = Path(root or default_root()) / name
-    return [f.name for f in SOURCES[name] if not (folder / f.name).is_file()]
 
 
 def load_domain(name, split, root=None):
@@ -354,7 +260,7 @@ def load_domain(name, split, root=None):
         raise UserError(f"unknown split {split!r}; choose train or test")
     root = Path(root or default_root())
     folder = root / name
-    raw = [folder / f for f in _SPLIT_FILES[(name, split)]]
+    raw = [folder / f for f in SPLIT_FILES[(name, split)]]
     absent = [p.name for p in raw if not p.is_file()]
     if absent:
         raise UserError(f"{name} is not in {root} (missing {', '.join(absent)}); "

@@ -22,7 +22,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from checkpoints import add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
-from data import UserError, picture_to_digit, run_script, write_atomic
+from common import UserError, run_script, write_atomic
+from data import picture_to_digit
 
 DISPLAY_HEIGHT = 224
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -46,7 +47,7 @@ def parse_args(argv=None):
 def expand(paths):
     """-f arguments -> (picture, the folder its annotated copy goes to under --out-dir).
     Folders give their pictures, subfolders included, sorted; earlier annotated copies are
-    left out. A bare name that is not here is looked for in images/, as the original did."""
+    left out. A bare name that is not here is looked for in images/, where the example pictures are."""
     picture_suffixes = set(Image.registered_extensions())
     for path in paths:
         if not path.exists() and path.name == str(path) and (IMAGES_DIR / path).exists():

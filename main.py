@@ -2,15 +2,16 @@
 
     python main.py                                        # SVHN -> MNIST, the paper's recipe
     python main.py --source mnist --target mnist_m        # MNIST -> MNIST-M
-    python main.py --mode source-only                     # the paper's lower bound
+    python main.py --method source-only                     # the paper's lower bound
     python main.py --resume runs/svhn-mnist-dann-...      # continue an interrupted run
     python main.py --source mnist --target mnist_m --seeds 0 1 2   # a results row: mean +- std of 3 seeds
-    python main.py --source mnist --target mnist_m --mode dirt-t --init runs/row/seed{seed} --seeds 0 1 2
+    python main.py --source mnist --target mnist_m --method dirt-t --init runs/row/seed{seed} --seeds 0 1 2
                                                           # DIRT-T's refinement of each seed's run in runs/row
 
 Writes a run folder: config.json, checkpoint.pt (every --save-every epochs and at the end;
 Ctrl-C saves too), TensorBoard curves, and metrics.json with the final model's accuracies.
-The engine is training.py, the methods' losses methods.py; see README, 'How the code is organised'.
+The settings are config.py's, the engine training.py, the methods' losses methods.py; see README,
+'How the code is organised'.
 """
 import argparse
 import dataclasses
@@ -18,13 +19,14 @@ import json
 from pathlib import Path
 
 import training
-from data import run_script, save_atomic
+from common import run_script, save_atomic
+from config import Config, add_flags
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run = training.add_flags(p)["run"]
-    run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<source>-<target>-<mode>-<time>)")
+    run = add_flags(p)["run"]
+    run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<source>-<target>-<method>-<time>)")
     run.add_argument("--resume", type=Path, default=None, metavar="DIR",
                      help="continue the run in DIR from its last checkpoint, with its settings (--device may change)")
     run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
@@ -36,7 +38,7 @@ def parse_args(argv=None):
     if args.seeds and args.resume:
         p.error("--resume continues one run; resume each seed's folder on its own (<out>/seed<S>)")
     try:
-        args.config = training.Config.from_flags(args)
+        args.config = Config.from_flags(args)
     except ValueError as e:
         p.error(str(e))
     return args

@@ -6,12 +6,13 @@ images whose labels are never read). Source-only trains on labelled source image
 on labelled target images, DANN on labelled source and unlabelled target images.
 
 A method is a `Method`: its loss function, the domain its labelled batch comes from, whether it
-takes an unlabelled batch, and the names of the statistics it reports. The loss function gets
+takes an unlabelled batch, the names of the statistics it reports, and the `Teacher` it follows
+if it learns from a trained model (dirt-t, self-train). The loss function gets
 the model, the step's `Batch`, the training progress p (0 -> 1, a device tensor) and the run's
 configuration, and returns (the loss to minimise, {name: scalar tensor}). It must read no value
 back to the host (no .item(), no Python branch on a tensor), so that on a GPU the whole step
 stays one CUDA graph. To add a method: write its loss function here and add it to METHODS;
-`main.py --mode NAME` then trains it, with checkpoints, resume, logging and evaluation as for
+`main.py --method NAME` then trains it, with checkpoints, resume, logging and evaluation as for
 the others.
 """
 import contextlib
@@ -21,7 +22,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from models import standardize
+from models import initialise, standardize
 
 
 @dataclass
@@ -33,16 +34,34 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """How a method follows a teacher: a copy of the --init model that no gradient reaches, whose
+    predictions on the unlabelled batch the step puts in `Batch.teacher_probs`."""
+    fresh_student: bool  # the model trained starts from its own initialisation, not the teacher's weights
+    refreshed: bool  # the teacher becomes a copy of the evaluated model every --teacher-every steps
+
+    def prepare_student(self, model):
+        """Called once, after the teacher was copied from the --init weights in `model`."""
+        if self.fresh_student:
+            initialise(model)
+
+    def after_step(self, teacher, evaluated, step, cfg):
+        if self.refreshed and step % cfg.teacher_every == 0:
+            teacher.load_state_dict(evaluated.state_dict())  # in place: a captured graph reads the same tensors
+
+
+# DIRT-T's teacher follows the model (a proximal step); self-training's stays the model it learns from.
+REFRESHED = Teacher(fresh_student=False, refreshed=True)
+FIXED = Teacher(fresh_student=True, refreshed=False)
+
+
+@dataclass(frozen=True)
 class Method:
     loss: Callable  # (model, batch, p, cfg) -> (loss, {name: scalar tensor})
     labelled: Optional[str]  # "source" or "target": the domain whose labels it trains on; None: no labels
     uses_unlabelled: bool  # whether it takes an unlabelled target batch
     stats: tuple  # the names of the statistics its loss reports, in a fixed order
-    # None, or how it follows a teacher (its batch's teacher_probs, from a model no gradient reaches):
-    # "refreshed": the teacher starts as the --init model and becomes a copy of the model every
-    # --teacher-every steps; "fixed": the teacher is the --init model throughout, and the model
-    # trained starts afresh from its own initialisation
-    teacher: Optional[str] = None
+    teacher: Optional[Teacher] = None  # None: the method learns from no teacher
 
 
 def adaptation_weight(p, gamma):
@@ -154,8 +173,7 @@ def vat_perturbation(model, x, probs, radius):
     """The perturbation of norm `radius` (per image) that most changes the prediction, found by
     one power iteration from a random direction (Miyato et al., VAT, TPAMI 2018). The probe's
     pass runs in float32 under --bf16 too: the probe, about 0.002 a pixel, is below bfloat16's
-    resolution at standardized pixels near 1, and a bf16 probe finds a perturbation that raises the
-    KL about 30% less (the bundled DANN on MNIST-M test)."""
+    resolution at standardized pixels near 1, and a rounded probe points in a weaker direction."""
     probe = (VAT_XI * unit(torch.randn_like(x))).requires_grad_()
     with bf16_autocast(x.device, False):
         kl = kl_from(probs, model.classify(x + probe))
@@ -195,9 +213,9 @@ METHODS = {
     "vada": Method(vada, labelled="source", uses_unlabelled=True,
                    stats=ADVERSARIAL + ("entropy", "vat_source", "vat_target")),
     "dirt-t": Method(dirt_t, labelled=None, uses_unlabelled=True, stats=("entropy", "vat_target", "teacher_kl"),
-                     teacher="refreshed"),
+                     teacher=REFRESHED),
     "self-train": Method(self_train, labelled=None, uses_unlabelled=True, stats=("class_loss", "agreement"),
-                         teacher="fixed"),
+                         teacher=FIXED),
     "source-only": Method(supervised, labelled="source", uses_unlabelled=False, stats=("class_loss",)),
     "target-only": Method(supervised, labelled="target", uses_unlabelled=False, stats=("class_loss",)),
 }

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import UserError
+from common import UserError
 
 ARCHS = ("mnist", "svhn")
 # The paper's architecture for each source domain (svhn for SVHN->MNIST, mnist for MNIST->MNIST-M).
@@ -75,11 +75,10 @@ DOMAIN_HIDDEN = {"mnist": (100,), "svhn": (1024, 1024)}
 
 def initialise(model):
     """He et al. (2015) for the layers followed by a ReLU, zeros for the two output layers and
-    all biases. torch's default draws weights with a third of He's variance, so every ReLU
-    layer shrinks the signal and its gradient; He's scale with random output layers instead
-    starts the class loss near 8 instead of log 10 = 2.3, and short runs spend their steps
-    undoing that. The quick trial (source-only, 3,000 images, 3 epochs) ended at .52 MNIST
-    test accuracy with torch's default and at .89-.92 over six seeds with this."""
+    all biases. torch's default draws weights with a third of He's variance, so every ReLU layer
+    shrinks the signal and its gradient and short runs stall; random output layers at He's scale
+    start the class loss far above log 10, and the first steps are spent undoing that. Zero
+    output layers start every prediction uniform (RESULTS.md, 'Initialisation', has the trials)."""
     outputs = {model.label_classifier[-1], model.domain_classifier[-1]}
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -93,7 +92,7 @@ def initialise(model):
 def standardize(images):
     """uint8 (or 0..255 float) images -> float with every image's channels at zero mean and
     unit variance. Per-image statistics remove the colour and contrast that separate MNIST
-    from MNIST-M (or SVHN's lighting) without looking at any label; see README, 'Results'."""
+    from MNIST-M (or SVHN's lighting) without looking at any label."""
     x = images.float()
     mean = x.mean(dim=(2, 3), keepdim=True)
     std = x.std(dim=(2, 3), keepdim=True)

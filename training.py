@@ -1,219 +1,36 @@
-"""The training engine behind main.py: configuration, schedule, batches, the step, evaluation,
-and the loop with its run folder. No command line here: main.py turns flags into a Config and
-calls train(); bench.py and the tests call the same functions.
+"""The training engine behind main.py: schedule, batches, the step, evaluation, and the loop
+with its run folder. No command line here: main.py turns flags into a `config.Config` and calls
+train(); bench.py and the tests build the same step with setup().
 
 Both training sets live on the training device as uint8 and batches are gathered there by
 index: no DataLoader and no per-sample Python in the loop. The whole step (gather, optional
 augmentation, schedule, the method's loss, backward, SGD update) reads and writes only device
 tensors, so on a GPU it is captured once as a CUDA graph and replayed. Target labels are used
-only to report target accuracy (and, in target-only mode, to train, which is what that mode means).
+only to report target accuracy (and, in target-only, to train, which is what that method means).
 """
 import contextlib
 import copy
-import dataclasses
 import json
 import math
 import platform
-import shlex
 import signal
 import statistics
 import sys
 import time
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
 
 import download_data
 from checkpoints import restore, save_resumable, start_from
-from data import DOMAINS, SPLITS, UserError, augment, make_folder, save_atomic
-from methods import METHODS, Batch, bf16_autocast
-from models import ARCHS, DEFAULT_ARCH, DANN, initialise
-
-# ---------------------------------------------------------------- configuration
-
-
-def setting(default, help, group, **flag):
-    """A Config field: its default, its --help text, its group in --help, and argparse extras."""
-    return field(default=default, metadata={"help": help, "group": group, **flag})
-
-
-GROUPS = {"task": "task", "optimisation": "optimisation (defaults: the paper's recipe)",
-          "method": "method settings (defaults: each method's paper)", "run": "run"}
-
-
-@dataclass(frozen=True)
-class Config:
-    """A run's settings: main.py's flags are made from these fields, config.json holds them, and a
-    Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
-    source: str = setting("svhn", "labelled domain", "task", choices=DOMAINS)
-    target: str = setting("mnist", "unlabelled domain", "task", choices=DOMAINS)
-    mode: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
-                        "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
-                        "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, "
-                        "the same paper); self-train trains a fresh model on the labels a model (--init) gives the "
-                        "target images, a student meant to be noised with --augment (Noisy Student, Xie et al. 2020); "
-                        "source-only ignores the target (lower bound); target-only trains on target "
-                        "labels (upper bound)", "task", choices=METHODS)
-    arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
-                                         "otherwise)", "task", choices=ARCHS)
-    init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
-                                         "folder, a checkpoint file or URL, or a bundled model's name; dirt-t "
-                                         "needs one, e.g. a dann run, and self-train its teacher, e.g. a dirt-t "
-                                         "run. With --seeds, {seed} in it becomes each run's seed: "
-                                         "runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
-    dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
-    augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
-                            "and saturation by up to 40%%, drawn per image, in batches on the device (dirt-t: the model "
-                            "sees the augmented images, its teacher the plain ones; self-train: likewise); not in "
-                            "the paper's recipe", "task")
-    epochs: int = setting(100, "epochs; one epoch = the smaller training set once", "optimisation")
-    batch_size: int = setting(128, "images per domain per step", "optimisation")
-    lr: float = setting(0.01, "mu_0, the initial learning rate", "optimisation")
-    lr_alpha: float = setting(10.0, "alpha in mu_p = mu_0 / (1 + alpha p)^beta", "optimisation")
-    lr_beta: float = setting(0.75, "beta in the learning-rate schedule", "optimisation")
-    gamma: float = setting(10.0, "gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1", "optimisation")
-    momentum: float = setting(0.9, "SGD momentum", "optimisation")
-    weight_decay: float = setting(1e-5, "L2 weight decay", "optimisation")
-    ema: float = setting(0.0, "decay of an exponential moving average of the weights, which is then the model "
-                         "evaluated and shared (VADA's reference code: 0.998); 0: off", "optimisation")
-    im_weight: float = setting(1.0, "dann-im: weight of (conditional entropy - entropy of the mean prediction) on "
-                               "the target, times lambda_p (SHOT: 1)", "method")
-    vat_source_weight: float = setting(1.0, "vada: weight of virtual adversarial training on the source (VADA: 1)",
-                                       "method")
-    vat_target_weight: float = setting(0.01, "vada: weight of conditional entropy and of virtual adversarial "
-                                       "training on the target (VADA: 0.01)", "method")
-    vat_radius: float = setting(3.5, "vada, dirt-t: norm of the virtual adversarial perturbation of a standardized "
-                                "image (VADA: 3.5)", "method")
-    teacher_every: int = setting(5000, "dirt-t: the teacher becomes a copy of the evaluated model every K steps "
-                                 "(reference code: 5000)", "method", metavar="K")
-    teacher_weight: float = setting(1.0, "dirt-t: weight of KL(teacher || model) on the target, beside entropy and "
-                                    "VAT at 1 (the reference's 1e-2 : 1e-2 : 1e-2)", "method")
-    device: str = setting("auto", "where to compute; auto: cuda when present", "run", choices=("auto", "cpu", "cuda"))
-    bf16: bool = setting(False, "forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update "
-                         "stay float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); "
-                         "see README, 'Speed'", "run")
-    cuda_graph: bool = setting(True, "on a GPU, launch every step's kernels from Python instead of replaying one "
-                               "captured CUDA graph: slower, but easier to profile or debug (default: graph on)", "run")
-    seed: int = setting(0, "random seed; the same seed on the CPU gives the same numbers", "run")
-    limit: typing.Optional[int] = setting(None, "use at most N training images per domain (quick trials)", "run",
-                                          metavar="N")
-    eval_every: int = setting(5, "test accuracies every K epochs and at the end", "run", metavar="K")
-    save_every: int = setting(10, "checkpoint every K epochs and at the end", "run", metavar="K")
-    data_dir: typing.Optional[str] = setting(None, "dataset folder (default: $DANN_DATA_DIR, else ./data)", "run")
-    no_download: bool = setting(False, "fail instead of downloading missing datasets", "run")
-
-    # Settings that change how a run is carried out but not the model it trains: left out of the
-    # command that reproduces a run, and --device is the one a resumed run may change.
-    NOT_IN_COMMAND: typing.ClassVar = ("device", "data_dir", "no_download", "eval_every", "save_every", "cuda_graph")
-
-    def __post_init__(self):
-        if not all(_has_type(getattr(self, f.name), f) for f in fields(self)):
-            raise TypeError("settings of the wrong type or outside their choices")
-        if self.arch is None:
-            object.__setattr__(self, "arch", DEFAULT_ARCH[self.source])
-        for name in ("epochs", "batch_size", "eval_every", "save_every", "teacher_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{flag_name(name)} must be at least 1")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("--dropout must be in [0, 1)")
-        if self.lr <= 0:
-            raise ValueError("--lr must be positive")
-        if not 0 <= self.ema < 1:
-            raise ValueError("--ema must be in [0, 1)")
-        for name in ("im_weight", "vat_source_weight", "vat_target_weight", "vat_radius", "teacher_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{flag_name(name)} must be 0 or more")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError("--limit must be at least 1")
-        if self.source == self.target and METHODS[self.mode].uses_unlabelled:
-            raise ValueError("--source and --target are the same domain: there is nothing to adapt")
-        if METHODS[self.mode].teacher and self.init is None:
-            raise ValueError(f"--mode {self.mode} learns from a trained model: name it with --init RUN|CHECKPOINT")
-
-    @classmethod
-    def from_flags(cls, args):
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
-
-    @classmethod
-    def from_saved(cls, saved, where):
-        """A run folder's config.json (parsed) -> Config; a missing setting (a run from before it
-        existed) gets its default. `where` names the file in the one-line error."""
-        foreign = UserError(f"{where} does not hold the settings main.py writes (edited by hand?); restore it or "
-                            "start a new run")
-        if not isinstance(saved, dict) or not set(saved) <= {f.name for f in fields(cls)}:
-            raise foreign
-        try:
-            return cls(**saved)
-        except TypeError:
-            raise foreign from None
-        except ValueError as e:
-            raise UserError(f"{where} says {e}; restore it or start a new run") from None
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-    def command(self):
-        """`python main.py` with the flags whose values differ from the defaults: what decides the model."""
-        words = ["python", "main.py"]
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in self.NOT_IN_COMMAND or value == f.default or (f.name == "arch" and
-                                                                       value == DEFAULT_ARCH[self.source]):
-                continue
-            words += [flag_name(f.name)] if value is True else [flag_name(f.name), shlex.quote(str(value))]
-        return " ".join(words)
-
-
-def _value_type(f):
-    """A field's type without Optional, and whether None is allowed."""
-    if isinstance(f.type, types.UnionType) or typing.get_origin(f.type) is typing.Union:
-        return next(k for k in typing.get_args(f.type) if k is not type(None)), True
-    return f.type, False
-
-
-def _has_type(value, f):
-    kind, optional = _value_type(f)
-    if value is None:
-        return optional
-    if isinstance(value, bool) != (kind is bool):  # True is an int to Python, not to a config
-        return False
-    return isinstance(value, (int, float) if kind is float else kind) and value in f.metadata.get("choices", (value,))
-
-
-def flag_name(name):
-    return "--" + name.replace("_", "-")
-
-
-def add_flags(parser, names=None):
-    """Add Config's settings (all, or those named) to an argparse parser, with their help and
-    defaults; all of them go in --help groups, which are returned for the caller's own flags."""
-    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()} if names is None else {}
-    for f in fields(Config):
-        if names is not None and f.name not in names:
-            continue
-        where, meta = groups.get(f.metadata["group"], parser), f.metadata
-        if f.type is bool and f.default:  # an on-by-default switch is turned off by --no-NAME
-            where.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false", help=meta["help"])
-        elif f.type is bool:
-            where.add_argument(flag_name(f.name), action="store_true", help=meta["help"] + " (default: off)")
-        else:
-            kind = _value_type(f)[0]
-            shown = "" if f.default is None else f" (default: {f.default:g})" if kind is float else f" (default: {f.default})"
-            where.add_argument(flag_name(f.name), type=kind, default=f.default, choices=meta.get("choices"),
-                               metavar=meta.get("metavar"), help=meta["help"] + shown)
-    return groups
-
-
-def pick_device(name):
-    """--device auto|cpu|cuda -> torch.device; asking for a CUDA device that is not there is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
+from common import UserError, make_folder, save_atomic
+from config import Config, pick_device
+from data import SPLITS, augment
+from methods import METHODS, Batch, Method, bf16_autocast
+from models import DANN
 
 # ---------------------------------------------------------------- schedule and batches
 
@@ -305,6 +122,17 @@ def averaged_tensors(model):
     return [t for t in model.state_dict().values() if t.is_floating_point()]
 
 
+@dataclass
+class StepState:
+    """What the step reads and writes besides the weights: device tensors only, so that a captured
+    CUDA graph replays on the same memory. The loop fills `batches` at the start of each epoch."""
+    step: torch.Tensor  # the global step count
+    lr: torch.Tensor  # the optimizer's learning rate, which the step sets from the schedule
+    batches: torch.Tensor  # this epoch's indices: steps_per_epoch x (labelled, unlabelled) x batch_size
+    sums: torch.Tensor  # the method's statistics summed over this epoch's steps
+    last: torch.Tensor  # the last step's statistics (method.stats order)
+
+
 def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=None, teacher=None):
     """The whole training step (batch gather, augmentation, schedule, loss, backward, update) as
     a function of tensors on the training device only: the step counter, this epoch's batch
@@ -312,22 +140,21 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
     that on a GPU the step is captured once in a CUDA graph and replayed with no host round trip
     (unless cfg turns the graph off). train_sets: (labelled images, labels, unlabelled images),
     None where the method takes no such batch; ema: the averaged copy of the model that the step
-    updates, or None; teacher: the model whose predictions the method follows, or None. The
-    caller fills state["batches"] at the start of each epoch.
-    Returns (step, state): step() runs one training step."""
+    updates, or None; teacher: the model whose predictions the method follows, or None.
+    Returns (step, state): step() runs one training step; state is its StepState."""
     images, labels, unlabelled = train_sets
     device = (unlabelled if images is None else images).device
     steps_per_epoch = total_steps // cfg.epochs
     lr = opt.param_groups[0]["lr"]
     n_stats, n_batches = len(method.stats), (images is not None) + (unlabelled is not None)
     averaged, trained = ([], []) if ema is None else (averaged_tensors(ema), averaged_tensors(model))
-    state = {"step": torch.tensor(first_step, device=device), "lr": lr,
-             "batches": torch.zeros(steps_per_epoch, n_batches, cfg.batch_size, dtype=torch.long, device=device),
-             "sums": torch.zeros(n_stats, device=device), "last": torch.zeros(n_stats, device=device)}
+    state = StepState(step=torch.tensor(first_step, device=device), lr=lr,
+                      batches=torch.zeros(steps_per_epoch, n_batches, cfg.batch_size, dtype=torch.long, device=device),
+                      sums=torch.zeros(n_stats, device=device), last=torch.zeros(n_stats, device=device))
 
     def step():
-        indices = iter(state["batches"].index_select(0, (state["step"] % steps_per_epoch).view(1))[0])
-        p = state["step"].double() / total_steps
+        indices = iter(state.batches.index_select(0, (state.step % steps_per_epoch).view(1))[0])
+        p = state.step.double() / total_steps
         lr.copy_(learning_rate(p, cfg.lr, cfg.lr_alpha, cfg.lr_beta))
         batch = Batch(None, None)
         if images is not None:
@@ -344,9 +171,9 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
         if ema is not None:
             with torch.no_grad():  # one fused kernel for all weights: ema += (1 - decay) (w - ema)
                 torch._foreach_lerp_(averaged, trained, 1 - cfg.ema)
-        state["last"].copy_(stats)
-        state["sums"].add_(stats)
-        state["step"].add_(1)
+        state.last.copy_(stats)
+        state.sums.add_(stats)
+        state.step.add_(1)
 
     if device.type == "cuda" and cfg.cuda_graph:
         return CapturedStep(step), state
@@ -383,7 +210,7 @@ class CapturedStep:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self.step()  # recorded, not run
-        except Exception as e:  # whatever capture raises, the eager step still trains correctly
+        except RuntimeError as e:  # torch's capture errors (CUDA, unsupported ops): the eager step still trains
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             tqdm.write(f"CUDA graph capture failed ({reason}); going on with the eager step, as --no-cuda-graph does",
                        file=sys.stderr)
@@ -408,7 +235,7 @@ def evaluate(model, sets):
 
 def new_run_folder(cfg, out=None):
     """The folder a new run will write to (created only once the data has loaded)."""
-    out = Path(out or Path("runs") / f"{cfg.source}-{cfg.target}-{cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(out or Path("runs") / f"{cfg.source}-{cfg.target}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; name a folder for the run")
     if (out / "config.json").exists():
@@ -456,42 +283,88 @@ def seed_summary(runs, row):
     return summary
 
 
+# ---------------------------------------------------------------- setup
+
+@dataclass
+class Run:
+    """What a run trains with, built by setup(): the model and its optimizer, the models that
+    train beside it, the step and its state, and the shape of the schedule."""
+    cfg: Config
+    method: Method
+    model: DANN
+    opt: torch.optim.Optimizer
+    ema: Optional[DANN]  # --ema's average, which is then the model evaluated and shared
+    teacher: Optional[DANN]  # the model the method follows, if it follows one
+    step: Callable[[], None]  # one training step
+    state: StepState
+    sizes: list  # the sizes of the training sets the step draws from (labelled, unlabelled)
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def evaluated(self):
+        """The model reported, evaluated and saved for sharing."""
+        return self.model if self.ema is None else self.ema
+
+    @property
+    def companions(self):
+        """The models a checkpoint carries beside the trained one (None where absent)."""
+        return {"ema": self.ema, "teacher": self.teacher}
+
+    def start_epoch(self, epoch):
+        """Load the epoch's batches (a pure function of seed and epoch) and reset its sums."""
+        device = self.state.batches.device
+        self.state.batches.copy_(epoch_indices(self.sizes, self.steps_per_epoch, self.cfg.batch_size, self.cfg.seed,
+                                               epoch, device))
+        self.state.sums.zero_()
+
+
+def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
+    """The model, optimizer, companions and step of a run on `sets` (load_data's dict; the
+    training sets are enough): what train() runs and bench.py times. resume_from: a run folder
+    whose checkpoint is restored into all of them; read_init=False leaves --init unread (bench.py
+    times a teacher's method from fresh weights). Returns (Run, progress)."""
+    method = METHODS[cfg.method]
+    images, labels = sets[f"{method.labelled}_train"] if method.labelled else (None, None)
+    unlabelled = sets["target_train"][0] if method.uses_unlabelled else None
+    # every method of a task takes as many steps: one epoch is one pass over the smaller of the
+    # two domains' training sets, whichever batches the method reads
+    steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    model, opt = model_and_optimizer(cfg, device)
+    if cfg.init and resume_from is None and read_init:
+        start_from(model, cfg.init)
+    teacher = frozen_copy(model).eval() if method.teacher else None  # the --init model (a resume restores it)
+    if method.teacher:
+        method.teacher.prepare_student(model)
+    ema = frozen_copy(model) if cfg.ema else None
+    progress = {"step": first_step, "history": [], "wall_time_s": 0.0}
+    if resume_from is not None:
+        progress = restore(resume_from, model, opt, {"ema": ema, "teacher": teacher})
+    step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
+                            ema, teacher)
+    sizes = drawn_sizes((images, labels, unlabelled))
+    return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps), progress
+
+
 # ---------------------------------------------------------------- the loop
 
 def train(cfg, out, resume=False):
     """Train (or, with resume, continue) the run in folder `out`; returns its metrics, or None if
     Ctrl-C stopped it (then it is saved and `python main.py --resume out` continues it)."""
-    out, method = Path(out), METHODS[cfg.mode]
+    out = Path(out)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     sets = load_data(cfg, device)
-    model, opt = model_and_optimizer(cfg, device)
+    run, progress = setup(cfg, sets, device, resume_from=out if resume else None)
     if not resume:  # only now: a run that cannot start (no data, a bad --init) leaves no folder behind
-        if cfg.init:
-            start_from(model, cfg.init)
         make_folder(out)
         save_atomic(json.dumps(cfg.as_dict(), indent=2), out / "config.json")
-    images, labels = sets[f"{method.labelled}_train"] if method.labelled else (None, None)
-    unlabelled = sets["target_train"][0] if method.uses_unlabelled else None
-    sizes = drawn_sizes((images, labels, unlabelled))
-    # every method of a task takes as many steps: one epoch is one pass over the smaller of the
-    # two domains' training sets, whichever batches the method reads
-    steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-
-    teacher = frozen_copy(model).eval() if method.teacher else None  # the --init model (a resume restores it)
-    if method.teacher == "fixed":  # the student starts afresh, not from its teacher's weights
-        initialise(model)
-    ema = frozen_copy(model) if cfg.ema else None
-    evaluated = model if ema is None else ema  # the model reported, saved for sharing and evaluated
-    companions = {"ema": ema, "teacher": teacher}
-    progress = restore(out, model, opt, companions) if resume else {"step": 0, "history": [], "wall_time_s": 0.0}
+    steps_per_epoch, total_steps, stats = run.steps_per_epoch, run.total_steps, run.method.stats
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
-    print(f"{cfg.source} -> {cfg.target}, {cfg.mode}, arch {cfg.arch}, {cfg.epochs} epochs x "
+    print(f"{cfg.source} -> {cfg.target}, {cfg.method}, arch {cfg.arch}, {cfg.epochs} epochs x "
           f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
-    run_step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
-                                ema, teacher)
 
     curves = Curves(out)
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
@@ -499,26 +372,25 @@ def train(cfg, out, resume=False):
     with ctrl_c_requests_stop() as stop, closing(curves, bar):
         while step < total_steps and not stop["now"]:
             epoch, first = divmod(step, steps_per_epoch)
-            state["batches"].copy_(epoch_indices(sizes, steps_per_epoch, cfg.batch_size, cfg.seed, epoch, device))
-            state["sums"].zero_()
+            run.start_epoch(epoch)
             for _ in range(first, steps_per_epoch):
-                run_step()
+                run.step()
                 step += 1
                 bar.update()
-                if method.teacher == "refreshed" and step % cfg.teacher_every == 0:
-                    teacher.load_state_dict(evaluated.state_dict())  # in place: a captured graph reads the same tensors
+                if run.method.teacher:
+                    run.method.teacher.after_step(run.teacher, run.evaluated, step, cfg)
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
-                    log_step(bar, curves, step, dict(zip(method.stats, state["last"].tolist())), state["lr"].item())
+                    log_step(bar, curves, step, dict(zip(stats, run.state.last.tolist())), run.state.lr.item())
                 if stop["now"]:
                     break
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
-                means = dict(zip(method.stats, (state["sums"] / (steps_per_epoch - first)).tolist()))
-                progress["history"].append(end_of_epoch(evaluated, sets, cfg, step // steps_per_epoch, means,
+                means = dict(zip(stats, (run.state.sums / (steps_per_epoch - first)).tolist()))
+                progress["history"].append(end_of_epoch(run.evaluated, sets, cfg, step // steps_per_epoch, means,
                                                         step == total_steps, curves, bar))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
-                save_resumable(model, opt, cfg.as_dict(), progress, out, companions)
+                save_resumable(run.model, run.opt, cfg.as_dict(), progress, out, run.companions)
     if step < total_steps:
         print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
               file=sys.stderr)

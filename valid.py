@@ -19,8 +19,9 @@ import torch
 
 import download_data
 from checkpoints import PRETRAINED_DIR, add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
-from data import DOMAINS, run_script, write_atomic
-from training import add_flags, pick_device
+from common import run_script, write_atomic
+from config import add_flags, pick_device
+from data import DOMAINS
 
 
 def parse_args(argv=None):
@@ -84,7 +85,7 @@ def main(argv=None):
     path, why = resolve_checkpoint(args.checkpoint, args.sha256)
     model, ckpt = load_checkpoint(path, device)
     cfg = ckpt["config"]
-    print(f"model: {path} ({why}); {cfg['mode']}, {cfg['source']} -> {cfg['target']}, step {ckpt['step']}",
+    print(f"model: {path} ({why}); {cfg['method']}, {cfg['source']} -> {cfg['target']}, step {ckpt['step']}",
           file=sys.stderr if args.json else sys.stdout)
     roles = {cfg["source"]: "source", cfg["target"]: "target"}
     roles.update({d: "extra" for d in args.domains if d not in roles})
@@ -98,7 +99,7 @@ def main(argv=None):
         result["figure"] = str(out_dir / f"confusion_{name}.png")
         save_confusion_figure(name, result, Path(result["figure"]))
     if args.json:
-        print(json.dumps({"checkpoint": str(path), "chosen": why, "mode": cfg["mode"], "step": ckpt["step"],
+        print(json.dumps({"checkpoint": str(path), "chosen": why, "method": cfg["method"], "step": ckpt["step"],
                           "domains": results}, indent=2))
     else:
         print("\nper-class accuracy on the right\n" + format_table(results))

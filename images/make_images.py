@@ -25,7 +25,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from config import in_current_words  # noqa: E402
 from data import load_domain  # noqa: E402
+from methods import METHODS  # noqa: E402
 
 SAMPLES = {"mnist_m": (0, 1, 2, 3), "mnist": (0, 1)}  # first test images: digits 7 2 1 0 / 7 2
 
@@ -164,22 +166,23 @@ def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (fin
     phase (--init) is drawn after the epochs of the runs before it; one that starts from its
     --init model (dirt-t) is joined to that model's accuracy, one that starts afresh (self-train) is not."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    colors = {"dann": "tab:blue", "source-only": "tab:orange", "target-only": "tab:green", "dann-im": "tab:red",
-              "vada": "tab:brown", "dirt-t": "black", "self-train": "tab:cyan"}
+    colors = dict(zip(METHODS, plt.get_cmap("tab10").colors))  # one per method, in the method table's order
     runs = {Path(run).name: json.loads((Path(run) / "metrics.json").read_text()) for run in sorted(run_dirs)}
     longest = max(m["config"]["epochs"] for m in runs.values())
     for folder, metrics in runs.items():
-        config = metrics["config"]
+        config = in_current_words(metrics["config"])
         offset, start = earlier_phases(config)
-        points = [(offset, start)] if start is not None and config["mode"] != "self-train" else []
+        teacher = METHODS[config["method"]].teacher
+        joined = start is not None and not (teacher and teacher.fresh_student)  # a fresh student starts apart
+        points = [(offset, start)] if joined else []
         points += [(offset + h["epoch"], h["target_test_acc"]) for h in metrics["history"] if "target_test_acc" in h]
         ax.plot(*zip(*points), marker="o", markersize=3, alpha=0.8,
-                color="tab:purple" if config.get("bf16") else colors[config["mode"]],
+                color="tab:gray" if config.get("bf16") else colors[config["method"]],
                 linestyle=":" if config["epochs"] != longest and not offset else "-." if config.get("ema") else "-",
                 label=folder)
-    for mode, acc in PAPER_MNIST_M.items():
-        ax.axhline(acc, color=colors[mode], linestyle="--", linewidth=1)
-        ax.text(0.01, acc + 0.004, f"paper {mode} {acc}", color=colors[mode], fontsize=7,
+    for method, acc in PAPER_MNIST_M.items():
+        ax.axhline(acc, color=colors[method], linestyle="--", linewidth=1)
+        ax.text(0.01, acc + 0.004, f"paper {method} {acc}", color=colors[method], fontsize=7,
                 transform=ax.get_yaxis_transform())
     ax.set(xlabel="epoch", ylabel="MNIST-M test accuracy", title=title)
     ax.grid(alpha=0.3)
@@ -197,15 +200,15 @@ def earlier_phases(config):
     if not config.get("init") or not first.is_file():
         return 0, None
     start = json.loads(first.read_text())
-    offset, _ = earlier_phases(start["config"])
+    offset, _ = earlier_phases(in_current_words(start["config"]))
     return offset + start["config"]["epochs"], start["target_test_acc"]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--curves", nargs="+", default=None, metavar="RUN",
-                        help="finished run folders to plot, labelled by folder name, coloured by mode (bf16 runs "
-                             "in purple; dash-dotted: with --ema; dotted: shorter runs)")
+                        help="finished run folders to plot, labelled by folder name, coloured by method (bf16 runs "
+                             "in grey; dash-dotted: with --ema; dotted: shorter runs)")
     parser.add_argument("--curves-file", default="mnist_mnist_m_curves.png",
                         help="file name under images/ for that plot (default: mnist_mnist_m_curves.png)")
     parser.add_argument("--curves-title", default="MNIST -> MNIST-M, mnist architecture (final models)",

@@ -20,8 +20,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import valid  # noqa: E402
 from checkpoints import REGISTRY, weights_only  # noqa: E402
-from data import UserError, run_script, save_atomic  # noqa: E402
-from training import Config  # noqa: E402
+from common import UserError, run_script, save_atomic  # noqa: E402
+from config import Config  # noqa: E402
 
 
 def bundle(run, name, commit, make_default, data_dir):
@@ -29,7 +29,7 @@ def bundle(run, name, commit, make_default, data_dir):
     if not metrics_file.is_file():
         raise UserError(f"{run}: no metrics.json, so the run has not finished; bundle finished runs only")
     metrics = json.loads(metrics_file.read_text())
-    cfg = metrics["config"]
+    cfg = Config.from_saved(metrics["config"], metrics_file).as_dict()
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     path = HERE / f"{name}.pt"
     save_atomic(weights_only(ckpt), path)
@@ -39,10 +39,10 @@ def bundle(run, name, commit, make_default, data_dir):
     registry = json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {"default": name, "models": {}}
     registry["models"][name] = {
         "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "source": cfg["source"], "target": cfg["target"], "mode": cfg["mode"], "arch": cfg["arch"],
+        "source": cfg["source"], "target": cfg["target"], "method": cfg["method"], "arch": cfg["arch"],
         "epochs": cfg["epochs"], "seed": cfg["seed"], "commit": commit,
         "source_test_acc": results[cfg["source"]]["accuracy"], "target_test_acc": results[cfg["target"]]["accuracy"],
-        "command": Config.from_saved(cfg, metrics_file).command(), "wall_time_s": metrics["wall_time_s"],
+        "command": Config(**cfg).command(), "wall_time_s": metrics["wall_time_s"],
         "device": metrics["device"]}
     if make_default:
         registry["default"] = name

@@ -133,11 +133,12 @@ def real_mnist_root(tmp_path_factory):
 def trained_run(tmp_path_factory):
     """A small DANN trained on the synthetic MNIST -> MNIST-M files: (data root, run folder)."""
     import training
+    from config import Config
     base = tmp_path_factory.mktemp("trained")
     root = base / "data"
     for name in ("mnist", "mnist_m", "usps"):
         MAKERS[name](root / name)
     out = base / "run"
-    training.train(training.Config(source="mnist", target="mnist_m", data_dir=str(root), no_download=True, epochs=10,
+    training.train(Config(source="mnist", target="mnist_m", data_dir=str(root), no_download=True, epochs=10,
                                    batch_size=8, lr=0.05, device="cpu"), out)
     return root, out

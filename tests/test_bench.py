@@ -26,8 +26,8 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     rows = result["rows"]
     assert [r["pipeline"] for r in rows] == ["baseline", "this project", "+ --augment", "+ --bf16", "+ --ema 0.998",
-                                             "--mode dann-im", "--mode vada", "--mode dirt-t",
-                                             "--mode self-train --augment"]
+                                             "--method dann-im", "--method vada", "--method dirt-t",
+                                             "--method self-train --augment"]
     for r in rows:
         assert r["ms_per_step"] > 0 and abs(r["pairs_per_s"] - 128_000 / r["ms_per_step"]) < 1e-6 * r["pairs_per_s"]
         assert abs(r["projected_100_epochs_s"] - 100 * 461 * r["ms_per_step"] / 1000) < 1e-6 * r["projected_100_epochs_s"]

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+import common
 import data
+from common import UserError
 from conftest import digit_images, make_mnist, write_idx
 
 
@@ -71,20 +73,20 @@ def test_a_dataset_folder_that_cannot_hold_a_cache_still_loads(synthetic_root):
 
 def test_make_folder_with_a_file_in_the_way_is_one_line(tmp_path):
     (tmp_path / "f").write_text("x")
-    with pytest.raises(data.UserError, match=r"cannot create the folder .*f/sub \(Not a directory\)"):
-        data.make_folder(tmp_path / "f" / "sub")
-    assert data.make_folder(tmp_path / "a" / "b").is_dir()
+    with pytest.raises(UserError, match=r"cannot create the folder .*f/sub \(Not a directory\)"):
+        common.make_folder(tmp_path / "f" / "sub")
+    assert common.make_folder(tmp_path / "a" / "b").is_dir()
 
 
 def test_missing_dataset_names_the_command_to_get_it(tmp_path):
-    with pytest.raises(data.UserError, match=r"python download_data.py --datasets svhn --root"):
+    with pytest.raises(UserError, match=r"python download_data.py --datasets svhn --root"):
         data.load_domain("svhn", "train", tmp_path)
 
 
 def test_unknown_domain_and_split(tmp_path):
-    with pytest.raises(data.UserError, match="unknown domain"):
+    with pytest.raises(UserError, match="unknown domain"):
         data.load_domain("cifar", "train", tmp_path)
-    with pytest.raises(data.UserError, match="unknown split"):
+    with pytest.raises(UserError, match="unknown split"):
         data.load_domain("mnist", "val", tmp_path)
 
 
@@ -101,7 +103,7 @@ def _corrupt(path, how):
 def test_damaged_mnist_file_gets_one_clear_error(tmp_path, how):
     make_mnist(tmp_path / "mnist")
     _corrupt(tmp_path / "mnist" / "train-images-idx3-ubyte.gz", how)
-    with pytest.raises(data.UserError, match=r"train-images-idx3-ubyte.gz is not a valid .*download_data.py"):
+    with pytest.raises(UserError, match=r"train-images-idx3-ubyte.gz is not a valid .*download_data.py"):
         data.load_domain("mnist", "train", tmp_path)
 
 
@@ -109,14 +111,14 @@ def test_idx_with_wrong_magic_or_length(tmp_path):
     make_mnist(tmp_path / "mnist")
     labels_file = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
     write_idx(labels_file, np.zeros(40), 2051)  # an image file where labels belong
-    with pytest.raises(data.UserError, match="magic number 2049"):
+    with pytest.raises(UserError, match="magic number 2049"):
         data.load_domain("mnist", "train", tmp_path)
     write_idx(labels_file, np.zeros(39), 2049)  # one label short
-    with pytest.raises(data.UserError, match="40 images but 39 labels"):
+    with pytest.raises(UserError, match="40 images but 39 labels"):
         data.load_domain("mnist", "train", tmp_path)
     with gzip.open(labels_file, "wb") as f:  # header promises more bytes than there are
         f.write((2049).to_bytes(4, "big") + (40).to_bytes(4, "big") + bytes(10))
-    with pytest.raises(data.UserError, match="header says"):
+    with pytest.raises(UserError, match="header says"):
         data.load_domain("mnist", "train", tmp_path)
 
 
@@ -124,28 +126,28 @@ def test_bad_svhn_files(synthetic_root):
     import scipy.io
     path = synthetic_root / "svhn" / "train_32x32.mat"
     scipy.io.savemat(path, {"images": np.zeros((2, 2))})
-    with pytest.raises(data.UserError, match="lacks the 'X' and 'y'"):
+    with pytest.raises(UserError, match="lacks the 'X' and 'y'"):
         data.load_domain("svhn", "train", synthetic_root)
     scipy.io.savemat(path, {"X": np.zeros((28, 28, 3, 4), np.uint8), "y": np.ones((4, 1))})
-    with pytest.raises(data.UserError, match="not uint8 32x32x3xN"):
+    with pytest.raises(UserError, match="not uint8 32x32x3xN"):
         data.load_domain("svhn", "train", synthetic_root)
     scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.full((4, 1), 11)})
-    with pytest.raises(data.UserError, match=r"labels outside 1..10"):
+    with pytest.raises(UserError, match=r"labels outside 1..10"):
         data.load_domain("svhn", "train", synthetic_root)
     _corrupt(synthetic_root / "svhn" / "test_32x32.mat", "truncated")
-    with pytest.raises(data.UserError, match="test_32x32.mat is not a valid SVHN .mat"):
+    with pytest.raises(UserError, match="test_32x32.mat is not a valid SVHN .mat"):
         data.load_domain("svhn", "test", synthetic_root)
 
 
 def test_bad_mnist_m_archives(synthetic_root):
     path = synthetic_root / "mnist_m" / "mnist_m.tar.gz"
     _corrupt(path, "truncated")
-    with pytest.raises(data.UserError, match="not a valid MNIST-M archive"):
+    with pytest.raises(UserError, match="not a valid MNIST-M archive"):
         data.load_domain("mnist_m", "train", synthetic_root)
     import tarfile
     with tarfile.open(path, "w:gz"):
         pass  # an archive without the label files
-    with pytest.raises(data.UserError, match="no mnist_m/mnist_m_test_labels.txt"):
+    with pytest.raises(UserError, match="no mnist_m/mnist_m_test_labels.txt"):
         data.load_domain("mnist_m", "test", synthetic_root)
 
 
@@ -153,11 +155,11 @@ def test_bad_usps_files(synthetic_root):
     path = synthetic_root / "usps" / "zip.train.gz"
     with gzip.open(path, "wt") as f:
         f.write("3 0.5 0.5\n")
-    with pytest.raises(data.UserError, match="a label and 256 numbers"):
+    with pytest.raises(UserError, match="a label and 256 numbers"):
         data.load_domain("usps", "train", synthetic_root)
     with gzip.open(path, "wt") as f:
         f.write("3 " + " ".join(["7"] * 256) + "\n")
-    with pytest.raises(data.UserError, match=r"\[-1, 1\]"):
+    with pytest.raises(UserError, match=r"\[-1, 1\]"):
         data.load_domain("usps", "train", synthetic_root)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 import data
 import download_data
+from common import UserError
 from conftest import REPO, SHARED_DATA, make_mnist
 from httpserver import FileServer
 
@@ -41,7 +42,7 @@ def test_resumes_a_partial_file_with_range(server, tmp_path):
     server.files["/file.bin"] = PAYLOAD
     server.cut_after["/file.bin"] = 100_000
     url = server.url + "/file.bin"
-    with pytest.raises(data.UserError, match="could not download file.bin"):
+    with pytest.raises(UserError, match="could not download file.bin"):
         download_data.download([url], tmp_path / "file.bin", (MD5,))
     # the interrupted bytes wait in a .part file; nothing looks complete
     assert not (tmp_path / "file.bin").exists()
@@ -64,7 +65,7 @@ def test_nothing_is_left_behind_when_every_source_fails(server, tmp_path):
     server.files["/bad/file.bin"] = b"not the file"
     server.errors["/gone/file.bin"] = 404
     urls = [server.url + "/bad/file.bin", server.url + "/gone/file.bin"]
-    with pytest.raises(data.UserError) as err:
+    with pytest.raises(UserError) as err:
         download_data.download(urls, tmp_path / "file.bin", (MD5,), by_hand="do what the calling script says")
     message = str(err.value)
     assert "checksum mismatch" in message and "HTTP 404" in message
@@ -73,14 +74,14 @@ def test_nothing_is_left_behind_when_every_source_fails(server, tmp_path):
 
 
 def test_a_missing_dataset_that_cannot_be_downloaded_names_the_import_command(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SOURCES, "usps", (data.RemoteFile("zip.train.gz", ("http://127.0.0.1:9/zip.train.gz",), ()),))
-    with pytest.raises(data.UserError) as err:
+    monkeypatch.setitem(download_data.SOURCES, "usps", (download_data.RemoteFile("zip.train.gz", ("http://127.0.0.1:9/zip.train.gz",), ()),))
+    with pytest.raises(UserError) as err:
         download_data.ensure_datasets(["usps"], tmp_path)
     assert str(err.value).endswith("python download_data.py --from DIR --datasets usps")
 
 
 def test_unreachable_host_is_reported_not_raised(tmp_path):
-    with pytest.raises(data.UserError, match="connection failed"):
+    with pytest.raises(UserError, match="connection failed"):
         download_data.download(["http://127.0.0.1:9/file.bin"], tmp_path / "file.bin", (MD5,), timeout=2)
 
 
@@ -88,8 +89,8 @@ def test_fetch_skips_valid_files_and_refetches_corrupt_ones(server, tmp_path, mo
     src = tmp_path / "src"
     make_mnist(src)
     table = {"mnist": tuple(
-        data.RemoteFile(f.name, (f"{server.url}/{f.name}",), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
-        for f in data.SOURCES["mnist"])}
+        download_data.RemoteFile(f.name, (f"{server.url}/{f.name}",), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
+        for f in download_data.SOURCES["mnist"])}
     for f in table["mnist"]:
         server.files["/" + f.name] = (src / f.name).read_bytes()
     monkeypatch.setattr(download_data, "SOURCES", table)
@@ -108,15 +109,15 @@ def test_import_from_a_folder_finds_files_anywhere_and_checks_them(tmp_path, mon
     src = tmp_path / "copies" / "deep" / "er"
     make_mnist(src)
     table = {"mnist": tuple(
-        data.RemoteFile(f.name, (), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
-        for f in data.SOURCES["mnist"])}
+        download_data.RemoteFile(f.name, (), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
+        for f in download_data.SOURCES["mnist"])}
     monkeypatch.setattr(download_data, "SOURCES", table)
     root = tmp_path / "data"
     download_data.fetch(["mnist"], root, source_dir=tmp_path / "copies", log=lambda *_: None)
     assert data.load_domain("mnist", "train", root)[0].shape == (40, 3, 28, 28)
     (src / "train-images-idx3-ubyte.gz").write_bytes(b"bad")
     (root / "mnist" / "train-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(data.UserError, match="train-images-idx3-ubyte.gz has the wrong checksum under"):
+    with pytest.raises(UserError, match="train-images-idx3-ubyte.gz has the wrong checksum under"):
         download_data.fetch(["mnist"], root, source_dir=tmp_path / "copies", log=lambda *_: None)
     assert not (root / "mnist" / "train-images-idx3-ubyte.gz").exists()
 
@@ -145,6 +146,6 @@ def test_cli_imports_real_mnist_with_from(tmp_path):
         pytest.skip(f"real MNIST not found at {SHARED_DATA}")
     r = run_cli("--from", str(SHARED_DATA), "--datasets", "mnist", DANN_DATA_DIR=str(tmp_path / "d"))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "d" / "mnist").iterdir()) == sorted(f.name for f in data.SOURCES["mnist"])
+    assert sorted(p.name for p in (tmp_path / "d" / "mnist").iterdir()) == sorted(f.name for f in download_data.SOURCES["mnist"])
     r = run_cli("--from", str(SHARED_DATA), "--datasets", "mnist", DANN_DATA_DIR=str(tmp_path / "d"))
     assert r.stdout.count("present and verified") == 4

@@ -9,9 +9,9 @@ import methods
 import models
 import training
 from conftest import ctrl_c_after
-from data import UserError
+from common import UserError
 from methods import METHODS, Batch, Method
-from training import Config
+from config import Config
 
 
 def tiny_batch(unlabelled=True, n=6, method=None):
@@ -31,7 +31,7 @@ def test_every_method_returns_a_loss_and_exactly_its_declared_statistics(name):
     method = METHODS[name]
     torch.manual_seed(0)
     model = models.DANN("mnist")
-    cfg = Config(source="mnist", target="mnist_m", mode=name, init="run" if method.teacher else None)
+    cfg = Config(source="mnist", target="mnist_m", method=name, init="run" if method.teacher else None)
     loss, stats = method.loss(model, tiny_batch(method.uses_unlabelled, method=method),
                               torch.tensor(0.5, dtype=torch.float64), cfg)
     assert tuple(stats) == method.stats and all(v.dim() == 0 for v in stats.values())
@@ -68,7 +68,7 @@ def test_a_new_method_plugs_in_with_one_entry(synthetic_root, tmp_path, monkeypa
     # the extension point: one METHODS entry, and the loop, checkpoints, resume and metrics carry it
     monkeypatch.setitem(METHODS, "entropy", Method(entropy_method, labelled="source", uses_unlabelled=True,
                                                    stats=("class_loss", "entropy")))
-    cfg = Config(source="mnist", target="mnist_m", mode="entropy", data_dir=str(synthetic_root), no_download=True,
+    cfg = Config(source="mnist", target="mnist_m", method="entropy", data_dir=str(synthetic_root), no_download=True,
                  epochs=2, batch_size=8, eval_every=1, save_every=1, device="cpu")
     metrics = training.train(cfg, tmp_path / "run")
     assert [sorted(h) for h in metrics["history"]] == [["class_loss", "entropy", "epoch", "source_test_acc",
@@ -131,14 +131,14 @@ def test_vat_loss_sends_no_gradient_through_its_target():
 
 def test_the_averaged_model_moves_by_one_minus_decay_each_step():
     torch.manual_seed(0)
-    cfg = Config(source="mnist", target="mnist_m", mode="source-only", batch_size=4, epochs=1, ema=0.9)
+    cfg = Config(source="mnist", target="mnist_m", method="source-only", batch_size=4, epochs=1, ema=0.9)
     model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
     ema = training.frozen_copy(model)
     start = [p.detach().clone() for p in ema.parameters()]
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
                                      2, 0, ema)
-    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
     step()
     for e, s, p in zip(ema.parameters(), start, model.parameters()):
         assert torch.allclose(e, 0.9 * s + 0.1 * p.detach(), atol=1e-7)
@@ -146,7 +146,7 @@ def test_the_averaged_model_moves_by_one_minus_decay_each_step():
 
 
 def test_a_run_with_ema_is_evaluated_and_shared_with_the_averaged_weights(synthetic_root, tmp_path):
-    cfg = Config(source="mnist", target="mnist_m", mode="dann", data_dir=str(synthetic_root), no_download=True,
+    cfg = Config(source="mnist", target="mnist_m", method="dann", data_dir=str(synthetic_root), no_download=True,
                  epochs=2, batch_size=8, ema=0.5, device="cpu")
     training.train(cfg, tmp_path / "run")
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
@@ -160,57 +160,57 @@ def test_a_run_with_ema_is_evaluated_and_shared_with_the_averaged_weights(synthe
 
 def test_every_method_takes_as_many_steps(synthetic_root, tmp_path):
     steps = {}
-    for mode in ("dann", "source-only", "target-only"):
-        cfg = Config(source="mnist", target="mnist_m", mode=mode, data_dir=str(synthetic_root), no_download=True,
+    for method in ("dann", "source-only", "target-only"):
+        cfg = Config(source="mnist", target="mnist_m", method=method, data_dir=str(synthetic_root), no_download=True,
                      epochs=1, batch_size=8, device="cpu")
-        training.train(cfg, tmp_path / mode)
-        steps[mode] = torch.load(tmp_path / mode / "checkpoint.pt", weights_only=True)["step"]
+        training.train(cfg, tmp_path / method)
+        steps[method] = torch.load(tmp_path / method / "checkpoint.pt", weights_only=True)["step"]
     assert steps == {"dann": 4, "source-only": 4, "target-only": 4}  # 30 target images, more source ones
 
 
 @pytest.mark.parametrize("bf16", [False, True])  # dirt-t has no labelled batch: bf16 once failed on that
 def test_dirt_t_follows_a_teacher_that_no_gradient_reaches(bf16):
     torch.manual_seed(0)
-    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", batch_size=4, epochs=1, bf16=bf16)
+    cfg = Config(source="mnist", target="mnist_m", method="dirt-t", init="run", batch_size=4, epochs=1, bf16=bf16)
     model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)  # a model that predicts something
     teacher = training.frozen_copy(model).eval()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
-    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
     step()
-    stats = dict(zip(METHODS["dirt-t"].stats, state["last"].tolist()))
+    stats = dict(zip(METHODS["dirt-t"].stats, state.last.tolist()))
     # the first step starts from the teacher itself (computed in fp32; the bf16 model differs by rounding)
     assert stats["teacher_kl"] < (1e-3 if bf16 else 1e-6) < stats["entropy"]
     step()
     assert all(p.grad is None for p in teacher.parameters())
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), teacher.parameters()))
-    assert state["last"][2].item() > 1e-3  # now the model has moved away from the teacher
+    assert state.last[2].item() > 1e-3  # now the model has moved away from the teacher
 
 
 def test_with_augment_the_teacher_sees_the_plain_target_batch_and_the_model_an_augmented_one():
     torch.manual_seed(0)
-    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", batch_size=4, epochs=1, augment=True)
+    cfg = Config(source="mnist", target="mnist_m", method="dirt-t", init="run", batch_size=4, epochs=1, augment=True)
     model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
     teacher, seen = training.frozen_copy(model).eval(), []
     teacher.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
-    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
     step()
-    assert torch.equal(seen[0], target[state["batches"][0, 0]])
+    assert torch.equal(seen[0], target[state.batches[0, 0]])
     # the model starts as the teacher's copy, so only a different (augmented) input can make them disagree
-    assert state["last"][2].item() > 1e-3
+    assert state.last[2].item() > 1e-3
 
 
 def test_the_kl_to_the_teacher_is_zero_only_where_the_model_agrees():
     model = models.DANN("mnist")
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
     batch = tiny_batch(method=METHODS["dirt-t"])
-    cfg = Config(source="mnist", target="mnist_m", mode="dirt-t", init="run", teacher_weight=2.0)
+    cfg = Config(source="mnist", target="mnist_m", method="dirt-t", init="run", teacher_weight=2.0)
     _, agreeing = methods.dirt_t(model, Batch(None, None, batch.unlabelled, model(batch.unlabelled).softmax(1).detach()),
                                  torch.tensor(0.5), cfg)
     loss, uniform = methods.dirt_t(model, batch, torch.tensor(0.5), cfg)
@@ -223,7 +223,7 @@ def test_self_train_learns_the_teachers_most_probable_class():
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
     batch = tiny_batch(method=METHODS["self-train"])
     batch.teacher_probs = torch.softmax(torch.randn(6, 10, generator=torch.Generator().manual_seed(1)), 1)
-    cfg = Config(source="mnist", target="mnist_m", mode="self-train", init="run")
+    cfg = Config(source="mnist", target="mnist_m", method="self-train", init="run")
     loss, stats = methods.self_train(model, batch, torch.tensor(0.5), cfg)
     logits = model(batch.unlabelled)
     teacher_says = batch.teacher_probs.argmax(1)
@@ -236,7 +236,7 @@ def test_self_train_learns_the_teachers_most_probable_class():
 def test_the_averaged_model_averages_batch_norm_statistics_too():
     # the paper's networks have no batch norm; one that a user adds must not be evaluated with stale statistics
     torch.manual_seed(0)
-    cfg = Config(source="mnist", target="mnist_m", mode="source-only", batch_size=4, epochs=1, ema=0.9)
+    cfg = Config(source="mnist", target="mnist_m", method="source-only", batch_size=4, epochs=1, ema=0.9)
     model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
     model.features[1] = torch.nn.Sequential(torch.nn.BatchNorm2d(32), torch.nn.ReLU())
     opt.add_param_group({"params": list(model.features[1].parameters())})
@@ -244,7 +244,7 @@ def test_the_averaged_model_averages_batch_norm_statistics_too():
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
                                      2, 0, ema)
-    state["batches"].copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
     step()
     bn, averaged = model.features[1][0], ema.features[1][0]
     assert not torch.equal(bn.running_mean, torch.zeros(32))  # one training step has moved the statistics
@@ -268,14 +268,14 @@ def test_init_starts_from_a_runs_evaluated_weights_and_refuses_another_network(s
 
 
 @pytest.mark.parametrize("stop_after", [2, 5])
-@pytest.mark.parametrize("mode", ["dirt-t", "self-train"])
-def test_a_method_with_a_teacher_resumes_exactly(synthetic_root, tmp_path, monkeypatch, stop_after, mode):
+@pytest.mark.parametrize("method", ["dirt-t", "self-train"])
+def test_a_method_with_a_teacher_resumes_exactly(synthetic_root, tmp_path, monkeypatch, stop_after, method):
     # dirt-t's teacher is refreshed every 3 steps: once before the cut at 5, and again after it;
     # self-train's stays the --init model
     base = dict(source="mnist", target="mnist_m", data_dir=str(synthetic_root), no_download=True, epochs=2,
                 batch_size=8, device="cpu", eval_every=1, save_every=1)
     training.train(Config(**base), tmp_path / "dann")
-    cfg = Config(**base, mode=mode, init=str(tmp_path / "dann"), teacher_every=3, ema=0.5, augment=True)
+    cfg = Config(**base, method=method, init=str(tmp_path / "dann"), teacher_every=3, ema=0.5, augment=True)
     training.train(cfg, tmp_path / "whole")
     real_step = ctrl_c_after(monkeypatch, stop_after)
     assert training.train(cfg, tmp_path / "cut") is None
@@ -288,7 +288,7 @@ def test_a_method_with_a_teacher_resumes_exactly(synthetic_root, tmp_path, monke
     assert any(not torch.equal(v, whole["model"][k]) for k, v in whole["teacher"].items())
     dann = torch.load(tmp_path / "dann" / "checkpoint.pt", weights_only=True)["model"]
     fixed = all(torch.equal(v, dann[k]) for k, v in whole["teacher"].items())
-    assert fixed == (mode == "self-train")
+    assert fixed == (method == "self-train")
 
 
 def test_self_train_starts_a_fresh_student_not_a_copy_of_its_teacher(synthetic_root, tmp_path):
@@ -296,7 +296,7 @@ def test_self_train_starts_a_fresh_student_not_a_copy_of_its_teacher(synthetic_r
                 batch_size=8, device="cpu")
     training.train(Config(**base), tmp_path / "dann")
     # a learning rate too small to move the weights: what is saved is where the student started
-    training.train(Config(**base, mode="self-train", init=str(tmp_path / "dann"), lr=1e-30), tmp_path / "student")
+    training.train(Config(**base, method="self-train", init=str(tmp_path / "dann"), lr=1e-30), tmp_path / "student")
     saved = torch.load(tmp_path / "student" / "checkpoint.pt", weights_only=True)
     output_layer = "label_classifier.6.weight"
     assert saved["teacher"][output_layer].abs().sum() > 0  # trained

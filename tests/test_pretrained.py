@@ -13,8 +13,8 @@ import models
 import training
 import valid
 from conftest import REPO
-from data import UserError
-from training import Config
+from common import UserError
+from config import Config
 
 REGISTRY = checkpoints.bundled_models()
 NAMES = list(REGISTRY["models"])
@@ -22,12 +22,12 @@ DIGIT_7 = "mnist_m_test0_digit7.png"  # a committed MNIST-M test digit, in image
 
 
 def test_the_registry_lists_the_papers_three_columns_and_dirt_t_under_the_size_limits():
-    modes = {e["mode"] for e in REGISTRY["models"].values()}
-    assert modes == {"dann", "source-only", "target-only", "dirt-t"} and REGISTRY["default"] == "mnist-mnist_m-dann"
+    methods_ = {e["method"] for e in REGISTRY["models"].values()}
+    assert methods_ == {"dann", "source-only", "target-only", "dirt-t"} and REGISTRY["default"] == "mnist-mnist_m-dann"
     files = [checkpoints.PRETRAINED_DIR / e["file"] for e in REGISTRY["models"].values()]
     assert all(f.stat().st_size < 1 << 20 for f in files) and sum(f.stat().st_size for f in files) < 4 << 20
     for e in REGISTRY["models"].values():
-        assert set(e) >= {"file", "sha256", "source", "target", "mode", "epochs", "seed", "commit",
+        assert set(e) >= {"file", "sha256", "source", "target", "method", "epochs", "seed", "commit",
                           "source_test_acc", "target_test_acc", "command"}
 
 
@@ -40,8 +40,8 @@ def test_every_bundled_model_matches_its_sha256_and_loads_weights_only(name):
     assert "optimizer" not in ckpt and "rng" not in ckpt  # weights only
     model, ckpt = checkpoints.load_checkpoint(path)
     assert isinstance(model, models.DANN) and not model.training
-    assert {k: ckpt["config"][k] for k in ("source", "target", "mode", "epochs", "seed")} == \
-        {k: entry[k] for k in ("source", "target", "mode", "epochs", "seed")}
+    assert {k: ckpt["config"][k] for k in ("source", "target", "method", "epochs", "seed")} == \
+        {k: entry[k] for k in ("source", "target", "method", "epochs", "seed")}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -87,7 +87,7 @@ def test_list_prints_every_bundled_model_with_its_accuracies(capsys):
     out = capsys.readouterr().out
     for name, e in REGISTRY["models"].items():
         row = next(line for line in out.splitlines() if line.startswith(name + " "))
-        assert f"{e['target_test_acc']:.4f}" in row and f"{e['source_test_acc']:.4f}" in row and e["mode"] in row
+        assert f"{e['target_test_acc']:.4f}" in row and f"{e['source_test_acc']:.4f}" in row and e["method"] in row
 
 
 def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_path):
@@ -134,7 +134,7 @@ def test_initialisation_is_he_for_relu_layers_and_zero_for_the_outputs():
 
 def test_the_quick_trial_learns(real_root, tmp_path):
     # the README's first training run; with torch's default initialisation it ended at .52
-    cfg = Config(source="mnist", target="mnist_m", mode="source-only", limit=3000, epochs=3, seed=0, no_download=True,
+    cfg = Config(source="mnist", target="mnist_m", method="source-only", limit=3000, epochs=3, seed=0, no_download=True,
                  data_dir=str(real_root), device="cpu")
     metrics = training.train(cfg, tmp_path / "run")
     assert metrics["source_test_acc"] >= 0.90
@@ -142,8 +142,8 @@ def test_the_quick_trial_learns(real_root, tmp_path):
 
 
 def test_the_registry_command_reproduces_the_runs_settings():
-    cfg = Config(source="mnist", target="mnist_m", mode="target-only", bf16=True, seed=1, eval_every=10, device="cpu")
-    assert cfg.command() == "python main.py --source mnist --target mnist_m --mode target-only --bf16 --seed 1"
+    cfg = Config(source="mnist", target="mnist_m", method="target-only", bf16=True, seed=1, eval_every=10, device="cpu")
+    assert cfg.command() == "python main.py --source mnist --target mnist_m --method target-only --bf16 --seed 1"
     assert Config(source="mnist", target="mnist_m", arch="mnist").command() == \
         "python main.py --source mnist --target mnist_m"  # the paper's network for the source goes unsaid
     assert Config(arch="mnist", cuda_graph=False).command() == "python main.py --arch mnist"

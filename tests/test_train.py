@@ -8,12 +8,13 @@ import pytest
 import torch
 
 import checkpoints
+import config
 import methods
 import models
 import training
+from common import UserError
+from config import Config
 from conftest import REPO, ctrl_c_after, make_usps
-from data import UserError
-from training import Config
 
 
 def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
@@ -75,7 +76,7 @@ def test_tiny_run_writes_metrics_events_and_checkpoint(synthetic_root, tmp_path)
     metrics = tiny_run(synthetic_root, out)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["target_test_acc"] == metrics["target_test_acc"] and 0 <= saved["target_test_acc"] <= 1
-    assert saved["config"]["mode"] == "dann" and saved["config"]["arch"] == "mnist"
+    assert saved["config"]["method"] == "dann" and saved["config"]["arch"] == "mnist"
     assert [h["epoch"] for h in saved["history"]] == [1, 2]
     assert all("target_test_acc" in h and h["domain_acc"] > 0 for h in saved["history"])
     assert saved["versions"]["torch"] == torch.__version__ and saved["wall_time_s"] >= 0
@@ -97,19 +98,19 @@ def test_same_seed_same_numbers_on_cpu(synthetic_root, tmp_path):
         assert d["config"][flag] is True
 
 
-@pytest.mark.parametrize("stop_after,flags,mode", [(4, {}, "dann"), (6, {}, "dann"),
+@pytest.mark.parametrize("stop_after,flags,method", [(4, {}, "dann"), (6, {}, "dann"),
                                                    (6, {"augment": True, "bf16": True}, "dann"),
                                                    (6, {"augment": True}, "source-only"),
                                                    (6, {"augment": True}, "target-only"),
                                                    (6, {}, "dann-im"), (6, {"ema": 0.9}, "vada")])
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, stop_after, flags,
-                                                        mode):
+                                                        method):
     # stop exactly after epoch 1, or in the middle of epoch 2; dropout, augmentation and bf16 draw random numbers
-    tiny_run(synthetic_root, tmp_path / "whole", dropout=0.3, mode=mode, **flags)
+    tiny_run(synthetic_root, tmp_path / "whole", dropout=0.3, method=method, **flags)
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
 
     real_step = ctrl_c_after(monkeypatch, stop_after)
-    assert tiny_run(synthetic_root, tmp_path / "cut", dropout=0.3, mode=mode, **flags) is None
+    assert tiny_run(synthetic_root, tmp_path / "cut", dropout=0.3, method=method, **flags) is None
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == stop_after
     assert not (tmp_path / "cut" / "metrics.json").exists()
     monkeypatch.setattr(training, "sgd_step", real_step)
@@ -143,14 +144,14 @@ def test_resume_lays_momentum_out_like_its_parameter(synthetic_root, tmp_path):
 def test_source_only_on_real_mnist_learns(real_mnist_root, tmp_path):
     # any target: source-only never reads its images, but its size (the smaller set) sets the epoch
     make_usps(real_mnist_root / "usps", n_train=6000)
-    cfg = Config(source="mnist", target="usps", mode="source-only", data_dir=str(real_mnist_root), no_download=True,
+    cfg = Config(source="mnist", target="usps", method="source-only", data_dir=str(real_mnist_root), no_download=True,
                  limit=6000, epochs=2, eval_every=2, device="cpu")
     metrics = training.train(cfg, tmp_path / "run")
     assert metrics["source_test_acc"] > 0.5  # 10,000 real MNIST test digits after 94 steps; chance is 0.1
 
 
 def test_target_only_trains_on_target_labels(synthetic_root, tmp_path):
-    metrics = tiny_run(synthetic_root, tmp_path / "run", mode="target-only", epochs=15, lr=0.05)
+    metrics = tiny_run(synthetic_root, tmp_path / "run", method="target-only", epochs=15, lr=0.05)
     assert metrics["target_test_acc"] > 0.5  # the synthetic digits are learnable; chance is 0.1
 
 
@@ -228,22 +229,22 @@ def test_cuda_graph_run_matches_eager_run_and_resumes_on_the_cpu(synthetic_root,
     assert len(resumed["history"]) == 4 and resumed["history"][-1]["class_loss"] < 10
 
 
-@pytest.mark.parametrize("mode", methods.METHODS)
-def test_the_step_reads_no_value_back_to_the_host(mode):
+@pytest.mark.parametrize("name", methods.METHODS)
+def test_the_step_reads_no_value_back_to_the_host(name):
     # What capturing the step in a CUDA graph needs, checked without a GPU: meta tensors have
     # shapes but no values, so an .item(), a bool(tensor) or a data-dependent shape in the batch
     # gather, augmentation, schedule, forward or backward raises here. The optimizer is stubbed:
     # the fused SGD that runs on a GPU is capturable by design and has no meta kernel.
     meta = torch.device("meta")
-    cfg = Config(source="mnist", target="mnist_m", mode=mode, batch_size=8, epochs=2, augment=True,
-                 init="run" if methods.METHODS[mode].teacher else None)
+    method = methods.METHODS[name]
+    cfg = Config(source="mnist", target="mnist_m", method=name, batch_size=8, epochs=2, augment=True,
+                 init="run" if method.teacher else None)
     model = models.DANN("mnist", dropout=0.3).to(meta)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     opt.param_groups[0]["lr"] = torch.tensor(0.01, device=meta)
     steps = []
     opt.step = lambda: steps.append([p.grad.shape for p in model.parameters() if p.grad is not None])
     images = torch.empty(40, 3, 28, 28, dtype=torch.uint8, device=meta)
-    method = methods.METHODS[mode]
     labels = torch.empty(40, dtype=torch.long, device=meta)
     train_sets = (images if method.labelled else None, labels if method.labelled else None,
                   images if method.uses_unlabelled else None)
@@ -254,7 +255,7 @@ def test_the_step_reads_no_value_back_to_the_host(mode):
     # the domain classifier (4 tensors) learns in adversarial methods only
     grads = 14 if method.uses_unlabelled and method.labelled else 10
     assert len(steps) == 3 and all(len(s) == grads for s in steps)
-    assert state["step"].device == meta and state["lr"].device == meta
+    assert state.step.device == meta and state.lr.device == meta
 
 
 def test_resume_of_a_checkpoint_missing_its_progress_is_one_line(synthetic_root, tmp_path):
@@ -298,9 +299,9 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behi
 def test_flags_are_made_from_the_config_and_its_command_parses_back_to_it():
     import argparse
     parser = argparse.ArgumentParser()
-    training.add_flags(parser)
+    config.add_flags(parser)
     assert Config.from_flags(parser.parse_args([])) == Config()
-    cfg = Config(source="mnist", target="usps", mode="source-only", arch="svhn", dropout=0.25, augment=True, epochs=7,
+    cfg = Config(source="mnist", target="usps", method="source-only", arch="svhn", dropout=0.25, augment=True, epochs=7,
                  lr=0.02, gamma=3.5, weight_decay=0.0, bf16=True, seed=9, limit=500)
     words = cfg.command().split()
     assert words[:2] == ["python", "main.py"]
@@ -313,8 +314,8 @@ def test_flags_are_made_from_the_config_and_its_command_parses_back_to_it():
                                              ({"lr": 0.0}, "--lr must be positive"),
                                              ({"limit": 0}, "--limit must be at least 1"),
                                              ({"source": "usps", "target": "usps"}, "nothing to adapt"),
-                                             ({"mode": "dirt-t"}, "name it with --init"),
-                                             ({"mode": "dirt-t", "init": "run", "teacher_every": 0},
+                                             ({"method": "dirt-t"}, "name it with --init"),
+                                             ({"method": "dirt-t", "init": "run", "teacher_every": 0},
                                               "--teacher-every must be at least 1")])
 def test_an_invalid_config_cannot_be_made(changes, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
@@ -322,11 +323,11 @@ def test_an_invalid_config_cannot_be_made(changes, message):
     with pytest.raises(TypeError):
         Config(epochs="100")
     with pytest.raises(TypeError):
-        Config(mode="dirt")  # not a method here
+        Config(method="dirt")  # not a method here
 
 
 def test_a_baseline_may_train_with_the_same_domain_on_both_sides():
-    assert Config(source="usps", target="usps", mode="source-only").arch == "mnist"
+    assert Config(source="usps", target="usps", method="source-only").arch == "mnist"
 
 
 def test_curves_that_cannot_be_written_are_one_line_and_training_goes_on(synthetic_root, tmp_path, monkeypatch,
@@ -385,7 +386,7 @@ def test_seeds_train_a_row_and_summarise_it(synthetic_root, tmp_path):
     init = str(out / "seed{seed}")
     r = run_cli("--source", "mnist", "--target", "mnist_m", "--data-dir", str(synthetic_root), "--no-download",
                 "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "refined"),
-                "--mode", "dirt-t", "--init", init, "--seeds", "0", "5")
+                "--method", "dirt-t", "--init", init, "--seeds", "0", "5")
     assert r.returncode == 0, r.stderr
     assert [json.loads((tmp_path / "refined" / f"seed{s}" / "config.json").read_text())["init"] for s in (0, 5)] == [
         str(out / "seed0"), str(out / "seed5")]

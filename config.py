@@ -1,0 +1,206 @@
+"""A run's configuration: every training setting in one place (default, type, choices, range
+check, --help text, group). main.py's flags, each run's config.json and the command that
+reproduces a run are all made from `Config`; valid.py takes its shared flags from here too.
+"""
+import dataclasses
+import shlex
+import types
+import typing
+from dataclasses import dataclass, field, fields
+
+import torch
+
+from common import UserError
+from data import DOMAINS
+from methods import METHODS
+from models import ARCHS, DEFAULT_ARCH
+
+
+def setting(default, help, group, **flag):
+    """A Config field: its default, its --help text, its group in --help, and argparse extras."""
+    return field(default=default, metadata={"help": help, "group": group, **flag})
+
+
+GROUPS = {"task": "task", "optimisation": "optimisation (defaults: the paper's recipe)",
+          "method": "method settings (defaults: each method's paper)", "run": "run"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A run's settings: main.py's flags are made from these fields, config.json holds them, and a
+    Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
+    source: str = setting("svhn", "labelled domain", "task", choices=DOMAINS)
+    target: str = setting("mnist", "unlabelled domain", "task", choices=DOMAINS)
+    method: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
+                        "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
+                        "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, "
+                        "the same paper); self-train trains a fresh model on the labels a model (--init) gives the "
+                        "target images, a student meant to be noised with --augment (Noisy Student, Xie et al. 2020); "
+                        "source-only ignores the target (lower bound); target-only trains on target "
+                        "labels (upper bound)", "task", choices=METHODS)
+    arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
+                                         "otherwise)", "task", choices=ARCHS)
+    init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
+                                         "folder, a checkpoint file or URL, or a bundled model's name; dirt-t "
+                                         "needs one, e.g. a dann run, and self-train its teacher, e.g. a dirt-t "
+                                         "run. With --seeds, {seed} in it becomes each run's seed: "
+                                         "runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
+    dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
+    augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
+                            "and saturation by up to 40%%, drawn per image, in batches on the device (dirt-t: the model "
+                            "sees the augmented images, its teacher the plain ones; self-train: likewise); not in "
+                            "the paper's recipe", "task")
+    epochs: int = setting(100, "epochs; one epoch = the smaller training set once", "optimisation")
+    batch_size: int = setting(128, "images per domain per step", "optimisation")
+    lr: float = setting(0.01, "mu_0, the initial learning rate", "optimisation")
+    lr_alpha: float = setting(10.0, "alpha in mu_p = mu_0 / (1 + alpha p)^beta", "optimisation")
+    lr_beta: float = setting(0.75, "beta in the learning-rate schedule", "optimisation")
+    gamma: float = setting(10.0, "gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1", "optimisation")
+    momentum: float = setting(0.9, "SGD momentum", "optimisation")
+    weight_decay: float = setting(1e-5, "L2 weight decay", "optimisation")
+    ema: float = setting(0.0, "decay of an exponential moving average of the weights, which is then the model "
+                         "evaluated and shared (VADA's reference code: 0.998); 0: off", "optimisation")
+    im_weight: float = setting(1.0, "dann-im: weight of (conditional entropy - entropy of the mean prediction) on "
+                               "the target, times lambda_p (SHOT: 1)", "method")
+    vat_source_weight: float = setting(1.0, "vada: weight of virtual adversarial training on the source (VADA: 1)",
+                                       "method")
+    vat_target_weight: float = setting(0.01, "vada: weight of conditional entropy and of virtual adversarial "
+                                       "training on the target (VADA: 0.01)", "method")
+    vat_radius: float = setting(3.5, "vada, dirt-t: norm of the virtual adversarial perturbation of a standardized "
+                                "image (VADA: 3.5)", "method")
+    teacher_every: int = setting(5000, "dirt-t: the teacher becomes a copy of the evaluated model every K steps "
+                                 "(reference code: 5000)", "method", metavar="K")
+    teacher_weight: float = setting(1.0, "dirt-t: weight of KL(teacher || model) on the target, beside entropy and "
+                                    "VAT at 1 (the reference's 1e-2 : 1e-2 : 1e-2)", "method")
+    device: str = setting("auto", "where to compute; auto: cuda when present", "run", choices=("auto", "cpu", "cuda"))
+    bf16: bool = setting(False, "forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update "
+                         "stay float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); "
+                         "see README, 'Speed'", "run")
+    cuda_graph: bool = setting(True, "on a GPU, launch every step's kernels from Python instead of replaying one "
+                               "captured CUDA graph: slower, but easier to profile or debug (default: graph on)", "run")
+    seed: int = setting(0, "random seed; the same seed on the CPU gives the same numbers", "run")
+    limit: typing.Optional[int] = setting(None, "use at most N training images per domain (quick trials)", "run",
+                                          metavar="N")
+    eval_every: int = setting(5, "test accuracies every K epochs and at the end", "run", metavar="K")
+    save_every: int = setting(10, "checkpoint every K epochs and at the end", "run", metavar="K")
+    data_dir: typing.Optional[str] = setting(None, "dataset folder (default: $DANN_DATA_DIR, else ./data)", "run")
+    no_download: bool = setting(False, "fail instead of downloading missing datasets", "run")
+
+    # Settings that change how a run is carried out but not the model it trains: left out of the
+    # command that reproduces a run, and --device is the one a resumed run may change.
+    NOT_IN_COMMAND: typing.ClassVar = ("device", "data_dir", "no_download", "eval_every", "save_every", "cuda_graph")
+
+    def __post_init__(self):
+        if not all(_has_type(getattr(self, f.name), f) for f in fields(self)):
+            raise TypeError("settings of the wrong type or outside their choices")
+        if self.arch is None:
+            object.__setattr__(self, "arch", DEFAULT_ARCH[self.source])
+        for name in ("epochs", "batch_size", "eval_every", "save_every", "teacher_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{flag_name(name)} must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("--dropout must be in [0, 1)")
+        if self.lr <= 0:
+            raise ValueError("--lr must be positive")
+        if not 0 <= self.ema < 1:
+            raise ValueError("--ema must be in [0, 1)")
+        for name in ("im_weight", "vat_source_weight", "vat_target_weight", "vat_radius", "teacher_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{flag_name(name)} must be 0 or more")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("--limit must be at least 1")
+        if self.source == self.target and METHODS[self.method].uses_unlabelled:
+            raise ValueError("--source and --target are the same domain: there is nothing to adapt")
+        if METHODS[self.method].teacher and self.init is None:
+            raise ValueError(f"--method {self.method} learns from a trained model: name it with --init RUN|CHECKPOINT")
+
+    @classmethod
+    def from_flags(cls, args):
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    @classmethod
+    def from_saved(cls, saved, where):
+        """A run folder's config.json (parsed) -> Config; a missing setting (a run from before it
+        existed) gets its default. `where` names the file in the one-line error."""
+        foreign = UserError(f"{where} does not hold the settings main.py writes (edited by hand?); restore it or "
+                            "start a new run")
+        saved = in_current_words(saved)
+        if not isinstance(saved, dict) or not set(saved) <= {f.name for f in fields(cls)}:
+            raise foreign
+        try:
+            return cls(**saved)
+        except TypeError:
+            raise foreign from None
+        except ValueError as e:
+            raise UserError(f"{where} says {e}; restore it or start a new run") from None
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    def command(self):
+        """`python main.py` with the flags whose values differ from the defaults: what decides the model."""
+        words = ["python", "main.py"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.NOT_IN_COMMAND or value == f.default or (f.name == "arch" and
+                                                                       value == DEFAULT_ARCH[self.source]):
+                continue
+            words += [flag_name(f.name)] if value is True else [flag_name(f.name), shlex.quote(str(value))]
+        return " ".join(words)
+
+
+def in_current_words(saved):
+    """A saved configuration (config.json, or a checkpoint's "config") as today's Config names its
+    settings: runs made before the setting "mode" was renamed "method" still load and resume."""
+    if isinstance(saved, dict) and "mode" in saved and "method" not in saved:
+        return {("method" if name == "mode" else name): value for name, value in saved.items()}
+    return saved
+
+
+def _value_type(f):
+    """A field's type without Optional, and whether None is allowed."""
+    if isinstance(f.type, types.UnionType) or typing.get_origin(f.type) is typing.Union:
+        return next(k for k in typing.get_args(f.type) if k is not type(None)), True
+    return f.type, False
+
+
+def _has_type(value, f):
+    kind, optional = _value_type(f)
+    if value is None:
+        return optional
+    if isinstance(value, bool) != (kind is bool):  # True is an int to Python, not to a config
+        return False
+    return isinstance(value, (int, float) if kind is float else kind) and value in f.metadata.get("choices", (value,))
+
+
+def flag_name(name):
+    return "--" + name.replace("_", "-")
+
+
+def add_flags(parser, names=None):
+    """Add Config's settings (all, or those named) to an argparse parser, with their help and
+    defaults; all of them go in --help groups, which are returned for the caller's own flags."""
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()} if names is None else {}
+    for f in fields(Config):
+        if names is not None and f.name not in names:
+            continue
+        where, meta = groups.get(f.metadata["group"], parser), f.metadata
+        if f.type is bool and f.default:  # an on-by-default switch is turned off by --no-NAME
+            where.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false", help=meta["help"])
+        elif f.type is bool:
+            where.add_argument(flag_name(f.name), action="store_true", help=meta["help"] + " (default: off)")
+        else:
+            kind = _value_type(f)[0]
+            shown = "" if f.default is None else f" (default: {f.default:g})" if kind is float else f" (default: {f.default})"
+            where.add_argument(flag_name(f.name), type=kind, default=f.default, choices=meta.get("choices"),
+                               metavar=meta.get("metavar"), help=meta["help"] + shown)
+    return groups
+
+
+def pick_device(name):
+    """--device auto|cpu|cuda -> torch.device; asking for a CUDA device that is not there is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible; use --device cpu")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
