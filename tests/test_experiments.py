@@ -1,0 +1,38 @@
+"""Every script in experiments/ runs end to end (tiny data, one epoch), so that none can rot."""
+import os
+import re
+import subprocess
+
+from conftest import REPO
+
+SCRIPTS = sorted(s for s in (REPO / "experiments").glob("*.sh") if s.name != "lib.sh")  # lib.sh: what they share
+TINY = ["--limit", "40", "--epochs", "1", "--no-download", "--device", "cpu"]
+
+
+def rows_in(script):
+    return len(re.findall(r"^row ", script.read_text(), re.M))
+
+
+def test_every_experiment_script_trains_each_of_its_rows_and_prints_their_mean_and_std(synthetic_root, tmp_path):
+    assert {s.name for s in SCRIPTS} >= {"paper_table.sh", "dann_dirt_t.sh", "short_schedule.sh"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    running = {}
+    for script in SCRIPTS:  # side by side: most of each script's time is Python starting up
+        running[script] = subprocess.Popen(
+            ["bash", str(script), *TINY, "--data-dir", str(synthetic_root)], cwd=tmp_path, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**env, "RUNS": str(tmp_path / script.stem)})
+    for script, process in running.items():
+        out = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, f"{script.name}:\n{out[-3000:]}"
+        summaries = re.findall(r"mean \+- sample std of \d seeds", out)
+        assert rows_in(script) > 0 and len(summaries) == rows_in(script), f"{script.name}:\n{out[-3000:]}"
+        assert len(list((tmp_path / script.stem).glob("*/summary.json"))) == rows_in(script)
+
+
+def test_a_finished_row_is_not_trained_again(synthetic_root, tmp_path):
+    run = ["bash", str(REPO / "experiments" / "quick_trial.sh"), *TINY, "--data-dir", str(synthetic_root)]
+    env = {**os.environ, "RUNS": str(tmp_path / "runs")}
+    first = subprocess.run(run, capture_output=True, text=True, env=env)
+    again = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert "quick-trial (done already): target test" in again.stdout and "final model" not in again.stderr
