@@ -1,14 +1,17 @@
-"""torch.hub entry points for the bundled models (pretrained/README.md has their numbers).
+"""torch.hub entry points: the bundled models (pretrained/README.md has their numbers) and the
+preprocessing that turns a picture into what they read.
 
-    model = torch.hub.load("<owner>/<repo>", "mnist_mnist_m_dann")           # from GitHub
-    model = torch.hub.load(".", "mnist_mnist_m_dann", source="local")        # from a clone
-    probs = model.predict_proba(images)   # uint8 N x 3 x 28 x 28, as data.load_domain returns
+    model = torch.hub.load("<owner>/<repo>", "mnist_mnist_m_dirt_t")          # from GitHub
+    model = torch.hub.load(".", "mnist_mnist_m_dirt_t", source="local")       # from a clone
+    prepare = torch.hub.load(".", "picture_to_digit", source="local")
+    probs = model.predict_proba(prepare(PIL.Image.open("images/pencil_7.jpg"))[None])
 
-Each returns a models.DANN in eval mode on the CPU, its file checked against its sha256.
+Each model is a models.DANN in eval mode on the CPU, its file checked against its sha256.
 """
+import data
 from checkpoints import bundled_model
 
-dependencies = ["torch"]
+dependencies = ["torch", "torchvision", "numpy", "PIL"]
 
 
 def mnist_mnist_m_dann():
@@ -29,3 +32,9 @@ def mnist_mnist_m_target_only():
 def mnist_mnist_m_dirt_t():
     """The DANN above refined by DIRT-T on unlabelled MNIST-M (50 epochs): the best bundled MNIST-M reader."""
     return bundled_model("mnist-mnist_m-dirt-t")
+
+
+def picture_to_digit():
+    """The function image_annotate.py prepares a picture with: any PIL image -> the 3 x 28 x 28
+    uint8 tensor the models read (a batch of them: stack, or index with [None])."""
+    return data.picture_to_digit

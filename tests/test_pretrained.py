@@ -150,3 +150,13 @@ def test_the_registry_command_reproduces_the_runs_settings():
     for name, e in REGISTRY["models"].items():  # every registered command is its model's own settings
         saved = torch.load(checkpoints.PRETRAINED_DIR / e["file"], weights_only=True)["config"]
         assert Config.from_saved(saved, name).command() == e["command"]
+
+
+def test_the_readme_torch_hub_example_runs_as_written_and_prints_what_it_says():
+    import re
+    block = next(b for b in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+                 if "torch.hub.load" in b)
+    expected = re.search(r"print\(.*#\s*(.+)$", block, re.M).group(1).strip()
+    r = subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == expected == "7 0.53"
