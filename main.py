@@ -2,7 +2,7 @@
 
     python main.py                                        # SVHN -> MNIST, the paper's recipe
     python main.py --source mnist --target mnist_m        # MNIST -> MNIST-M
-    python main.py --method source-only                     # the paper's lower bound
+    python main.py --method source-only                   # the paper's lower bound
     python main.py --resume runs/svhn-mnist-dann-...      # continue an interrupted run
     python main.py --source mnist --target mnist_m --seeds 0 1 2   # a results row: mean +- std of 3 seeds
     python main.py --source mnist --target mnist_m --method dirt-t --init runs/row/seed{seed} --seeds 0 1 2
