@@ -26,11 +26,12 @@ import platform
 import subprocess
 import time
 
+from common import UserError, run_script, save_atomic  # first: Ctrl-C while torch loads is one line
+
 import torch
 import torchvision.transforms.v2 as T
 
 import training
-from common import UserError, run_script, save_atomic
 from config import Config
 from data import load_domain
 from download_data import missing_files
@@ -57,7 +58,7 @@ def task_data(task, real):
     if not real:
         return fake_domain(n_s, 0), fake_domain(n_t, 1)
     for name in (source, target):
-        if missing_files(name):
+        if missing_files(name, splits=["train"]):
             raise UserError(f"{name} is not downloaded; run: python download_data.py --datasets {name}")
     return load_domain(source, "train"), load_domain(target, "train")
 

@@ -46,11 +46,13 @@ def resumable(model, opt, cfg, progress, companions):
 
 def save_resumable(model, opt, cfg, progress, out, companions):
     """Write run folder `out`'s checkpoint.pt; a failed write says how to go on."""
+    saved_before = (out / "checkpoint.pt").is_file()
     try:
         save_atomic(resumable(model, opt, cfg, progress, companions), out / "checkpoint.pt")
     except UserError as e:
-        raise UserError(f"{e}; once there is room, continue from the last saved checkpoint with: "
-                        f"python main.py --resume {out}") from None
+        then = ("Once it can be written, continue from the last saved checkpoint with" if saved_before
+                else "Nothing of this run was saved yet; once it can be written, start it again with")
+        raise UserError(f"{e}. {then}: python main.py --resume {out}") from None
 
 
 def restore(run_dir, model, opt, companions):
@@ -85,20 +87,44 @@ def restore(run_dir, model, opt, companions):
 
 def start_from(model, spec):
     """--init: copy into model the weights another model is evaluated with (a run folder, a
-    checkpoint file or URL, or a bundled model's name)."""
+    checkpoint file or URL, or a bundled model's name). Returns unfinished()'s note on it."""
     path = Path(spec) / "checkpoint.pt" if Path(spec).is_dir() else resolve_checkpoint(spec)[0]
     if not path.is_file():
         raise UserError(f"--init {spec}: no run folder, checkpoint file or bundled model by that name "
                         "(python valid.py --list shows the bundled ones)")
-    trained, _ = load_checkpoint(path)
+    trained, ckpt = load_checkpoint(path)
     if trained.arch != model.arch:
         raise UserError(f"--init {spec} holds a '{trained.arch}' network; add --arch {trained.arch}")
     model.load_state_dict(trained.state_dict())
+    return unfinished(ckpt, path)
+
+
+def unsure_below(ckpt, path):
+    """The top probability under which image_annotate.py marks a reading "not sure" (a finished
+    run's checkpoint holds it; a bundled model's is in the registry), or None if unknown."""
+    if "unsure_below" in ckpt:
+        return ckpt["unsure_below"]
+    if Path(path).resolve().parent == PRETRAINED_DIR:
+        return next((e.get("unsure_below") for e in bundled_models()["models"].values()
+                     if e["file"] == Path(path).name), None)
+    return None
+
+
+def unfinished(ckpt, path):
+    """None for a finished model; else "unfinished, step K of N" (a run stopped before its end).
+    A weights-only file is a shared, finished model; a run's checkpoint says its total steps, and
+    one from before it did is finished when its run folder holds metrics.json."""
+    if "optimizer" not in ckpt:
+        return None
+    total = ckpt.get("total_steps")
+    if total is None:
+        return None if (Path(path).parent / "metrics.json").is_file() else f"unfinished, step {ckpt['step']}"
+    return None if ckpt["step"] >= total else f"unfinished, step {ckpt['step']} of {total}"
 
 
 def weights_only(ckpt):
     """A run's checkpoint without what only a resume needs (optimizer, RNG, history): for sharing."""
-    return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step")},
+    return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step", "unsure_below") if k in ckpt},
             "model": {k: v.contiguous() for k, v in evaluated_weights(ckpt).items()}}
 
 
@@ -201,8 +227,10 @@ def add_checkpoint_flags(parser):
 
 
 def latest_checkpoint(runs_dir="runs"):
-    """The newest checkpoint.pt under runs_dir, a --seeds row's seed<S>/ folders included."""
-    found = sorted(Path(runs_dir).glob("**/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+    """The newest finished run's checkpoint.pt under runs_dir (its folder holds metrics.json), a
+    --seeds row's seed<S>/ folders included: an interrupted run is used only when named."""
+    found = sorted((p for p in Path(runs_dir).glob("**/checkpoint.pt") if (p.parent / "metrics.json").is_file()),
+                   key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
@@ -213,9 +241,9 @@ def resolve_checkpoint(spec=None, sha256=None, runs_dir="runs", cache_dir="check
     if spec is None:
         latest = latest_checkpoint(runs_dir)
         if latest is not None:
-            return latest, f"the latest run under {runs_dir}/; --checkpoint chooses another"
+            return latest, f"the latest finished run under {runs_dir}/; --checkpoint chooses another"
         name = bundled_models()["default"]
-        return bundled_checkpoint(name), f"bundled model {name}, since there is no run under {runs_dir}/ yet"
+        return bundled_checkpoint(name), f"bundled model {name}, since there is no finished run under {runs_dir}/ yet"
     if urlparse(spec).scheme in ("http", "https"):
         return _download_checkpoint(spec, sha256, cache_dir), f"downloaded from {spec}"
     if not Path(spec).exists() and spec in bundled_models()["models"]:

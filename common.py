@@ -1,10 +1,14 @@
 """The small pieces every module and script shares: the one-line error for an expected failure,
-the scripts' entry point that prints it, and writes that never leave a half-written file."""
+the scripts' entry point that prints it, and writes that never leave a half-written file.
+Light on purpose (torch is imported only to save with it): a script imports this first, so that
+Ctrl-C while torch is still loading is one line too."""
+import errno
 import os
+import shutil
 import sys
 from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parent
 
 
 class UserError(Exception):
@@ -23,6 +27,19 @@ def run_script(main, interrupted="interrupted"):
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _one_line_interrupt(kind, value, traceback):
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, traceback)
+
+
+_main = sys.modules.get("__main__")
+if Path(getattr(_main, "__file__", None) or "/").resolve().parent == REPO:
+    # one of this project's scripts is starting: Ctrl-C before run_script (imports) is one line too
+    sys.excepthook = _one_line_interrupt
+
+
 def make_folder(path):
     """mkdir -p, failing with one line (a file in the way, no permission) instead of a traceback."""
     path = Path(path)
@@ -34,18 +51,47 @@ def make_folder(path):
     return path
 
 
+CAUSES = {  # errno -> (what happened, what to do)
+    errno.EACCES: ("permission denied", "make the folder writable or choose another"),
+    errno.EPERM: ("operation not permitted", "make the folder writable or choose another"),
+    errno.EROFS: ("the file system is read-only", "choose a folder on a writable disk"),
+    errno.ENOSPC: ("the disk is full", "free some space or choose another disk"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space or choose another disk"),
+}
+
+
+def write_failure(folder, error):
+    """(what happened, what to do) for a failed write into `folder`. torch's zip writer wraps the
+    OS error in a RuntimeError without its errno; the OS is then asked directly."""
+    code = getattr(error, "errno", None)
+    if code is None:
+        probe = Path(folder) / f".write-probe.{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            code = errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else None
+        except OSError as e:
+            code = e.errno
+        finally:
+            probe.unlink(missing_ok=True)
+    if code in CAUSES:
+        return CAUSES[code]
+    text = str(error).strip()
+    reason = getattr(error, "strerror", None) or (text.splitlines()[0] if text else type(error).__name__)
+    return reason, "check the folder and the disk, then try again"
+
+
 def write_atomic(path, write):
     """write(a temporary path beside `path`), then rename it to `path`: a crash or a full disk
-    never leaves a half-written file, and a failed write is one line."""
+    never leaves a half-written file, and a failed write is one line that names its cause."""
     path = Path(path)
     make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as a RuntimeError
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed; is the disk full?"
-        raise UserError(f"could not write {path} ({reason}); what was there before is untouched") from None
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports its OS errors as RuntimeError
+        what, todo = write_failure(path.parent, e)
+        raise UserError(f"could not write {path} ({what}); {todo}. What was there before is untouched") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -53,4 +99,7 @@ def write_atomic(path, write):
 
 def save_atomic(obj, path):
     """write_atomic for text (a str) or anything torch.save takes."""
-    return write_atomic(path, lambda tmp: tmp.write_text(obj) if isinstance(obj, str) else torch.save(obj, tmp))
+    if isinstance(obj, str):
+        return write_atomic(path, lambda tmp: tmp.write_text(obj))
+    import torch
+    return write_atomic(path, lambda tmp: torch.save(obj, tmp))

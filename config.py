@@ -3,6 +3,7 @@ check, --help text, group). main.py's flags, each run's config.json and the comm
 reproduces a run are all made from `Config`; valid.py takes its shared flags from here too.
 """
 import dataclasses
+import math
 import shlex
 import types
 import typing
@@ -98,13 +99,19 @@ class Config:
         for name in ("epochs", "batch_size", "eval_every", "save_every", "teacher_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag_name(name)} must be at least 1")
+        for f in fields(self):  # nan and inf parse as floats, and would train a NaN model
+            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
+                raise ValueError(f"{flag_name(f.name)} must be a finite number, not {getattr(self, f.name)}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError("--momentum must be in [0, 1)")
         if not 0 <= self.dropout < 1:
             raise ValueError("--dropout must be in [0, 1)")
         if self.lr <= 0:
             raise ValueError("--lr must be positive")
         if not 0 <= self.ema < 1:
             raise ValueError("--ema must be in [0, 1)")
-        for name in ("im_weight", "vat_source_weight", "vat_target_weight", "vat_radius", "teacher_weight"):
+        for name in ("weight_decay", "lr_alpha", "lr_beta", "gamma", "im_weight", "vat_source_weight",
+                     "vat_target_weight", "vat_radius", "teacher_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{flag_name(name)} must be 0 or more")
         if self.limit is not None and self.limit < 1:

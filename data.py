@@ -62,15 +62,13 @@ def to_28x28_rgb(images):
     return images.contiguous()
 
 
-def picture_to_digit(image):
-    """Any PIL image -> 3 x 28 x 28 uint8, the way a training image looks to the model.
+LARGEST_SIDE = 1024  # longer sides are reduced first; 28 x 28 needs far fewer pixels
 
-    EXIF rotation is applied, transparency is laid over white, 16-bit and float pixels are
-    scaled to 8 bits, and the picture is padded (edge pixels repeated) to a square before
-    resizing, as SVHN's crops were squared rather than stretched.
-    """
-    from PIL import Image, ImageOps
-    image = ImageOps.exif_transpose(image)
+
+def eight_bit(image):
+    """Any PIL image -> an RGB image: 16-bit and float pixels scaled to 8 bits (not clipped),
+    transparency laid over white."""
+    from PIL import Image
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         pixels = np.asarray(image, dtype=np.float64)
         full_scale = 255.0 if pixels.max() <= 255 else 65535.0  # 16-bit files that hold 8-bit values exist
@@ -78,7 +76,22 @@ def picture_to_digit(image):
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-    x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    return image.convert("RGB")
+
+
+def picture_to_digit(image):
+    """Any PIL image -> 3 x 28 x 28 uint8, the way a training image looks to the model.
+
+    EXIF rotation is applied, the pixels become 8-bit RGB (eight_bit), a picture longer than
+    LARGEST_SIDE is reduced, and it is padded (edge pixels repeated) to a square before
+    resizing, as SVHN's crops were squared rather than stretched.
+    """
+    from PIL import Image, ImageOps
+    image = eight_bit(ImageOps.exif_transpose(image))
+    if max(image.size) > LARGEST_SIDE:  # bounded memory: padding 20,000 x 1 pixels to a square would take GBs
+        scale = LARGEST_SIDE / max(image.size)
+        image = image.resize([max(1, round(side * scale)) for side in image.size], Image.LANCZOS)
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)
     h, w = x.shape[1:]
     side = max(h, w)
     top, left = (side - h) // 2, (side - w) // 2

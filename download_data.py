@@ -9,6 +9,7 @@ place is skipped, a corrupt one is fetched again. Downloads resume after an inte
 (HTTP Range), fall back to the next mirror on an error and land by atomic rename.
 """
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,7 +20,7 @@ import requests
 from tqdm import tqdm
 
 from common import UserError, make_folder, run_script, write_atomic
-from data import DOMAINS, default_root, fetch_command, load_domain
+from data import DOMAINS, SPLIT_FILES, SPLITS, default_root, fetch_command, load_domain
 
 CHUNK = 1 << 20
 
@@ -148,11 +149,17 @@ def import_file(name, source_dir, dest, checksums):
     raise UserError(f"{name} {why} under {source_dir}; put an intact copy of the official file there")
 
 
-def fetch(names, root=None, source_dir=None, log=print):
-    """Make sure every file of the named datasets is present and valid under root/<name>/."""
+def needed(name, splits=SPLITS):
+    """The official files of dataset `name` that the given splits are decoded from."""
+    files = {f for split in splits for f in SPLIT_FILES[(name, split)]}
+    return [remote for remote in SOURCES[name] if remote.name in files]
+
+
+def fetch(names, root=None, source_dir=None, log=print, splits=SPLITS):
+    """Make sure every file of the named datasets' splits is present and valid under root/<name>/."""
     root = Path(root or default_root())
     for name in names:
-        for remote in SOURCES[name]:
+        for remote in needed(name, splits):
             dest = root / name / remote.name
             if dest.is_file() and matches(dest, remote.checksums):
                 log(f"{name}: {remote.name} present and verified")
@@ -169,26 +176,39 @@ def fetch(names, root=None, source_dir=None, log=print):
                 log(f"{name}: {remote.name} downloaded")
 
 
-def missing_files(name, root=None):
+def missing_files(name, root=None, splits=SPLITS):
     folder = Path(root or default_root()) / name
-    return [f.name for f in SOURCES[name] if not (folder / f.name).is_file()]
+    return [f.name for f in needed(name, splits) if not (folder / f.name).is_file()]
 
 
-def ensure_datasets(names, root=None, allow_download=True):
-    """Fetch whichever of the named datasets is incomplete."""
+def ensure_datasets(names, root=None, allow_download=True, splits=SPLITS):
+    """Fetch the files the named datasets' splits need, where absent. Every dataset is tried, and
+    those that could not be had are named in one error; a folder made for a failed download is
+    removed again, so that no empty dataset folder is left behind."""
     root = Path(root or default_root())
+    failed = []
     for name in names:
-        if missing_files(name, root):
-            if not allow_download:
-                raise UserError(f"{name} is missing from {root} and --no-download is set; get it with: "
-                                f"{fetch_command(name, root)}")
-            fetch([name], root)
+        if not missing_files(name, root, splits):
+            continue
+        if not allow_download:
+            failed.append(f"{name}: --no-download is set; get it with: {fetch_command(name, root)}")
+            continue
+        new_folders = [f for f in (root, root / name) if not f.exists()]
+        try:
+            fetch([name], root, splits=splits)
+        except UserError as e:
+            failed.append(f"{name}: {e}")
+            for folder in reversed(new_folders):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: partial downloads (.part) are kept to resume
+    if failed:
+        raise UserError(f"missing from {root}: " + "; ".join(failed))
 
 
 def load_datasets(names, splits, root=None, allow_download=True):
-    """Fetch whichever of the named datasets is incomplete, then load them:
+    """Fetch what the named datasets' splits need, then load them:
     {(name, split): (uint8 images, int64 labels)} (training.py and valid.py call this)."""
-    ensure_datasets(names, root, allow_download)
+    ensure_datasets(names, root, allow_download, splits)
     return {(name, split): load_domain(name, split, root) for name in names for split in splits}
 
 

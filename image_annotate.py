@@ -1,16 +1,18 @@
 """Read the digit in pictures with a trained DANN and write annotated copies.
 
-    python image_annotate.py -f paper_handwritten_3.jpg --out-dir annotated/   # a bare name is also looked for in images/
+    python image_annotate.py -f paper_handwritten_3.jpg     # a bare name is also looked for in images/
     python image_annotate.py -f a.jpg b.png -f photos/ --checkpoint runs/X/checkpoint.pt
     python image_annotate.py --list                      # the bundled models
 
-With no --checkpoint the model is the latest run under runs/, or the bundled MNIST -> MNIST-M
-DANN before any training; the first line printed says which. Each picture is prepared exactly
-as the training images were (data.picture_to_digit): any mode PIL reads (RGB, RGBA, grey,
-palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28.
-The annotated copy is <name>_annotated.png, beside the picture or in --out-dir. A file that
-cannot be read, or is too large to read safely, is reported in one line and skipped; the
-exit code is 1 when any file failed.
+With no --checkpoint the model is the latest finished run under runs/, or the bundled MNIST ->
+MNIST-M DANN before any training; the first line printed says which. Each picture is prepared
+exactly as the training images were (data.picture_to_digit): any mode PIL reads (RGB, RGBA,
+grey, palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28.
+A reading whose top probability is below the model's threshold (reached by 95% of its own source
+test digits) is marked "not sure": a picture that holds no digit, or one unlike any it learnt.
+The annotated copy is <name>_annotated.png: beside the picture, in annotated/ for pictures inside
+this repository, or in --out-dir. A file that cannot be read, or is too large to read safely, is
+reported in one line and skipped; the exit code is 1 when any file failed.
 """
 import argparse
 import os
@@ -18,15 +20,19 @@ import sys
 import warnings
 from pathlib import Path
 
+from common import REPO, UserError, run_script, write_atomic  # first: Ctrl-C while torch loads is one line
+
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from checkpoints import add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint
-from common import UserError, run_script, write_atomic
-from data import picture_to_digit
+from checkpoints import (add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint,
+                         unfinished, unsure_below)
+from data import eight_bit, picture_to_digit
 
 DISPLAY_HEIGHT = 224
-IMAGES_DIR = Path(__file__).resolve().parent / "images"
+DISPLAY_WIDTH = 4 * DISPLAY_HEIGHT  # at most: a picture of extreme shape is shown smaller, not wider
+IMAGES_DIR = REPO / "images"
+OWN_FOLDER = Path("annotated")  # for pictures inside the repository, which should not fill up with copies
 
 
 def parse_args(argv=None):
@@ -36,7 +42,8 @@ def parse_args(argv=None):
                         "A bare file name that is not in the current folder is also looked for in images/")
     add_checkpoint_flags(p)
     p.add_argument("--out-dir", type=Path, default=None,
-                   help="where to write the annotated copies, a folder's subfolders kept (default: beside each picture)")
+                   help="where to write the annotated copies, a folder's subfolders kept (default: beside each "
+                        "picture; annotated/ for pictures inside this repository)")
     p.add_argument("--show", action="store_true", help="also open each annotated copy in a window, when a display exists")
     args = p.parse_args(argv)
     if not args.files and not args.list:
@@ -60,19 +67,20 @@ def expand(paths):
             yield path, Path()
 
 
-def annotate(picture, probs):
-    """The picture enlarged, with the top-3 predictions written in a band below it."""
-    picture = picture.convert("RGB")
-    scale = DISPLAY_HEIGHT / picture.height
+def annotate(picture, probs, sure):
+    """The picture scaled to DISPLAY_HEIGHT (or narrower), with the top-3 predictions below it."""
+    picture = eight_bit(picture)  # 16-bit grey keeps its levels, as the model saw them
+    scale = min(DISPLAY_HEIGHT / picture.height, DISPLAY_WIDTH / picture.width)
     resample = Image.NEAREST if scale >= 2 else Image.LANCZOS  # keep small digits crisp
-    picture = picture.resize((max(1, round(picture.width * scale)), DISPLAY_HEIGHT), resample)
+    picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), resample)
     top = probs.topk(3)
     width = max(picture.width, 224)
     canvas = Image.new("RGB", (width, DISPLAY_HEIGHT + 56), "white")
-    canvas.paste(picture, ((width - picture.width) // 2, 0))
+    canvas.paste(picture, ((width - picture.width) // 2, (DISPLAY_HEIGHT - picture.height) // 2))
     draw = ImageDraw.Draw(canvas)
-    draw.text((8, DISPLAY_HEIGHT + 4), f"digit {top.indices[0].item()} ({top.values[0].item():.0%})",
-              fill="black", font=ImageFont.load_default(size=24))
+    reading = f"digit {top.indices[0].item()}" if sure else f"not sure: {top.indices[0].item()}?"
+    draw.text((8, DISPLAY_HEIGHT + 4), f"{reading} ({top.values[0].item():.0%})",
+              fill="black" if sure else "firebrick", font=ImageFont.load_default(size=24))
     runner_up = ", ".join(f"{i}: {v:.1%}" for i, v in zip(top.indices[1:].tolist(), top.values[1:].tolist()))
     draw.text((8, DISPLAY_HEIGHT + 34), f"then {runner_up}", fill="dimgray", font=ImageFont.load_default(size=14))
     return canvas
@@ -101,15 +109,27 @@ def read_picture(path):
         raise UserError(f"{path}: cannot read it as a picture ({type(e).__name__}: {e})") from None
 
 
-def process(path, subfolder, model, out_dir):
+def copy_folder(path, subfolder, out_dir):
+    """Where the annotated copy of `path` goes: --out-dir, else annotated/ for a picture inside the
+    repository, else beside the picture."""
+    if out_dir:
+        return out_dir / subfolder
+    if path.resolve().is_relative_to(REPO):
+        return OWN_FOLDER / subfolder
+    return path.parent
+
+
+def process(path, subfolder, model, out_dir, threshold):
+    """Read one picture -> (probabilities, whether the reading is sure, the annotated copy's path)."""
     if path.is_dir():
         raise UserError(f"{path}: a folder with no pictures in it, subfolders included")
     shown, digit = read_picture(path)
     with torch.no_grad():
         probs = model.predict_proba(digit[None])[0]
-    out = (out_dir / subfolder if out_dir else path.parent) / f"{path.stem}_annotated.png"
-    write_atomic(out, lambda tmp: annotate(shown, probs).save(tmp, format="PNG"))
-    return probs, out
+    sure = threshold is None or probs.max().item() >= threshold
+    out = copy_folder(path, subfolder, out_dir) / f"{path.stem}_annotated.png"
+    write_atomic(out, lambda tmp: annotate(shown, probs, sure).save(tmp, format="PNG"))
+    return probs, sure, out
 
 
 def main(argv=None):
@@ -118,18 +138,26 @@ def main(argv=None):
         print(format_bundled())
         return 0
     path, why = resolve_checkpoint(args.checkpoint, args.sha256)
-    model, _ = load_checkpoint(path)
-    print(f"model: {path} ({why})")
+    model, ckpt = load_checkpoint(path)
+    note, threshold = unfinished(ckpt, path), unsure_below(ckpt, path)
+    marks = (f"not sure below a top probability of {threshold:.3f}" if threshold is not None
+             else "no 'not sure' threshold in this checkpoint")
+    print(f"model: {path} ({why}{'; ' + note if note else ''}); {marks}")
     failures = 0
     for path, subfolder in expand(args.files):
         try:
-            probs, out = process(path, subfolder, model, args.out_dir)
+            probs, sure, out = process(path, subfolder, model, args.out_dir, threshold)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             failures += 1
             continue
+        except (MemoryError, RuntimeError) as e:  # a picture that decodes but cannot be processed: the batch goes on
+            print(f"error: {path}: cannot process it ({type(e).__name__}); skipped", file=sys.stderr)
+            failures += 1
+            continue
         top = probs.topk(3)
-        print(f"{path}: {top.indices[0].item()}  (top-3: "
+        reading = str(top.indices[0].item()) if sure else f"not sure ({top.indices[0].item()}?)"
+        print(f"{path}: {reading}  (top-3: "
               + ", ".join(f"{i} {v:.3f}" for i, v in zip(top.indices.tolist(), top.values.tolist())) + f")  -> {out}")
         if args.show and has_display():
             Image.open(out).show()

@@ -18,8 +18,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from common import run_script, save_atomic  # first: Ctrl-C while torch loads is one line
+
 import training
-from common import run_script, save_atomic
 from config import Config, add_flags
 
 

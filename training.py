@@ -10,9 +10,11 @@ only to report target accuracy (and, in target-only, to train, which is what tha
 """
 import contextlib
 import copy
+import fcntl
 import json
 import math
 import platform
+import shutil
 import signal
 import statistics
 import sys
@@ -223,6 +225,17 @@ class CapturedStep:
 
 # ---------------------------------------------------------------- evaluation
 
+UNSURE_SHARE = 0.05  # the share of the test digits of its labelled domain a model marks "not sure"
+
+
+def unsure_threshold(model, images):
+    """The top probability below which a reading is marked "not sure": its UNSURE_SHARE quantile
+    over the test images of the domain whose labels the model learnt (the source; the target for
+    target-only), a rule that reads no label (the usual keep-95%-of-in-distribution rule of
+    out-of-distribution detection, on Hendrycks & Gimpel 2017's score)."""
+    return torch.quantile(model.predict_proba(images).max(1).values.double().cpu(), UNSURE_SHARE).item()
+
+
 def accuracy(model, images, labels):
     return (model.predict_proba(images).argmax(1) == labels).float().mean().item()
 
@@ -236,11 +249,41 @@ def evaluate(model, sets):
 def new_run_folder(cfg, out=None):
     """The folder a new run will write to (created only once the data has loaded)."""
     out = Path(out or Path("runs") / f"{cfg.source}-{cfg.target}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_new_run_folder(out)
+    return out
+
+
+def check_new_run_folder(out):
+    """A new run may write to an absent or empty folder, or to one whose run stopped before its
+    first checkpoint (nothing in it to lose); never over a run that saved something."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; name a folder for the run")
-    if (out / "config.json").exists():
+    if (out / "checkpoint.pt").exists() or (out / "metrics.json").exists():
         raise UserError(f"--out {out} already holds a run; continue it with --resume {out}, or choose another --out")
-    return out
+
+
+@contextlib.contextmanager
+def claimed(out):
+    """Hold run folder `out` for this process: a second main.py writing to it is refused in one
+    line. The lock is the operating system's (flock), so a process that crashes or is killed
+    releases it. A folder this call created is removed again if the run ends before its
+    config.json was written (it could not start: a bad --init, Ctrl-C while setting up)."""
+    created = not out.exists()
+    make_folder(out)
+    lock = open(out / ".lock", "a")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{out} is in use by another training (main.py) right now; wait for it to end, "
+                            "or choose another --out") from None
+        yield
+    except BaseException:
+        if created and not (out / "config.json").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        lock.close()
 
 
 def resumed_config(run_dir, device):
@@ -258,8 +301,8 @@ def resumed_config(run_dir, device):
 
 
 def write_metrics(out, cfg, progress, final, device):
-    metrics = {"config": cfg.as_dict(), **final, "history": progress["history"],
-               "wall_time_s": round(progress["wall_time_s"], 1),
+    metrics = {"config": cfg.as_dict(), **final, "unsure_below": progress["unsure_below"],
+               "history": progress["history"], "wall_time_s": round(progress["wall_time_s"], 1),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                "versions": {"python": platform.python_version(), "torch": torch.__version__},
                "note": "accuracies of the final model; main.py selects no epoch or setting by target accuracy"}
@@ -300,6 +343,7 @@ class Run:
     sizes: list  # the sizes of the training sets the step draws from (labelled, unlabelled)
     steps_per_epoch: int
     total_steps: int
+    init_note: Optional[str] = None  # "unfinished, step K of N" when --init names an unfinished run
 
     @property
     def evaluated(self):
@@ -332,8 +376,7 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
     steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     model, opt = model_and_optimizer(cfg, device)
-    if cfg.init and resume_from is None and read_init:
-        start_from(model, cfg.init)
+    init_note = start_from(model, cfg.init) if cfg.init and resume_from is None and read_init else None
     teacher = frozen_copy(model).eval() if method.teacher else None  # the --init model (a resume restores it)
     if method.teacher:
         method.teacher.prepare_student(model)
@@ -344,32 +387,48 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
     step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
                             ema, teacher)
     sizes = drawn_sizes((images, labels, unlabelled))
-    return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps), progress
+    return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps,
+               init_note), progress
 
 
 # ---------------------------------------------------------------- the loop
 
 def train(cfg, out, resume=False):
     """Train (or, with resume, continue) the run in folder `out`; returns its metrics, or None if
-    Ctrl-C stopped it (then it is saved and `python main.py --resume out` continues it)."""
+    Ctrl-C or SIGTERM stopped it (then it is saved and `python main.py --resume out` continues it)."""
     out = Path(out)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     sets = load_data(cfg, device)
-    run, progress = setup(cfg, sets, device, resume_from=out if resume else None)
-    if not resume:  # only now: a run that cannot start (no data, a bad --init) leaves no folder behind
-        make_folder(out)
-        save_atomic(json.dumps(cfg.as_dict(), indent=2), out / "config.json")
-    steps_per_epoch, total_steps, stats = run.steps_per_epoch, run.total_steps, run.method.stats
+    with claimed(out):
+        saved = (out / "checkpoint.pt").is_file()
+        if resume and not saved:
+            print(f"{out} holds no checkpoint yet (its run stopped before the first save): starting it from step 0",
+                  file=sys.stderr)
+        if not resume:
+            check_new_run_folder(out)  # again, now that the folder is ours
+        run, progress = setup(cfg, sets, device, resume_from=out if resume and saved else None)
+        if not (resume and saved):
+            save_atomic(json.dumps(cfg.as_dict(), indent=2), out / "config.json")
+        return train_in(run, sets, out, progress, device)
+
+
+def train_in(run, sets, out, progress, device):
+    """The loop of train(), in its claimed run folder."""
+    cfg, steps_per_epoch, total_steps, stats = run.cfg, run.steps_per_epoch, run.total_steps, run.method.stats
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
+    progress["total_steps"] = total_steps  # saved in each checkpoint: a reader can tell a finished model
+    init = f"; from --init {cfg.init}: {run.init_note}" if run.init_note else ""
     print(f"{cfg.source} -> {cfg.target}, {cfg.method}, arch {cfg.arch}, {cfg.epochs} epochs x "
-          f"{steps_per_epoch} steps on {device}; run folder {out}", file=sys.stderr)
+          f"{steps_per_epoch} steps on {device}; run folder {out}{init}", file=sys.stderr)
 
     curves = Curves(out)
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
     step, started = progress["step"], time.time() - progress["wall_time_s"]
-    with ctrl_c_requests_stop() as stop, closing(curves, bar):
+    last_saved = progress["step"] if (out / "checkpoint.pt").is_file() else None
+    check_every = 1 if device.type == "cpu" else 50  # a check reads values back, which stalls a GPU
+    with stop_requests() as stop, closing(curves, bar):
         while step < total_steps and not stop["now"]:
             epoch, first = divmod(step, steps_per_epoch)
             run.start_epoch(epoch)
@@ -379,20 +438,27 @@ def train(cfg, out, resume=False):
                 bar.update()
                 if run.method.teacher:
                     run.method.teacher.after_step(run.teacher, run.evaluated, step, cfg)
+                if step % check_every == 0:
+                    check_finite(run, step, out, last_saved)
                 if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
                     log_step(bar, curves, step, dict(zip(stats, run.state.last.tolist())), run.state.lr.item())
                 if stop["now"]:
                     break
+            check_finite(run, step, out, last_saved)
             epoch_done = step % steps_per_epoch == 0
             if epoch_done:
                 means = dict(zip(stats, (run.state.sums / (steps_per_epoch - first)).tolist()))
                 progress["history"].append(end_of_epoch(run.evaluated, sets, cfg, step // steps_per_epoch, means,
                                                         step == total_steps, curves, bar))
+            if step == total_steps:
+                labelled = run.method.labelled or "source"  # the domain whose labels it learnt, directly or not
+                progress["unsure_below"] = unsure_threshold(run.evaluated, sets[f"{labelled}_test"][0])
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
                 save_resumable(run.model, run.opt, cfg.as_dict(), progress, out, run.companions)
+                last_saved = step
     if step < total_steps:
-        print(f"interrupted at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
+        print(f"stopped at step {step}/{total_steps}; saved. Continue with: python main.py --resume {out}",
               file=sys.stderr)
         return None
     final = {k: progress["history"][-1][k] for k in ("source_test_acc", "target_test_acc")}
@@ -400,6 +466,18 @@ def train(cfg, out, resume=False):
     print(f"final model: source test {final['source_test_acc']:.4f}, target test {final['target_test_acc']:.4f}; "
           f"{out}/metrics.json", file=sys.stderr)
     return metrics
+
+
+def check_finite(run, step, out, last_saved):
+    """Stop a run whose loss or weights became NaN or infinite, before anything of it is saved:
+    the statistics summed since the epoch began cover every step since the last check."""
+    weights = torch.stack([t.isfinite().all() for t in run.model.parameters()]).all()
+    if bool(run.state.sums.isfinite().all() & weights):
+        return
+    saved = (f"the last good checkpoint is {out}/checkpoint.pt (step {last_saved})" if last_saved is not None
+             else "nothing of the run was saved")
+    raise UserError(f"the loss became NaN or infinite by step {step}; the run stopped there and {saved}. Lower "
+                    "--lr (or the method's weights) and start again")
 
 
 def log_step(bar, curves, step, stats, lr):
@@ -472,11 +550,13 @@ def closing(curves, bar):
 
 
 @contextlib.contextmanager
-def ctrl_c_requests_stop():
-    """While active, Ctrl-C sets stop["now"]: the loop finishes its step, saves and returns."""
+def stop_requests():
+    """While active, Ctrl-C (SIGINT) and SIGTERM (a cluster's time limit, `timeout`, a closed
+    terminal) set stop["now"]: the loop finishes its step, saves and returns."""
     stop = {"now": False}
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    previous = {sig: signal.signal(sig, lambda *_: stop.update(now=True)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -36,6 +36,8 @@ def bundle(run, name, commit, make_default, data_dir):
     with tempfile.TemporaryDirectory() as figures, contextlib.redirect_stdout(sys.stderr):
         results = valid.main(["--checkpoint", str(path), "--json", "--no-download", "--out-dir", figures,
                               "--device", "cpu", *(["--data-dir", str(data_dir)] if data_dir else [])])
+    if not isinstance(results, dict):
+        raise UserError(f"valid.py could not evaluate {path} completely; see the lines above")
     registry = json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {"default": name, "models": {}}
     registry["models"][name] = {
         "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -43,7 +45,7 @@ def bundle(run, name, commit, make_default, data_dir):
         "epochs": cfg["epochs"], "seed": cfg["seed"], "commit": commit,
         "source_test_acc": results[cfg["source"]]["accuracy"], "target_test_acc": results[cfg["target"]]["accuracy"],
         "command": Config(**cfg).command(), "wall_time_s": metrics["wall_time_s"],
-        "device": metrics["device"]}
+        "device": metrics["device"], "unsure_below": metrics.get("unsure_below")}
     if make_default:
         registry["default"] = name
     save_atomic(json.dumps(registry, indent=2) + "\n", REGISTRY)

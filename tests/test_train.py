@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,7 @@ def test_out_must_not_be_a_file_or_an_earlier_run(tmp_path):
     assert r.returncode == 1 and r.stderr.strip() == f"error: --out {tmp_path / 'file'} is a file; name a folder for the run"
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "config.json").write_text("{}")
+    (tmp_path / "old" / "checkpoint.pt").write_text("saved")
     r = run_cli("--out", str(tmp_path / "old"))
     assert r.returncode == 1 and "already holds a run; continue it with --resume" in r.stderr
     assert (tmp_path / "old" / "config.json").read_text() == "{}"
@@ -287,13 +289,14 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behi
         Path(f).write_bytes(b"half")  # what torch's zip writer leaves when the disk fills up
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 521664 vs 521592")
     monkeypatch.setattr(torch, "save", disk_full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10 << 30, 10 << 30, 0))
     out = tmp_path / "run"
     with pytest.raises(UserError) as e:
         tiny_run(synthetic_root, out)
-    assert str(e.value) == (f"could not write {out / 'checkpoint.pt'} (the write failed; is the disk full?); what was "
-                            f"there before is untouched; once there is room, continue from the last saved checkpoint "
-                            f"with: python main.py --resume {out}")
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("events")) == ["config.json"]
+    assert str(e.value) == (f"could not write {out / 'checkpoint.pt'} (the disk is full); free some space or choose "
+                            "another disk. What was there before is untouched. Nothing of this run was saved yet; "
+                            f"once it can be written, start it again with: python main.py --resume {out}")
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(("events", ".lock"))) == ["config.json"]
 
 
 def test_flags_are_made_from_the_config_and_its_command_parses_back_to_it():

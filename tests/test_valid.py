@@ -119,16 +119,19 @@ def test_a_whole_number_dropout_loads(trained_run, tmp_path):
     assert model.dropout == 0 and model.arch == ckpt["model_config"]["arch"]
 
 
-def test_latest_checkpoint_is_the_newest_run(tmp_path):
-    for i, name in enumerate(["b-run", "a-run"]):
+def test_latest_checkpoint_is_the_newest_finished_run(tmp_path):
+    for i, name in enumerate(["b-run", "a-run", "stopped-run"]):
         (tmp_path / name).mkdir()
         (tmp_path / name / "checkpoint.pt").write_bytes(b"x")
+        if name != "stopped-run":
+            (tmp_path / name / "metrics.json").write_text("{}")  # what a finished run writes last
         os.utime(tmp_path / name / "checkpoint.pt", (time.time() + i, time.time() + i))
     assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
     assert checkpoints.latest_checkpoint(tmp_path / "nothing") is None
     row = tmp_path / "a-row" / "seed1"  # main.py --seeds writes one folder per seed
     row.mkdir(parents=True)
     (row / "checkpoint.pt").write_bytes(b"x")
+    (row / "metrics.json").write_text("{}")
     os.utime(row / "checkpoint.pt", (time.time() + 5, time.time() + 5))
     assert checkpoints.latest_checkpoint(tmp_path) == row / "checkpoint.pt"
 
@@ -137,7 +140,7 @@ def test_with_no_run_the_bundled_model_is_used_and_said_first(tmp_path):
     r = run_valid("--no-download", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)  # no runs/ there
     default = checkpoints.bundled_models()["default"]
     assert r.stdout.splitlines()[0].startswith(f"model: {checkpoints.PRETRAINED_DIR / default}.pt (bundled model "
-                                               f"{default}, since there is no run under runs/ yet)")
+                                               f"{default}, since there is no finished run under runs/ yet)")
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "download_data.py" in r.stderr
 
 
