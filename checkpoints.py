@@ -18,6 +18,7 @@ import torch
 
 from common import UserError, save_atomic
 from config import in_current_words
+from data import DIGITS
 from models import ARCHS, DANN
 
 CHECKPOINT_FORMAT = "dann-checkpoint-1"
@@ -26,13 +27,18 @@ REGISTRY = PRETRAINED_DIR / "registry.json"
 
 
 def model_config(model):
-    return {"arch": model.arch, "dropout": model.dropout}
+    return {"arch": model.arch, "dropout": model.dropout, "classes": model.classes}
 
 
 def checkpoint_state(model, cfg, step, **rest):
     """A checkpoint dict: the model and what describes it; `rest` adds what a resume needs."""
     return {"format": CHECKPOINT_FORMAT, "model_config": model_config(model), "model": model.state_dict(),
             "config": cfg, "step": step, **rest}
+
+
+def class_names(ckpt):
+    """The names of a checkpoint's classes (the digits for a model of the built-in domains)."""
+    return tuple(ckpt.get("class_names") or DIGITS)
 
 
 def resumable(model, opt, cfg, progress, companions):
@@ -124,7 +130,8 @@ def unfinished(ckpt, path):
 
 def weights_only(ckpt):
     """A run's checkpoint without what only a resume needs (optimizer, RNG, history): for sharing."""
-    return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step", "unsure_below") if k in ckpt},
+    return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step", "unsure_below", "class_names")
+               if k in ckpt},
             "model": {k: v.contiguous() for k, v in evaluated_weights(ckpt).items()}}
 
 
@@ -168,8 +175,11 @@ def load_checkpoint(path, device="cpu"):
 def _complete(ckpt):
     """The parts of a checkpoint that valid.py and image_annotate.py read, with the right types."""
     net, cfg = ckpt.get("model_config"), ckpt.get("config")
-    return (isinstance(net, dict) and set(net) == {"arch", "dropout"} and net["arch"] in ARCHS
-            and isinstance(net["dropout"], (int, float)) and isinstance(ckpt.get("model"), dict)
+    names = ckpt.get("class_names", DIGITS)
+    return (isinstance(net, dict) and {"arch", "dropout"} <= set(net) <= {"arch", "dropout", "classes"}
+            and net["arch"] in ARCHS and isinstance(net["dropout"], (int, float))
+            and isinstance(net.get("classes", 10), int) and isinstance(names, (list, tuple))
+            and len(names) == net.get("classes", 10) and isinstance(ckpt.get("model"), dict)
             and isinstance(ckpt.get("ema", {}), dict)
             and isinstance(cfg, dict) and all(isinstance(cfg.get(k), str) for k in ("source", "target", "method"))
             and isinstance(ckpt.get("step"), int))

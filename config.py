@@ -30,8 +30,11 @@ GROUPS = {"task": "task", "optimisation": "optimisation (defaults: the paper's r
 class Config:
     """A run's settings: main.py's flags are made from these fields, config.json holds them, and a
     Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
-    source: str = setting("svhn", "labelled domain", "task", choices=DOMAINS)
-    target: str = setting("mnist", "unlabelled domain", "task", choices=DOMAINS)
+    source: str = setting("svhn", f"labelled domain: {', '.join(DOMAINS)}, or a folder with a subfolder of pictures "
+                          "per class (see README, 'Your own pictures')", "task", metavar="DOMAIN|FOLDER")
+    target: str = setting("mnist", "domain to adapt to, its labels unused: a built-in name or a folder, with class "
+                          "subfolders (labelled: target accuracy is reported) or its pictures directly in it",
+                          "task", metavar="DOMAIN|FOLDER")
     method: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
                         "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
                         "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, "
@@ -95,7 +98,7 @@ class Config:
         if not all(_has_type(getattr(self, f.name), f) for f in fields(self)):
             raise TypeError("settings of the wrong type or outside their choices")
         if self.arch is None:
-            object.__setattr__(self, "arch", DEFAULT_ARCH[self.source])
+            object.__setattr__(self, "arch", DEFAULT_ARCH.get(self.source, "mnist"))
         for name in ("epochs", "batch_size", "eval_every", "save_every", "teacher_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag_name(name)} must be at least 1")
@@ -150,7 +153,7 @@ class Config:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in self.NOT_IN_COMMAND or value == f.default or (f.name == "arch" and
-                                                                       value == DEFAULT_ARCH[self.source]):
+                                                                       value == DEFAULT_ARCH.get(self.source, "mnist")):
                 continue
             words += [flag_name(f.name)] if value is True else [flag_name(f.name), shlex.quote(str(value))]
         return " ".join(words)

@@ -21,6 +21,7 @@ import torchvision.transforms.v2.functional as TF
 from common import UserError, save_atomic
 
 DOMAINS = ("mnist", "svhn", "mnist_m", "usps")
+DIGITS = tuple(str(digit) for digit in range(10))  # the built-in domains' class names
 SPLITS = ("train", "test")
 IMAGE_SIZE = 28
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are rebuilt

@@ -20,7 +20,8 @@ import requests
 from tqdm import tqdm
 
 from common import UserError, make_folder, run_script, write_atomic
-from data import DOMAINS, SPLIT_FILES, SPLITS, default_root, fetch_command, load_domain
+import folders
+from data import DIGITS, DOMAINS, SPLIT_FILES, SPLITS, default_root, fetch_command, load_domain
 
 CHUNK = 1 << 20
 
@@ -205,11 +206,29 @@ def ensure_datasets(names, root=None, allow_download=True, splits=SPLITS):
         raise UserError(f"missing from {root}: " + "; ".join(failed))
 
 
-def load_datasets(names, splits, root=None, allow_download=True):
-    """Fetch what the named datasets' splits need, then load them:
-    {(name, split): (uint8 images, int64 labels)} (training.py and valid.py call this)."""
-    ensure_datasets(names, root, allow_download, splits)
-    return {(name, split): load_domain(name, split, root) for name in names for split in splits}
+def load_datasets(names, splits, root=None, allow_download=True, skipped=None):
+    """Fetch what the named built-in datasets' splits need, then load them, folders of pictures
+    too: {(name, split): (uint8 images, int64 labels, or None for an unlabelled folder)}
+    (training.py and valid.py call this). Pictures of a folder that could not be read are
+    appended to `skipped` as (name, split, relative path, why)."""
+    ensure_datasets([n for n in names if not folders.is_folder(n)], root, allow_download, splits)
+    loaded = {}
+    for name in names:
+        for split in splits:
+            if folders.is_folder(name):
+                found = folders.load_folder(name, split, root)
+                loaded[name, split] = found["images"], found["labels"]
+                if skipped is not None:
+                    skipped += [(name, split, *item) for item in found["skipped"]]
+            else:
+                loaded[name, split] = load_domain(name, split, root)
+    return loaded
+
+
+def class_names(name):
+    """A domain's class names: the digits for the built-in domains, the class folders of a folder
+    (None for an unlabelled one)."""
+    return DIGITS if not folders.is_folder(name) else folders.split_files(name)[0]
 
 
 def parse_args(argv=None):
@@ -221,14 +240,63 @@ def parse_args(argv=None):
     p.add_argument("--from", dest="source_dir", type=Path, default=None, metavar="DIR",
                    help="import local copies found anywhere under DIR (same file names as the "
                         "official downloads) instead of using the network")
-    return p.parse_args(argv)
+    p.add_argument("--export", type=Path, default=None, metavar="DIR",
+                   help="then write each dataset as a folder of pictures, DIR/<name>/train|test/<class>/*.png: the "
+                        "layout main.py reads a folder domain in (see README, 'Your own pictures')")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="with --export: the first N pictures of each split only")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="with --export: the training pictures only, directly in DIR/<name>-unlabelled/ with no "
+                        "class folders: an unlabelled domain, like a folder of your own pictures")
+    args = p.parse_args(argv)
+    if args.limit is not None and (args.limit < 1 or not args.export):
+        p.error("--limit takes a number of at least 1, with --export")
+    if args.unlabelled and not args.export:
+        p.error("--unlabelled goes with --export")
+    return args
+
+
+def export(names, root, dest, limit=None, unlabelled=False, log=print):
+    """Write each built-in dataset as a folder domain: dest/<name>/<split>/<class>/<index>.png, or
+    with `unlabelled` its training pictures as dest/<name>-unlabelled/<index>.png; the pictures as
+    the loaders decode them (28 x 28 RGB), their order kept by the file names. The folder appears
+    whole or not at all."""
+    from PIL import Image
+    for name in names:
+        final = Path(dest) / (f"{name}-unlabelled" if unlabelled else name)
+        partial = final.with_name(f".{final.name}.partial")
+        if final.exists():
+            raise UserError(f"--export: {final} exists already; remove it or choose another folder")
+        shutil.rmtree(partial, ignore_errors=True)
+        for split in ["train"] if unlabelled else SPLITS:
+            images, labels = load_domain(name, split, root)
+            count = len(images) if limit is None else min(limit, len(images))
+            folder = {label: partial if unlabelled else partial / split / DIGITS[label]
+                      for label in labels[:count].unique().tolist()}
+            for path in folder.values():
+                make_folder(path)
+            for i in tqdm(range(count), desc=f"{name} {split}", unit="picture", leave=False, disable=None):
+                picture = Image.fromarray(images[i].permute(1, 2, 0).numpy())
+                try:
+                    picture.save(folder[labels[i].item()] / f"{i:06d}.png")
+                except OSError as e:
+                    raise UserError(f"--export: could not write into {partial} ({e.strerror or e}); the "
+                                    "pictures written so far are left there to remove") from None
+        os.replace(partial, final)
+        log(f"{name}: exported to {final}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.source_dir and not args.source_dir.is_dir():
         raise UserError(f"--from {args.source_dir}: no such folder")
+    if args.export and not args.source_dir:  # exporting needs the files present, not fetched again
+        ensure_datasets(args.datasets, args.root)
+        export(args.datasets, args.root, args.export, args.limit, args.unlabelled)
+        return
     fetch(args.datasets, args.root, args.source_dir)
+    if args.export:
+        export(args.datasets, args.root, args.export, args.limit, args.unlabelled)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from common import REPO, UserError, run_script, write_atomic  # first: Ctrl-C wh
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from checkpoints import (add_checkpoint_flags, format_bundled, load_checkpoint, resolve_checkpoint,
+from checkpoints import (add_checkpoint_flags, class_names, format_bundled, load_checkpoint, resolve_checkpoint,
                          unfinished, unsure_below)
-from data import eight_bit, picture_to_digit
+from data import DIGITS, eight_bit, picture_to_digit
 
 DISPLAY_HEIGHT = 224
 DISPLAY_WIDTH = 4 * DISPLAY_HEIGHT  # at most: a picture of extreme shape is shown smaller, not wider
@@ -67,21 +67,22 @@ def expand(paths):
             yield path, Path()
 
 
-def annotate(picture, probs, sure):
+def annotate(picture, probs, sure, names=DIGITS):
     """The picture scaled to DISPLAY_HEIGHT (or narrower), with the top-3 predictions below it."""
     picture = eight_bit(picture)  # 16-bit grey keeps its levels, as the model saw them
     scale = min(DISPLAY_HEIGHT / picture.height, DISPLAY_WIDTH / picture.width)
     resample = Image.NEAREST if scale >= 2 else Image.LANCZOS  # keep small digits crisp
     picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), resample)
-    top = probs.topk(3)
+    top = probs.topk(min(3, len(probs)))
     width = max(picture.width, 224)
     canvas = Image.new("RGB", (width, DISPLAY_HEIGHT + 56), "white")
     canvas.paste(picture, ((width - picture.width) // 2, (DISPLAY_HEIGHT - picture.height) // 2))
     draw = ImageDraw.Draw(canvas)
-    reading = f"digit {top.indices[0].item()}" if sure else f"not sure: {top.indices[0].item()}?"
+    best = names[top.indices[0].item()]
+    reading = (f"digit {best}" if names == DIGITS else best) if sure else f"not sure: {best}?"
     draw.text((8, DISPLAY_HEIGHT + 4), f"{reading} ({top.values[0].item():.0%})",
               fill="black" if sure else "firebrick", font=ImageFont.load_default(size=24))
-    runner_up = ", ".join(f"{i}: {v:.1%}" for i, v in zip(top.indices[1:].tolist(), top.values[1:].tolist()))
+    runner_up = ", ".join(f"{names[i]}: {v:.1%}" for i, v in zip(top.indices[1:].tolist(), top.values[1:].tolist()))
     draw.text((8, DISPLAY_HEIGHT + 34), f"then {runner_up}", fill="dimgray", font=ImageFont.load_default(size=14))
     return canvas
 
@@ -119,7 +120,7 @@ def copy_folder(path, subfolder, out_dir):
     return path.parent
 
 
-def process(path, subfolder, model, out_dir, threshold):
+def process(path, subfolder, model, out_dir, threshold, names):
     """Read one picture -> (probabilities, whether the reading is sure, the annotated copy's path)."""
     if path.is_dir():
         raise UserError(f"{path}: a folder with no pictures in it, subfolders included")
@@ -128,7 +129,7 @@ def process(path, subfolder, model, out_dir, threshold):
         probs = model.predict_proba(digit[None])[0]
     sure = threshold is None or probs.max().item() >= threshold
     out = copy_folder(path, subfolder, out_dir) / f"{path.stem}_annotated.png"
-    write_atomic(out, lambda tmp: annotate(shown, probs, sure).save(tmp, format="PNG"))
+    write_atomic(out, lambda tmp: annotate(shown, probs, sure, names).save(tmp, format="PNG"))
     return probs, sure, out
 
 
@@ -139,14 +140,14 @@ def main(argv=None):
         return 0
     path, why = resolve_checkpoint(args.checkpoint, args.sha256)
     model, ckpt = load_checkpoint(path)
-    note, threshold = unfinished(ckpt, path), unsure_below(ckpt, path)
+    note, threshold, names = unfinished(ckpt, path), unsure_below(ckpt, path), class_names(ckpt)
     marks = (f"not sure below a top probability of {threshold:.3f}" if threshold is not None
              else "no 'not sure' threshold in this checkpoint")
     print(f"model: {path} ({why}{'; ' + note if note else ''}); {marks}")
     failures = 0
     for path, subfolder in expand(args.files):
         try:
-            probs, sure, out = process(path, subfolder, model, args.out_dir, threshold)
+            probs, sure, out = process(path, subfolder, model, args.out_dir, threshold, names)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             failures += 1
@@ -155,10 +156,12 @@ def main(argv=None):
             print(f"error: {path}: cannot process it ({type(e).__name__}); skipped", file=sys.stderr)
             failures += 1
             continue
-        top = probs.topk(3)
-        reading = str(top.indices[0].item()) if sure else f"not sure ({top.indices[0].item()}?)"
-        print(f"{path}: {reading}  (top-3: "
-              + ", ".join(f"{i} {v:.3f}" for i, v in zip(top.indices.tolist(), top.values.tolist())) + f")  -> {out}")
+        top = probs.topk(min(3, len(probs)))
+        best = names[top.indices[0].item()]
+        reading = best if sure else f"not sure ({best}?)"
+        print(f"{path}: {reading}  (top-{len(top.values)}: "
+              + ", ".join(f"{names[i]} {v:.3f}" for i, v in zip(top.indices.tolist(), top.values.tolist()))
+              + f")  -> {out}")
         if args.show and has_display():
             Image.open(out).show()
     if args.show and not has_display():

@@ -102,11 +102,11 @@ def standardize(images):
 class DANN(nn.Module):
     """forward(images) -> class logits; adversarial(labelled, unlabelled) is the training pass."""
 
-    def __init__(self, arch="mnist", dropout=0.0):
+    def __init__(self, arch="mnist", dropout=0.0, classes=10):
         super().__init__()
-        self.arch, self.dropout = arch, dropout
+        self.arch, self.dropout, self.classes = arch, dropout, classes
         self.features = feature_extractor(arch)
-        self.label_classifier = _mlp((FEATURES[arch], *LABEL_HIDDEN[arch], 10), dropout)
+        self.label_classifier = _mlp((FEATURES[arch], *LABEL_HIDDEN[arch], classes), dropout)
         self.grl = GradientReversal()
         self.domain_classifier = _mlp((FEATURES[arch], *DOMAIN_HIDDEN[arch], 2), dropout)
         initialise(self)

@@ -27,12 +27,14 @@ import torch
 from tqdm import tqdm
 
 import download_data
+import folders
 from checkpoints import restore, save_resumable, start_from
 from common import UserError, make_folder, save_atomic
 from config import Config, pick_device
-from data import SPLITS, augment
+from data import DIGITS, SPLITS, augment
 from methods import METHODS, Batch, Method, bf16_autocast
 from models import DANN
+from scores import label_free_scores
 
 # ---------------------------------------------------------------- schedule and batches
 
@@ -42,19 +44,39 @@ def learning_rate(p, mu0, alpha, beta):
     return mu0 / (1 + alpha * p) ** beta
 
 
-def load_data(cfg, device):
+def load_data(cfg, device, skipped=None):
     """Train and test sets of both domains: {"source_train": (images, labels), ...}, the training
-    sets on the device (as uint8), the test sets too (evaluation reads them there)."""
+    sets on the device (as uint8), the test sets too (evaluation reads them there); the labels of an
+    unlabelled target folder are None. Pictures of a folder that could not be read are appended to
+    `skipped`."""
+    check_classes(cfg)
     loaded = download_data.load_datasets(dict.fromkeys([cfg.source, cfg.target]), SPLITS, cfg.data_dir,
-                                         not cfg.no_download)
+                                         not cfg.no_download, skipped)
     sets = {}
     for domain in ("source", "target"):
         for split in SPLITS:
             x, y = loaded[getattr(cfg, domain), split]
             if split == "train" and cfg.limit:
-                x, y = x[:cfg.limit], y[:cfg.limit]
-            sets[f"{domain}_{split}"] = (x.to(device), y.to(device))
+                x, y = x[:cfg.limit], y if y is None else y[:cfg.limit]
+            if len(x) == 0:
+                raise UserError(f"the {split} split of {getattr(cfg, domain)} holds no picture that could be read")
+            sets[f"{domain}_{split}"] = (x.to(device), y if y is None else y.to(device))
+    sets["classes"] = tuple(download_data.class_names(cfg.source))
     return sets
+
+
+def check_classes(cfg):
+    """The source must be labelled, and a labelled target must name the same classes."""
+    source, target = download_data.class_names(cfg.source), download_data.class_names(cfg.target)
+    if source is None:
+        raise UserError(f"--source {cfg.source} has no class subfolders; the source must be labelled")
+    if target is None and METHODS[cfg.method].labelled == "target":
+        raise UserError(f"--method {cfg.method} trains on target labels, and {cfg.target} has none")
+    if target is not None and tuple(target) != tuple(source):
+        only_source, only_target = sorted(set(source) - set(target)), sorted(set(target) - set(source))
+        raise UserError(f"--source and --target name different classes: only in the source {only_source or 'none'}, "
+                        f"only in the target {only_target or 'none'}; give both the same class folders")
+
 
 
 def epoch_length(sizes, batch_size):
@@ -85,8 +107,8 @@ def epoch_batches(n, steps, batch_size, seed, epoch, device):
 
 # ---------------------------------------------------------------- the step
 
-def model_and_optimizer(cfg, device):
-    model = DANN(cfg.arch, cfg.dropout).to(device)
+def model_and_optimizer(cfg, device, classes=10):
+    model = DANN(cfg.arch, cfg.dropout, classes).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
     torch.backends.cudnn.benchmark = True  # every step has the same shapes: time the algorithms once
@@ -241,7 +263,15 @@ def accuracy(model, images, labels):
 
 
 def evaluate(model, sets):
-    return {f"{domain}_test_acc": accuracy(model, *sets[f"{domain}_test"]) for domain in ("source", "target")}
+    """Test accuracy per domain; None for an unlabelled target folder, which has no labels to score."""
+    tests = {domain: sets[f"{domain}_test"] for domain in ("source", "target")}
+    return {f"{domain}_test_acc": None if labels is None else accuracy(model, images, labels)
+            for domain, (images, labels) in tests.items()}
+
+
+def shown(acc):
+    """An accuracy as the scripts print it, or why there is none."""
+    return "none (an unlabelled target)" if acc is None else f"{acc:.4f}"
 
 
 # ---------------------------------------------------------------- run folder
@@ -301,7 +331,8 @@ def resumed_config(run_dir, device):
 
 
 def write_metrics(out, cfg, progress, final, device):
-    metrics = {"config": cfg.as_dict(), **final, "unsure_below": progress["unsure_below"],
+    metrics = {"config": cfg.as_dict(), **final, "label_free": progress["history"][-1]["label_free"],
+               "unsure_below": progress["unsure_below"],
                "history": progress["history"], "wall_time_s": round(progress["wall_time_s"], 1),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                "versions": {"python": platform.python_version(), "torch": torch.__version__},
@@ -318,11 +349,13 @@ def seed_summary(runs, row):
     summary = {"seeds": seeds, "command": command}
     for key in ("target_test_acc", "source_test_acc"):
         values = [m[key] for m in runs]
-        summary[key] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                        "runs": values}
+        summary[key] = None if None in values else {
+            "mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "runs": values}
     t, s = summary["target_test_acc"], summary["source_test_acc"]
-    summary["line"] = (f"target test {t['mean']:.4f} +- {t['std']:.4f}, source test {s['mean']:.4f} +- {s['std']:.4f} "
-                       f"(mean +- sample std of {len(runs)} seeds: {', '.join(f'{v:.4f}' for v in t['runs'])})")
+    target = f"target test {t['mean']:.4f} +- {t['std']:.4f}, " if t else "target test: none (an unlabelled target), "
+    reported = t or s
+    summary["line"] = (f"{target}source test {s['mean']:.4f} +- {s['std']:.4f} (mean +- sample std of {len(runs)} "
+                       f"seeds: {', '.join(f'{v:.4f}' for v in reported['runs'])})")
     return summary
 
 
@@ -343,6 +376,7 @@ class Run:
     sizes: list  # the sizes of the training sets the step draws from (labelled, unlabelled)
     steps_per_epoch: int
     total_steps: int
+    class_names: tuple  # what the model's outputs mean, saved with it
     init_note: Optional[str] = None  # "unfinished, step K of N" when --init names an unfinished run
 
     @property
@@ -375,7 +409,8 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
     # two domains' training sets, whichever batches the method reads
     steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    model, opt = model_and_optimizer(cfg, device)
+    class_names = sets.get("classes", DIGITS)
+    model, opt = model_and_optimizer(cfg, device, len(class_names))
     init_note = start_from(model, cfg.init) if cfg.init and resume_from is None and read_init else None
     teacher = frozen_copy(model).eval() if method.teacher else None  # the --init model (a resume restores it)
     if method.teacher:
@@ -387,7 +422,7 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
     step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
                             ema, teacher)
     sizes = drawn_sizes((images, labels, unlabelled))
-    return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps,
+    return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps, class_names,
                init_note), progress
 
 
@@ -399,8 +434,11 @@ def train(cfg, out, resume=False):
     out = Path(out)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    sets = load_data(cfg, device)
+    skipped = []
+    sets = load_data(cfg, device, skipped)
     with claimed(out):
+        describe_folders(cfg, sets)
+        report_skipped(skipped, out)
         saved = (out / "checkpoint.pt").is_file()
         if resume and not saved:
             print(f"{out} holds no checkpoint yet (its run stopped before the first save): starting it from step 0",
@@ -418,7 +456,8 @@ def train_in(run, sets, out, progress, device):
     cfg, steps_per_epoch, total_steps, stats = run.cfg, run.steps_per_epoch, run.total_steps, run.method.stats
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
-    progress["total_steps"] = total_steps  # saved in each checkpoint: a reader can tell a finished model
+    # saved in each checkpoint: a reader can tell a finished model, and name its classes
+    progress.update(total_steps=total_steps, class_names=list(run.class_names))
     init = f"; from --init {cfg.init}: {run.init_note}" if run.init_note else ""
     print(f"{cfg.source} -> {cfg.target}, {cfg.method}, arch {cfg.arch}, {cfg.epochs} epochs x "
           f"{steps_per_epoch} steps on {device}; run folder {out}{init}", file=sys.stderr)
@@ -463,9 +502,29 @@ def train_in(run, sets, out, progress, device):
         return None
     final = {k: progress["history"][-1][k] for k in ("source_test_acc", "target_test_acc")}
     metrics = write_metrics(out, cfg, progress, final, device)
-    print(f"final model: source test {final['source_test_acc']:.4f}, target test {final['target_test_acc']:.4f}; "
+    print(f"final model: source test {shown(final['source_test_acc'])}, target test {shown(final['target_test_acc'])}; "
           f"{out}/metrics.json", file=sys.stderr)
     return metrics
+
+
+def describe_folders(cfg, sets):
+    """One line per folder domain: how many pictures went to training and to testing."""
+    for role in ("source", "target"):
+        name, (images, labels) = getattr(cfg, role), sets[f"{role}_train"]
+        if folders.is_folder(name):
+            kind = "unlabelled" if labels is None else f"classes {', '.join(sets['classes'])}"
+            print(f"{role} {name}: {len(images)} training and {len(sets[f'{role}_test'][0])} test pictures ({kind})",
+                  file=sys.stderr)
+
+
+def report_skipped(skipped, out):
+    """One line for the pictures of a folder domain that could not be read, the full list in the run folder."""
+    if not skipped:
+        return
+    listing = "".join(f"{name}\t{split}\t{path}\t{why}\n" for name, split, path, why in skipped)
+    save_atomic(listing, out / "skipped_pictures.tsv")
+    print(f"{len(skipped)} pictures could not be read and were left out ({', '.join(p for _, _, p, _ in skipped[:3])}"
+          f"{', ...' if len(skipped) > 3 else ''}); the list: {out}/skipped_pictures.tsv", file=sys.stderr)
 
 
 def check_finite(run, step, out, last_saved):
@@ -489,14 +548,17 @@ def log_step(bar, curves, step, stats, lr):
 
 
 def end_of_epoch(model, sets, cfg, epoch, means, last, curves, bar):
-    """The epoch's record: the method's mean statistics, plus test accuracies every eval_every
-    epochs and after the last one (reported, never used to steer training)."""
+    """The epoch's record: the method's mean statistics, plus test accuracies and label-free scores
+    every eval_every epochs and after the last one (reported, never used to steer training)."""
     record = {**means, "epoch": epoch}
     if epoch % cfg.eval_every == 0 or last:
         record.update(evaluate(model, sets))
-        curves.add({f"accuracy_by_epoch/{k}": record[k] for k in ("source_test_acc", "target_test_acc")}, epoch)
-        bar.write(f"epoch {epoch}: source test {record['source_test_acc']:.4f}, "
-                  f"target test {record['target_test_acc']:.4f}")
+        record["label_free"] = label_free_scores(model, sets["target_train"][0], *sets["source_train"])
+        curves.add({f"accuracy_by_epoch/{k}": record[k] for k in ("source_test_acc", "target_test_acc")
+                    if record[k] is not None}, epoch)
+        curves.add({f"label_free_by_epoch/{k}": v for k, v in record["label_free"].items()}, epoch)
+        bar.write(f"epoch {epoch}: source test {shown(record['source_test_acc'])}, "
+                  f"target test {shown(record['target_test_acc'])}")
     return record
 
 

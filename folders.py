@@ -1,0 +1,170 @@
+"""A folder of pictures as a domain, beside the built-in digit sets.
+
+Layout (torchvision's ImageFolder convention): PATH/<class>/*.png|jpg|..., one subfolder per class,
+or PATH/train/<class>/ and PATH/test/<class>/ for fixed splits; a folder that holds its pictures
+directly, with no class subfolders, is an unlabelled domain (a target). Without train/ and test/,
+TEST_SHARE percent of the pictures are held out as the test split by a hash of each file's relative
+path, so adding pictures never moves old ones between splits. Hidden files and files that are not
+pictures are ignored. Every picture becomes a network input through data.picture_to_digit, the
+function image_annotate.py reads a user's picture with, decoded on every core and cached like the
+built-in domains (rebuilt when a file is added, removed or changed). A picture that cannot be read
+is skipped and listed; a folder most of whose pictures cannot be read is refused.
+"""
+import hashlib
+import multiprocessing
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import UserError, save_atomic
+from data import CACHE_VERSION, DOMAINS, SPLITS, default_root, picture_to_digit
+
+TEST_SHARE = 20  # percent of a folder's pictures held out for testing when it has no test/ subfolder
+
+
+def is_folder(name):
+    """Whether a domain name means a folder (anything that is not a built-in domain's name)."""
+    return name not in DOMAINS
+
+
+def picture_suffixes():
+    from PIL import Image
+    return {s for s in Image.registered_extensions() if s not in (".pdf", ".eps", ".ps")}
+
+
+def pictures_under(folder, suffixes):
+    """Relative paths of the pictures under `folder`, hidden files and folders left out. Links are
+    followed, but a folder reached twice (a link loop) is read once."""
+    found, seen = [], set()
+    for top, subfolders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        found += [Path(top, f).relative_to(folder) for f in files
+                  if not f.startswith(".") and Path(f).suffix.lower() in suffixes]
+    return found
+
+
+def classes_of(folder):
+    """The class subfolders of `folder` (sorted names), or None when its pictures lie in it directly."""
+    folder = Path(folder)
+    suffixes = picture_suffixes()
+    subfolders = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    loose = [f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes
+             and not f.name.startswith(".")]
+    if loose and subfolders:
+        raise UserError(f"{folder} holds pictures both directly ({loose[0]}, ...) and in subfolders ({subfolders[0]}, "
+                        "...); put each class in a subfolder, or every picture directly in it for an unlabelled domain")
+    if loose:
+        return None
+    if not subfolders:
+        raise UserError(f"{folder} holds no pictures ({', '.join(sorted(suffixes)[:6])}, ...); add some, one "
+                        "subfolder per class")
+    empty = [c for c in subfolders if not pictures_under(folder / c, suffixes)]
+    if empty:
+        raise UserError(f"{folder / empty[0]} holds no pictures; add some or remove the folder")
+    if len(subfolders) < 2:
+        raise UserError(f"{folder} has one class folder ({subfolders[0]}); a labelled domain needs two or more "
+                        "(for an unlabelled one, put the pictures directly in it)")
+    return subfolders
+
+
+def split_files(folder):
+    """-> (class names or None, {split: [(relative path, class index or None)]}), in a fixed order:
+    by file name, then path (exported domains keep their sets' order)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: neither a built-in domain ({', '.join(DOMAINS)}) nor a folder of pictures")
+    fixed = (folder / "train").is_dir() and (folder / "test").is_dir()
+    suffixes = picture_suffixes()
+    if fixed:
+        names = classes_of(folder / "train")
+        if classes_of(folder / "test") != names:
+            raise UserError(f"{folder}/train and {folder}/test have different class folders; give both the same")
+    else:
+        names = classes_of(folder)
+    splits = {split: [] for split in SPLITS}
+    for split in SPLITS:
+        base = folder / split if fixed else folder
+        for label, sub in enumerate(names or [None]):
+            for path in pictures_under(base / sub if sub else base, suffixes):
+                relative = (Path(split) if fixed else Path()) / (Path(sub) if sub else Path()) / path
+                held_out = int.from_bytes(hashlib.sha1(str(relative).encode()).digest()[:4], "big") % 100 < TEST_SHARE
+                if fixed or held_out == (split == "test"):
+                    splits[split].append((relative, label if sub else None))
+    for split in SPLITS:
+        splits[split].sort(key=lambda item: (item[0].name, str(item[0])))
+    return names, splits
+
+
+def read_picture_file(path):
+    """A file -> (3 x 28 x 28 uint8 array, None), or (None, why it cannot be read)."""
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                return picture_to_digit(picture).numpy(), None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return None, "too many pixels"
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's errors for damaged files
+        return None, type(e).__name__
+
+
+def decode(paths):
+    """Decode pictures on every core: -> list of (array or None, reason or None)."""
+    if len(paths) < 256 or (os.cpu_count() or 1) < 2:
+        return [read_picture_file(p) for p in paths]
+    with multiprocessing.get_context("fork").Pool(os.cpu_count()) as pool:
+        return pool.map(read_picture_file, paths, chunksize=64)
+
+
+def fingerprint(folder, files):
+    """Every file's path, size and modification time, hashed: any change rebuilds the cache."""
+    h = hashlib.sha1(str(CACHE_VERSION).encode())
+    for relative, label in files:
+        stat = (folder / relative).stat()
+        h.update(f"{relative}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def cache_path(folder, split, root):
+    key = hashlib.sha1(str(Path(folder).resolve()).encode()).hexdigest()[:16]
+    return Path(root or default_root()) / "folders" / f"{Path(folder).name}-{key}" / f"{split}.pt"
+
+
+def load_folder(folder, split, root=None):
+    """-> {"images": uint8 N x 3 x 28 x 28, "labels": int64 N or None, "classes": names or None,
+    "skipped": [(relative path, why)]} for one split of a folder domain, from the cache when fresh."""
+    folder = Path(folder)
+    names, splits = split_files(folder)
+    files = splits[split]
+    key = fingerprint(folder, files)
+    cache = cache_path(folder, split, root)
+    try:
+        cached = torch.load(cache, weights_only=True)
+        if cached["fingerprint"] == key:
+            return cached
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError):
+        pass  # absent, stale or damaged: decode again
+    decoded = decode([folder / relative for relative, _ in files])
+    kept = [i for i, (array, _) in enumerate(decoded) if array is not None]
+    skipped = [(str(files[i][0]), why) for i, (array, why) in enumerate(decoded) if array is None]
+    if files and len(skipped) > len(files) / 2:
+        raise UserError(f"{folder}: {len(skipped)} of the {len(files)} pictures of its {split} split cannot be read "
+                        f"({', '.join(p for p, _ in skipped[:3])}, ...); is it a folder of pictures?")
+    images = torch.from_numpy(np.stack([decoded[i][0] for i in kept])) if kept else \
+        torch.zeros(0, 3, 28, 28, dtype=torch.uint8)
+    labels = torch.tensor([files[i][1] for i in kept], dtype=torch.int64) if names else None
+    loaded = {"fingerprint": key, "images": images, "labels": labels, "classes": names, "skipped": skipped}
+    try:
+        save_atomic(loaded, cache)
+    except UserError:  # a read-only data folder still works, decoded at every load
+        pass
+    return loaded
