@@ -36,9 +36,9 @@ def picture_suffixes():
 
 
 def pictures_under(folder, suffixes):
-    """Relative paths of the pictures under `folder`, hidden files and folders left out. Links are
-    followed, but a folder reached twice (a link loop) is read once."""
-    found, seen = [], set()
+    """Paths (str) of the pictures under `folder`, relative to it, hidden files and folders left
+    out. Links are followed, but a folder reached twice (a link loop) is read once."""
+    found, seen, start = [], set(), len(str(folder)) + 1
     for top, subfolders, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:
@@ -46,15 +46,15 @@ def pictures_under(folder, suffixes):
             continue
         seen.add(real)
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        found += [Path(top, f).relative_to(folder) for f in files
-                  if not f.startswith(".") and Path(f).suffix.lower() in suffixes]
+        prefix = top[start:] + "/" if len(top) >= start else ""
+        found += [prefix + f for f in files if not f.startswith(".") and os.path.splitext(f)[1].lower() in suffixes]
     return found
 
 
-def classes_of(folder):
-    """The class subfolders of `folder` (sorted names), or None when its pictures lie in it directly."""
+def classes_of(folder, suffixes):
+    """-> (the class subfolders of `folder`, sorted, or None when its pictures lie in it directly;
+    {class or None: its pictures' paths relative to `folder`})."""
     folder = Path(folder)
-    suffixes = picture_suffixes()
     subfolders = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     loose = [f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes
              and not f.name.startswith(".")]
@@ -62,17 +62,18 @@ def classes_of(folder):
         raise UserError(f"{folder} holds pictures both directly ({loose[0]}, ...) and in subfolders ({subfolders[0]}, "
                         "...); put each class in a subfolder, or every picture directly in it for an unlabelled domain")
     if loose:
-        return None
+        return None, {None: pictures_under(folder, suffixes)}
     if not subfolders:
         raise UserError(f"{folder} holds no pictures ({', '.join(sorted(suffixes)[:6])}, ...); add some, one "
                         "subfolder per class")
-    empty = [c for c in subfolders if not pictures_under(folder / c, suffixes)]
+    listing = {c: [f"{c}/{p}" for p in pictures_under(folder / c, suffixes)] for c in subfolders}
+    empty = [c for c in subfolders if not listing[c]]
     if empty:
         raise UserError(f"{folder / empty[0]} holds no pictures; add some or remove the folder")
     if len(subfolders) < 2:
         raise UserError(f"{folder} has one class folder ({subfolders[0]}); a labelled domain needs two or more "
                         "(for an unlabelled one, put the pictures directly in it)")
-    return subfolders
+    return subfolders, listing
 
 
 def split_files(folder):
@@ -83,23 +84,22 @@ def split_files(folder):
         raise UserError(f"{folder}: neither a built-in domain ({', '.join(DOMAINS)}) nor a folder of pictures")
     fixed = (folder / "train").is_dir() and (folder / "test").is_dir()
     suffixes = picture_suffixes()
-    if fixed:
-        names = classes_of(folder / "train")
-        if classes_of(folder / "test") != names:
-            raise UserError(f"{folder}/train and {folder}/test have different class folders; give both the same")
-    else:
-        names = classes_of(folder)
     splits = {split: [] for split in SPLITS}
+    if fixed:
+        (names, train), (test_names, test) = (classes_of(folder / split, suffixes) for split in SPLITS)
+        if test_names != names:
+            raise UserError(f"{folder}/train and {folder}/test have different class folders; give both the same")
+        for split, listing in zip(SPLITS, (train, test)):
+            splits[split] = [(f"{split}/{path}", names.index(c) if names else None)
+                             for c, paths in listing.items() for path in paths]
+    else:
+        names, listing = classes_of(folder, suffixes)
+        for c, paths in listing.items():
+            for path in paths:
+                held_out = int.from_bytes(hashlib.sha1(path.encode()).digest()[:4], "big") % 100 < TEST_SHARE
+                splits["test" if held_out else "train"].append((path, names.index(c) if names else None))
     for split in SPLITS:
-        base = folder / split if fixed else folder
-        for label, sub in enumerate(names or [None]):
-            for path in pictures_under(base / sub if sub else base, suffixes):
-                relative = (Path(split) if fixed else Path()) / (Path(sub) if sub else Path()) / path
-                held_out = int.from_bytes(hashlib.sha1(str(relative).encode()).digest()[:4], "big") % 100 < TEST_SHARE
-                if fixed or held_out == (split == "test"):
-                    splits[split].append((relative, label if sub else None))
-    for split in SPLITS:
-        splits[split].sort(key=lambda item: (item[0].name, str(item[0])))
+        splits[split].sort(key=lambda item: (os.path.basename(item[0]), item[0]))
     return names, splits
 
 
@@ -118,11 +118,13 @@ def read_picture_file(path):
 
 
 def decode(paths):
-    """Decode pictures on every core: -> list of (array or None, reason or None)."""
+    """Decode pictures on every core: -> list of (array or None, reason or None). The workers are
+    spawned, not forked: a child forked from a process whose torch thread pool has run hangs."""
     if len(paths) < 256 or (os.cpu_count() or 1) < 2:
         return [read_picture_file(p) for p in paths]
-    with multiprocessing.get_context("fork").Pool(os.cpu_count()) as pool:
-        return pool.map(read_picture_file, paths, chunksize=64)
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count(), initializer=torch.set_num_threads,
+                                                   initargs=(1,)) as pool:
+        return pool.map(read_picture_file, paths, chunksize=256)
 
 
 def fingerprint(folder, files):
@@ -155,7 +157,7 @@ def load_folder(folder, split, root=None):
         pass  # absent, stale or damaged: decode again
     decoded = decode([folder / relative for relative, _ in files])
     kept = [i for i, (array, _) in enumerate(decoded) if array is not None]
-    skipped = [(str(files[i][0]), why) for i, (array, why) in enumerate(decoded) if array is None]
+    skipped = [(files[i][0], why) for i, (array, why) in enumerate(decoded) if array is None]
     if files and len(skipped) > len(files) / 2:
         raise UserError(f"{folder}: {len(skipped)} of the {len(files)} pictures of its {split} split cannot be read "
                         f"({', '.join(p for p, _ in skipped[:3])}, ...); is it a folder of pictures?")

@@ -1,10 +1,11 @@
 """How well each label-free score ranks finished runs by their target test accuracy.
 
-    python experiments/rank_scores.py runs/experiments/lf-*/seed* [--data-dir DIR]
+    python experiments/rank_scores.py runs/experiments/lf-*/seed* [mnist-mnist_m-dann ...] [--data-dir DIR]
 
-For every run folder (finished: metrics.json) it computes scores.label_free_scores of the final
-model on its task's training pictures (target labels unread), reads the target test accuracy the
-run reported, and prints one row per run, then each score's Spearman rank correlation with that
+For every run folder (finished: metrics.json), or bundled model by name, it computes
+scores.label_free_scores of the final model on its task's training pictures (target labels
+unread), reads the target test accuracy the run reported (a bundled model's: the registry's),
+and prints one row per run, then each score's Spearman rank correlation with that
 accuracy (oriented so that higher is better: entropy, class shift and the domain accuracy's distance
 from .5 count negatively), and the accuracy of the run each score would choose against the best.
 Other main.py flags (an experiments/ script's overrides) are accepted and ignored but --data-dir.
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scipy.stats import spearmanr  # noqa: E402
 
 import download_data  # noqa: E402
-from checkpoints import load_checkpoint  # noqa: E402
+from checkpoints import bundled_checkpoint, bundled_models, load_checkpoint  # noqa: E402
 from config import Config  # noqa: E402
 from scores import label_free_scores  # noqa: E402
 
@@ -26,27 +27,36 @@ HIGHER_IS_BETTER = {"entropy": lambda v: -v, "information_maximisation": lambda 
                     "domain_accuracy": lambda v: -abs(v - 0.5), "snd": lambda v: v}
 
 
-def score_run(folder, data_dir):
-    metrics = json.loads((folder / "metrics.json").read_text())
-    cfg = Config.from_saved(metrics["config"], folder / "metrics.json")
-    model, _ = load_checkpoint(folder / "checkpoint.pt")
-    sets = download_data.load_datasets([cfg.source, cfg.target], ["train"], data_dir or cfg.data_dir, False)
-    source, target = sets[cfg.source, "train"], sets[cfg.target, "train"]
-    return {"run": f"{folder.parent.name}/{folder.name}", "target_test_acc": metrics["target_test_acc"],
-            **label_free_scores(model, target[0], *source)}
+def score_run(run, data_dir):
+    """A run folder or a bundled model's name -> its row: name, target test accuracy, scores."""
+    if (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text())
+        cfg = Config.from_saved(metrics["config"], run / "metrics.json")
+        task, data_dir = (cfg.source, cfg.target), data_dir or cfg.data_dir
+        path, name, accuracy = run / "checkpoint.pt", f"{run.parent.name}/{run.name}", metrics["target_test_acc"]
+    else:
+        entry = bundled_models()["models"][str(run)]
+        task = entry["source"], entry["target"]
+        path, name, accuracy = bundled_checkpoint(str(run)), str(run), entry["target_test_acc"]
+    model, _ = load_checkpoint(path)
+    sets = download_data.load_datasets(task, ["train"], data_dir, False)
+    source, target = (sets[domain, "train"] for domain in task)
+    return {"run": name, "target_test_acc": accuracy, **label_free_scores(model, target[0], *source)}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="finished run folders of main.py")
+    p.add_argument("runs", nargs="+", type=Path, help="finished run folders of main.py, or bundled models' names")
     p.add_argument("--data-dir", default=None, help="dataset folder (default: each run's own)")
     p.add_argument("--json", default=None, help="also write the rows and correlations to this file")
     args, _ = p.parse_known_args()
-    rows = [score_run(run, args.data_dir) for run in args.runs if (run / "metrics.json").is_file()]
+    bundled = bundled_models()["models"]
+    rows = [score_run(run, args.data_dir) for run in args.runs
+            if (run / "metrics.json").is_file() or str(run) in bundled]
     names = list(HIGHER_IS_BETTER)
     print(f"{'run':<28} {'target acc':>10} " + " ".join(f"{n[:12]:>12}" for n in names))
     for r in sorted(rows, key=lambda r: r["target_test_acc"]):
-        print(f"{r['run']:<28} {r['target_test_acc']:>10.4f} " + " ".join(f"{r[n]:>12.4f}" for n in names))
+        print(f"{r['run'][:28]:<28} {r['target_test_acc']:>10.4f} " + " ".join(f"{r[n]:>12.4f}" for n in names))
     best = max(r["target_test_acc"] for r in rows)
     summary = {}
     print(f"\nover {len(rows)} runs (best target accuracy {best:.4f}):")

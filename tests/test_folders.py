@@ -186,3 +186,22 @@ def test_label_free_scores_reward_confident_diverse_predictions():
     assert good["class_shift"] < 1e-9 and bad["class_shift"] == pytest.approx(0.75)  # all in class 0 against 4
     for result in (good, bad):  # SND is an entropy over the 39 other pictures
         assert np.isfinite(list(result.values())).all() and 0 <= result["snd"] <= np.log(39) + 1e-6
+
+
+def test_the_readme_worked_example_runs_as_written(synthetic_root, tmp_path):
+    """The commands of README 'Adapt to your own pictures', shortened (--limit, --epochs) and on the
+    synthetic files, run one after another in a fresh folder."""
+    import re
+    section = (REPO / "README.md").read_text().split("## Adapt to your own pictures")[1].split("\n## ")[0]
+    commands = [line.split("  #")[0].strip() for line in re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+                .splitlines() if line.strip()]
+    assert len(commands) >= 6 and all(c.startswith("python ") for c in commands)
+    env = {**os.environ, "DANN_DATA_DIR": str(synthetic_root), "OMP_NUM_THREADS": "1"}
+    for command in commands:
+        command = re.sub(r"--limit \d+", "--limit 60", re.sub(r"--epochs \d+", "--epochs 1", command))
+        words = command.split()
+        words[1] = str(REPO / words[1])
+        r = subprocess.run([sys.executable, *words[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, f"{command}\n{r.stderr[-2000:]}"
+    assert (tmp_path / "runs" / "own-dirt-t" / "metrics.json").is_file()
