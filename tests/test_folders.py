@@ -205,3 +205,14 @@ def test_the_readme_worked_example_runs_as_written(synthetic_root, tmp_path):
                            timeout=300)
         assert r.returncode == 0, f"{command}\n{r.stderr[-2000:]}"
     assert (tmp_path / "runs" / "own-dirt-t" / "metrics.json").is_file()
+
+
+def test_a_large_folder_is_decoded_on_every_core_to_the_same_pictures(tmp_path, monkeypatch):
+    base = picture_folder(tmp_path / "many", [0, 1] * 200, layout={0: "a", 1: "b"})  # past the parallel threshold
+    torch.ones(64, 64) @ torch.ones(64, 64)  # torch's thread pool has run: a forked worker would now hang
+    paths = [base / p for p, _ in folders.split_files(base)[1]["train"]]
+    assert len(paths) >= 256
+    parallel = folders.decode(paths)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    serial = folders.decode(paths)
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(parallel, serial))
