@@ -49,7 +49,7 @@ def load_data(cfg, device, skipped=None):
     sets on the device (as uint8), the test sets too (evaluation reads them there); the labels of an
     unlabelled target folder are None. Pictures of a folder that could not be read are appended to
     `skipped`."""
-    check_classes(cfg)
+    source_classes = check_classes(cfg)
     loaded = download_data.load_datasets(dict.fromkeys([cfg.source, cfg.target]), SPLITS, cfg.data_dir,
                                          not cfg.no_download, skipped)
     sets = {}
@@ -61,12 +61,12 @@ def load_data(cfg, device, skipped=None):
             if len(x) == 0:
                 raise UserError(f"the {split} split of {getattr(cfg, domain)} holds no picture that could be read")
             sets[f"{domain}_{split}"] = (x.to(device), y if y is None else y.to(device))
-    sets["classes"] = tuple(download_data.class_names(cfg.source))
+    sets["classes"] = tuple(source_classes)
     return sets
 
 
 def check_classes(cfg):
-    """The source must be labelled, and a labelled target must name the same classes."""
+    """The source must be labelled, and a labelled target must name the same classes; returns them."""
     source, target = download_data.class_names(cfg.source), download_data.class_names(cfg.target)
     if source is None:
         raise UserError(f"--source {cfg.source} has no class subfolders; the source must be labelled")
@@ -76,7 +76,7 @@ def check_classes(cfg):
         only_source, only_target = sorted(set(source) - set(target)), sorted(set(target) - set(source))
         raise UserError(f"--source and --target name different classes: only in the source {only_source or 'none'}, "
                         f"only in the target {only_target or 'none'}; give both the same class folders")
-
+    return source
 
 
 def epoch_length(sizes, batch_size):
