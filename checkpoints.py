@@ -94,7 +94,7 @@ def restore(run_dir, model, opt, companions):
 def start_from(model, spec):
     """--init: copy into model the weights another model is evaluated with (a run folder, a
     checkpoint file or URL, or a bundled model's name). Returns unfinished()'s note on it."""
-    path = Path(spec) / "checkpoint.pt" if Path(spec).is_dir() else resolve_checkpoint(spec)[0]
+    path = resolve_checkpoint(spec)[0]
     if not path.is_file():
         raise UserError(f"--init {spec}: no run folder, checkpoint file or bundled model by that name "
                         "(python valid.py --list shows the bundled ones)")
@@ -229,7 +229,7 @@ def format_bundled():
 def add_checkpoint_flags(parser):
     """The flags valid.py and image_annotate.py share to choose a model."""
     parser.add_argument("--checkpoint", default=None, metavar="NAME|PATH|URL",
-                        help="a bundled model's name (see --list), a checkpoint file, or an http(s) URL "
+                        help="a bundled model's name (see --list), a checkpoint file, a run folder, or an http(s) URL "
                              "(downloaded once into checkpoints/); default: the latest runs/*/checkpoint.pt, "
                              "or the bundled default model when there is no run yet")
     parser.add_argument("--sha256", default=None, help="expected SHA-256 of a --checkpoint URL's file")
@@ -258,6 +258,8 @@ def resolve_checkpoint(spec=None, sha256=None, runs_dir="runs", cache_dir="check
         return _download_checkpoint(spec, sha256, cache_dir), f"downloaded from {spec}"
     if not Path(spec).exists() and spec in bundled_models()["models"]:
         return bundled_checkpoint(spec), f"bundled model {spec}"
+    if Path(spec).is_dir():  # a run folder, or choose.py's chosen/
+        return Path(spec) / "checkpoint.pt", "as given"
     return Path(spec), "as given"
 
 

@@ -126,7 +126,8 @@ class Config:
 
     @classmethod
     def from_flags(cls, args):
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        """argparse's namespace -> Config; a setting the parser lacks keeps its default."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
 
     @classmethod
     def from_saved(cls, saved, where):
@@ -149,14 +150,27 @@ class Config:
 
     def command(self):
         """`python main.py` with the flags whose values differ from the defaults: what decides the model."""
-        words = ["python", "main.py"]
+        return " ".join(["python", "main.py", *map(shlex.quote, self.flags())])
+
+    def flags(self, everything=False):
+        """main.py's flags for the settings that differ from their defaults: those that decide the
+        model, and with everything=True also those that say how the run is carried out."""
+        words = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in self.NOT_IN_COMMAND or value == f.default or (f.name == "arch" and
-                                                                       value == DEFAULT_ARCH.get(self.source, "mnist")):
+            if (f.name in self.NOT_IN_COMMAND and not everything) or value == f.default or (
+                    f.name == "arch" and value == DEFAULT_ARCH.get(self.source, "mnist")):
                 continue
-            words += [flag_name(f.name)] if value is True else [flag_name(f.name), shlex.quote(str(value))]
-        return " ".join(words)
+            if isinstance(value, bool):  # a switch: --NAME turns an off one on, --no-NAME an on one off
+                words.append(flag_name(f.name) if value else "--no-" + f.name.replace("_", "-"))
+            else:
+                words += [flag_name(f.name), str(value)]
+        return words
+
+    def same_model(self, other):
+        """Whether two configurations train the same model (they may differ in how it is carried out)."""
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self)
+                   if f.name not in self.NOT_IN_COMMAND)
 
 
 def in_current_words(saved):
@@ -187,12 +201,12 @@ def flag_name(name):
     return "--" + name.replace("_", "-")
 
 
-def add_flags(parser, names=None):
-    """Add Config's settings (all, or those named) to an argparse parser, with their help and
-    defaults; all of them go in --help groups, which are returned for the caller's own flags."""
+def add_flags(parser, names=None, without=()):
+    """Add Config's settings (those named, else all but those `without`) to an argparse parser, with
+    their help and defaults; all but named ones go in --help groups, returned for the caller's flags."""
     groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()} if names is None else {}
     for f in fields(Config):
-        if names is not None and f.name not in names:
+        if (names is not None and f.name not in names) or f.name in without:
             continue
         where, meta = groups.get(f.metadata["group"], parser), f.metadata
         if f.type is bool and f.default:  # an on-by-default switch is turned off by --no-NAME

@@ -1,0 +1,107 @@
+"""Choose a method without target labels: train the candidate methods on one task, score each final
+model on the unlabelled target training pictures, and recommend the one with the lowest class shift.
+
+    python choose.py --source mnist --target mnist_m --limit 7000          # four candidates, seed 0
+    python choose.py --source my_pictures/labelled --target my_pictures/unlabelled --seeds 0 1 2
+    python choose.py --source mnist --target mnist_m --candidates dann dirt-t --epochs 30
+
+Candidates (--candidates): source-only, dann, dann-im, vada, dirt-t (DANN, then DIRT-T for half as
+many epochs, from the DANN run of the same seed, which it shares). The rule, fixed before any sweep
+was measured: the final model with the lowest class shift (how far its predicted class mix on the
+target is from the source's label mix), a tie going to the lower entropy; RESULTS.md, 'Choosing
+without labels', says how often it picked well. It assumes the target's class mix is the source's.
+
+Writes <out>/<candidate>/seed<S>/ (main.py run folders), <out>/logs/, <out>/choice.json (every run,
+its scores, the choice) and <out>/chosen/ (the chosen model: valid.py and image_annotate.py use it by
+default, or with --checkpoint <out>/chosen). The same command continues a stopped sweep: finished
+runs are not trained again. Target labels, where the target has them, are only reported.
+"""
+import argparse
+import json
+import os
+from pathlib import Path
+
+from common import UserError, run_script, save_atomic  # first: Ctrl-C while torch loads is one line
+
+import sweep
+from config import Config, add_flags
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = add_flags(p, without=("method", "init", "seed"))["run"]
+    run.add_argument("--candidates", nargs="+", default=list(sweep.DEFAULT_CANDIDATES), choices=sweep.CANDIDATES,
+                     metavar="NAME", help="methods to train and choose from: " + ", ".join(sweep.CANDIDATES) +
+                     f" (default: {' '.join(sweep.DEFAULT_CANDIDATES)})")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
+                     help="train every candidate with each seed; the rule chooses among all the final models "
+                          "(default: 0)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="the sweep's folder (default: runs/choose-<source>-<target>); the same --out continues it")
+    run.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="J",
+                     help="main.py processes side by side (default: the CPU's cores, at most 4), each with "
+                          "cores / J threads unless OMP_NUM_THREADS says otherwise")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be at least 1")
+    try:
+        args.config = Config.from_flags(args)
+    except ValueError as e:
+        p.error(str(e))
+    args.out = args.out or Path("runs") / f"choose-{short_name(args.config.source)}-{short_name(args.config.target)}"
+    return args
+
+
+def short_name(domain):
+    """A domain as a folder name: a built-in name, or a folder's own name."""
+    return Path(domain).name or "folder"
+
+
+def print_table(runs, chosen, labelled):
+    header = f"{'candidate':<14}{'seed':>5}{'class shift':>13}{'entropy':>9}{'IM':>8}{'SND':>8}{'domain acc':>12}"
+    print(header + (f"{'target test':>13}" if labelled else "") + "   status")
+    for r in runs:
+        s = (r.metrics or {}).get("label_free")
+        line = f"{r.candidate:<14}{r.seed:>5}"
+        line += (f"{s['class_shift']:>13.4f}{s['entropy']:>9.4f}{s['information_maximisation']:>8.4f}"
+                 f"{s['snd']:>8.4f}{s['domain_accuracy']:>12.4f}") if s else " " * 50
+        if labelled:
+            line += f"{r.metrics['target_test_acc']:>13.4f}" if r.metrics else " " * 13
+        mark = "  <- chosen" if r is chosen else ""
+        print(f"{line}   {r.status}{mark}{': ' + r.note if r.note else ''}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runs = sweep.plan(args.config, args.candidates, args.seeds, args.out)
+    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
+    left = sum(r.status != "done" for r in runs)
+    print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} to train, "
+          f"{args.jobs} at a time with {threads} thread(s) each. Rule: {sweep.RULE}.")
+    stopped = not sweep.run_all(runs, args.jobs, threads, args.out / "logs") or any(r.status == "stopped"
+                                                                                 for r in runs)
+    chosen = None if stopped else sweep.choose(runs)
+    labelled = any(r.metrics and r.metrics["target_test_acc"] is not None for r in runs)
+    print_table(runs, chosen, labelled)
+    save_atomic(json.dumps(sweep.report(runs, chosen, threads), indent=2), args.out / "choice.json")
+    if stopped:
+        print(f"stopped; every run is saved. Continue with the same command (--out {args.out}).")
+        return 1
+    if chosen is None:
+        raise UserError(f"no candidate finished; see the logs in {args.out / 'logs'}")
+    sweep.share_chosen(chosen, args.out / "chosen")
+    print(f"chosen: {chosen.name} (class shift {chosen.metrics['label_free']['class_shift']:.4f}), "
+          f"copied to {args.out / 'chosen'}: python valid.py --checkpoint {args.out / 'chosen'}")
+    best = sweep.most_accurate(runs)
+    if best is not None:
+        print(f"target test accuracy, read only to report: chosen {chosen.metrics['target_test_acc']:.4f}, "
+              f"most accurate {best.name} {best.metrics['target_test_acc']:.4f}")
+    failed = [r.name for r in runs if r.status in ("failed", "skipped")]
+    if failed:
+        print(f"not finished: {', '.join(failed)}; chosen among the others")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    run_script(main)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# How well choose.py's rule picks a method without target labels (RESULTS.md, 'Choosing without
+# labels'): a sweep of the four default candidates, seeds 0, 1, 2, on each labelled task that runs on
+# a 2-core CPU in about half an hour (the first 7,000 training images of each domain, 100 epochs),
+# then the target accuracy of the model the rule chose against the most accurate candidate and the
+# fixed recipes, for each seed's own sweep and for all three seeds together.
+source "$(dirname "$0")/lib.sh"
+for task in "mnist mnist_m" "mnist_m mnist"; do
+  set -- $task
+  python choose.py --source "$1" --target "$2" --limit 7000 --eval-every 10 --seeds 0 1 2 \
+    --out "$RUNS/choose-$1-$2-7000" "${OVERRIDES[@]}"
+done
+python experiments/choice_report.py "$RUNS"/choose-*-7000

@@ -1,0 +1,230 @@
+"""Choose a method without target labels, the engine behind choose.py: train candidate methods on
+one task, score each final model on unlabelled target training pictures (scores.py), and pick one
+by a rule fixed before any sweep was measured (RULE, below). Target labels, where a target has
+them, are read only to report accuracy beside the choice.
+
+Each candidate run is an ordinary main.py run folder, <out>/<candidate>/seed<S>/, trained by a
+main.py process of its own, several side by side. A finished run is never trained again and a
+stopped one is resumed, so the same command continues a stopped sweep; a candidate that refines
+another (DIRT-T) starts from that candidate's run of the same seed, which it shares.
+"""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from checkpoints import load_checkpoint, weights_only
+from common import REPO, UserError, make_folder, save_atomic
+from config import Config
+
+# Class shift ranked 25 short MNIST -> MNIST-M runs best of the label-free scores (Spearman .50 with
+# target accuracy, against .37 for entropy; RESULTS.md, 'Label-free scores'), so it decides; entropy,
+# the next best, breaks a tie. It assumes the target's class mix is the source's.
+RULE = "the final model with the lowest class shift; a tie goes to the lower entropy"
+
+
+def rank_key(scores):
+    return scores["class_shift"], scores["entropy"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    method: str
+    after: Optional[str] = None  # the candidate whose run of the same seed this one refines (--init)
+    epochs_share: float = 1.0  # of --epochs: DIRT-T refines for half as long, as in the README's recipe
+
+
+CANDIDATES = {
+    "source-only": Candidate("source-only"),
+    "dann": Candidate("dann"),
+    "dann-im": Candidate("dann-im"),
+    "vada": Candidate("vada"),
+    "dirt-t": Candidate("dirt-t", after="dann", epochs_share=0.5),
+}
+DEFAULT_CANDIDATES = ("source-only", "dann", "dann-im", "dirt-t")
+
+
+@dataclass
+class CandidateRun:
+    """One candidate and seed: its configuration, its run folder, and how far it got."""
+    candidate: str
+    seed: int
+    cfg: Config
+    folder: Path
+    after: Optional["CandidateRun"]
+    status: str = "to train"  # to train, to resume, running, done, failed, skipped, stopped
+    note: str = ""  # why it failed or was skipped
+    metrics: Optional[dict] = None
+    log: Optional[Path] = None  # where its main.py process writes
+
+    @property
+    def name(self):
+        return f"{self.candidate}/seed{self.seed}"
+
+
+def plan(base, candidates, seeds, out):
+    """The runs of a sweep, those a candidate refines added first; each run's status read from its
+    folder. base: the task's Config (its method, seed and --init are each run's own)."""
+    names = []
+    for name in candidates:
+        needed = CANDIDATES[name].after
+        names += [n for n in (needed, name) if n and n not in names]
+    runs = {}
+    for seed in seeds:
+        for name in names:
+            c, first = CANDIDATES[name], runs.get((CANDIDATES[name].after, seed))
+            try:
+                cfg = dataclasses.replace(base, method=c.method, seed=seed, init=first and str(first.folder),
+                                          epochs=max(1, round(base.epochs * c.epochs_share)))
+            except ValueError as e:
+                raise UserError(f"candidate {name}: {e}") from None
+            runs[name, seed] = read_status(CandidateRun(name, seed, cfg, out / name / f"seed{seed}", first))
+    return list(runs.values())
+
+
+def read_status(run):
+    """A run folder as the sweep finds it: finished (metrics.json), stopped (a checkpoint), or new.
+    A folder that holds a run of other settings is refused: its results would answer another question."""
+    config_file = run.folder / "config.json"
+    if config_file.is_file():
+        try:
+            saved = Config.from_saved(json.loads(config_file.read_text()), str(config_file))
+        except ValueError:
+            raise UserError(f"{config_file} is not valid JSON; remove {run.folder} to train it again") from None
+        if not saved.same_model(run.cfg):
+            raise UserError(f"{run.folder} holds a run with other settings ({saved.command()}); "
+                            "give the sweep another --out, or the settings of that run")
+    if (run.folder / "metrics.json").is_file():
+        run.status, run.metrics = "done", json.loads((run.folder / "metrics.json").read_text())
+    elif (run.folder / "checkpoint.pt").is_file():
+        run.status = "to resume"
+    return run
+
+
+def command(run):
+    """The main.py command line that trains (or continues) `run`."""
+    main = [sys.executable, str(REPO / "main.py")]
+    if run.status == "to resume":
+        return main + ["--resume", str(run.folder), "--device", run.cfg.device]
+    return main + [*run.cfg.flags(everything=True), "--out", str(run.folder)]
+
+
+# ---------------------------------------------------------------- running them
+
+def run_all(runs, jobs, threads, log_dir):
+    """Train the runs not done yet, `jobs` main.py processes side by side with `threads` threads
+    each, a run that refines another once that one is done. Each process writes its output to
+    log_dir/<candidate>-seed<S>.log. Ctrl-C or SIGTERM stops every running process (each saves)
+    and returns False; True when no run is left to start."""
+    refined = {r.after.name for r in runs if r.after}
+    # a run others refine first, so that they can start early; a refinement once its run is done
+    waiting = sorted((r for r in runs if r.status in ("to train", "to resume")),
+                     key=lambda r: (r.after is not None, r.name not in refined))
+    running, stop = {}, {"now": False}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+    def stop_all(sig, _frame):
+        stop["now"] = True
+        for process in list(running):
+            process.send_signal(sig)  # each main.py saves its run and exits
+
+    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGINT, signal.SIGTERM)}
+    bar = tqdm(total=len(waiting), unit="run", desc="runs", dynamic_ncols=True, disable=not waiting)
+    try:
+        while (waiting or running) and not (stop["now"] and not running):
+            for run in list(waiting):
+                if stop["now"] or len(running) >= jobs:
+                    break
+                if run.after and run.after.status in ("failed", "skipped", "stopped"):
+                    run.status, run.note = "skipped", f"the run it refines, {run.after.name}, did not finish"
+                    waiting.remove(run)
+                    bar.update()
+                elif run.after is None or run.after.status == "done":
+                    running[start(run, env, log_dir)] = run
+                    waiting.remove(run)
+            time.sleep(0.2)
+            for process, run in list(running.items()):
+                if process.poll() is not None:
+                    del running[process]
+                    finished(run, stop["now"], bar)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        bar.close()
+    return not waiting
+
+
+def start(run, env, log_dir):
+    run.log = make_folder(log_dir) / f"{run.candidate}-seed{run.seed}.log"
+    tqdm.write(f"{'continuing' if run.status == 'to resume' else 'training'} {run.name}: {run.cfg.command()} "
+               f"(output: {run.log})", file=sys.stderr)
+    argv = command(run)
+    run.status = "running"
+    with open(run.log, "a") as log:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def finished(run, stopping, bar):
+    """Read what a main.py process left: its metrics, or why it did not finish."""
+    if (run.folder / "metrics.json").is_file():
+        read_status(run)
+        bar.update()
+        tqdm.write(f"done {run.name}: class shift {run.metrics['label_free']['class_shift']:.4f}, "
+                   f"{run.metrics['wall_time_s']:.0f} s", file=sys.stderr)
+    elif stopping:
+        run.status = "stopped"
+    else:
+        run.status, run.note = "failed", last_line(run.log)
+        bar.update()
+        tqdm.write(f"failed {run.name}: {run.note}", file=sys.stderr)
+
+
+def last_line(log):
+    """The last line a failed main.py printed: its one-line error."""
+    lines = [line.strip() for line in log.read_text(errors="replace").replace("\r", "\n").splitlines() if line.strip()]
+    return f"{lines[-1] if lines else 'no output'} (all of it: {log})"
+
+
+# ---------------------------------------------------------------- choosing
+
+def choose(runs):
+    """The finished run RULE picks, or None when none finished."""
+    done = [r for r in runs if r.status == "done"]
+    return min(done, key=lambda r: rank_key(r.metrics["label_free"]), default=None)
+
+
+def most_accurate(runs):
+    """The finished run with the best target test accuracy: known only with target labels, which
+    the choice never reads; None for an unlabelled target."""
+    done = [r for r in runs if r.status == "done" and r.metrics["target_test_acc"] is not None]
+    return max(done, key=lambda r: r.metrics["target_test_acc"], default=None)
+
+
+def share_chosen(chosen, folder):
+    """Put the chosen model where valid.py and image_annotate.py find it: folder/checkpoint.pt (the
+    weights it is evaluated with, as a shared model) beside a copy of its metrics.json. Written
+    last, it is also the newest finished run under runs/, which both scripts take by default."""
+    ckpt = load_checkpoint(chosen.folder / "checkpoint.pt")[1]
+    save_atomic(json.dumps(chosen.metrics, indent=2), folder / "metrics.json")
+    save_atomic(weights_only(ckpt), folder / "checkpoint.pt")
+
+
+def report(runs, chosen, threads):
+    """choose.py's record of a sweep (choice.json): the rule, every run with its scores, the choice."""
+    def row(r):
+        m = r.metrics or {}
+        return {"candidate": r.candidate, "seed": r.seed, "folder": str(r.folder), "status": r.status,
+                "note": r.note, "command": f"OMP_NUM_THREADS={threads} {r.cfg.command()}",
+                "label_free": m.get("label_free"), "target_test_acc": m.get("target_test_acc"),
+                "source_test_acc": m.get("source_test_acc"), "wall_time_s": m.get("wall_time_s")}
+    best = most_accurate(runs)
+    return {"rule": RULE, "chosen": chosen and chosen.name, "most_accurate": best and best.name,
+            "note": "target accuracies are reported, never read by the rule", "runs": [row(r) for r in runs]}
