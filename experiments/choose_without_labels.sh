@@ -5,9 +5,7 @@
 # then the target accuracy of the model the rule chose against the most accurate candidate and the
 # fixed recipes, for each seed's own sweep and for all three seeds together.
 source "$(dirname "$0")/lib.sh"
-for task in "mnist mnist_m" "mnist_m mnist"; do
-  set -- $task
-  python choose.py --source "$1" --target "$2" --limit 7000 --eval-every 10 --seeds 0 1 2 \
-    --out "$RUNS/choose-$1-$2-7000" "${OVERRIDES[@]}"
-done
+sweep=(--limit 7000 --eval-every 10 --seeds 0 1 2)
+python choose.py --source mnist --target mnist_m "${sweep[@]}" --out "$RUNS/choose-mnist-mnist_m-7000" "${OVERRIDES[@]}"
+python choose.py --source mnist_m --target mnist "${sweep[@]}" --out "$RUNS/choose-mnist_m-mnist-7000" "${OVERRIDES[@]}"
 python experiments/choice_report.py "$RUNS"/choose-*-7000

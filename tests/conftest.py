@@ -3,6 +3,7 @@ import gzip
 import io
 import signal
 import struct
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -29,6 +30,12 @@ def ctrl_c_after(monkeypatch, steps):
 
     monkeypatch.setattr(training, "sgd_step", step_then_ctrl_c)
     return real_step
+
+
+def run_script(script, *args, cwd=REPO, **kwargs):
+    """One of the project's scripts in a process of its own, its output captured as text."""
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, **kwargs)
 
 
 def write_idx(path, array, magic):

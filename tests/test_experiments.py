@@ -6,14 +6,19 @@ import subprocess
 from conftest import REPO
 
 SCRIPTS = sorted(s for s in (REPO / "experiments").glob("*.sh") if s.name != "lib.sh")  # lib.sh: what they share
-TINY = ["--limit", "40", "--epochs", "1", "--no-download", "--device", "cpu"]
+TINY = ["--limit", "40", "--epochs", "1", "--seeds", "0", "--no-download", "--device", "cpu"]
 
 
 def rows_in(script):
     return len(re.findall(r"^row ", script.read_text(), re.M))
 
 
-def test_every_experiment_script_trains_each_of_its_rows_and_prints_their_mean_and_std(synthetic_root, tmp_path):
+def sweeps_in(script):
+    return len(re.findall(r"^python choose.py ", script.read_text(), re.M))
+
+
+def test_every_experiment_script_trains_each_of_its_rows_and_prints_their_mean_and_std_or_its_choices(
+        synthetic_root, tmp_path):
     assert {s.name for s in SCRIPTS} >= {"paper_table.sh", "dann_dirt_t.sh", "short_schedule.sh"}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     running = {}
@@ -25,8 +30,10 @@ def test_every_experiment_script_trains_each_of_its_rows_and_prints_their_mean_a
         out = process.communicate(timeout=600)[0]
         assert process.returncode == 0, f"{script.name}:\n{out[-3000:]}"
         summaries = re.findall(r"mean \+- sample std of \d seeds", out)
-        assert rows_in(script) > 0 and len(summaries) == rows_in(script), f"{script.name}:\n{out[-3000:]}"
+        assert rows_in(script) + sweeps_in(script) > 0, script.name
+        assert len(summaries) == rows_in(script), f"{script.name}:\n{out[-3000:]}"
         assert len(list((tmp_path / script.stem).glob("*/summary.json"))) == rows_in(script)
+        assert len(re.findall(r"^chosen: ", out, re.M)) == sweeps_in(script), f"{script.name}:\n{out[-3000:]}"
 
 
 def test_a_finished_row_is_not_trained_again(synthetic_root, tmp_path):

@@ -20,7 +20,7 @@ import image_annotate
 import training
 from common import UserError
 from config import Config
-from conftest import REPO, digit_images
+from conftest import REPO, digit_images, run_script
 
 DIGIT_7 = REPO / "images" / "mnist_test0_digit7.png"
 
@@ -28,11 +28,6 @@ DIGIT_7 = REPO / "images" / "mnist_test0_digit7.png"
 def tiny(root, **changes):
     return Config(**{"source": "mnist", "target": "mnist_m", "data_dir": str(root), "no_download": True,
                      "epochs": 2, "batch_size": 8, "device": "cpu", **changes})
-
-
-def run_script(script, *args, cwd=REPO, **kwargs):
-    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, **kwargs)
 
 
 def stop_after(monkeypatch, steps, sig):

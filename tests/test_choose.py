@@ -1,0 +1,114 @@
+"""choose.py: candidates trained side by side, ranked without target labels, the choice shared."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import sweep
+from config import Config
+from conftest import REPO, run_script
+
+TINY = ["--source", "mnist", "--target", "mnist_m", "--no-download", "--device", "cpu", "--batch-size", "8"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def finished(candidate, seed, class_shift, entropy, accuracy=None):
+    run = sweep.CandidateRun(candidate, seed, Config(source="mnist", target="mnist_m", method="dann"), None, None)
+    run.status = "done"
+    run.metrics = {"label_free": {"class_shift": class_shift, "entropy": entropy}, "target_test_acc": accuracy}
+    return run
+
+
+def test_the_rule_takes_the_lowest_class_shift_breaks_ties_by_entropy_and_never_reads_target_accuracy():
+    runs = [finished("dann", 0, 0.20, 0.4, accuracy=0.9), finished("dann-im", 0, 0.05, 0.9, accuracy=0.5),
+            finished("dirt-t", 0, 0.05, 0.3, accuracy=0.6), finished("source-only", 0, 0.30, 0.1, accuracy=0.7)]
+    failed = sweep.CandidateRun("vada", 0, runs[0].cfg, None, None, status="failed")
+    assert sweep.choose(runs + [failed]).candidate == "dirt-t"
+    assert sweep.most_accurate(runs).candidate == "dann"
+    for run in runs:  # other accuracies: the same choice
+        run.metrics["target_test_acc"] = 1 - run.metrics["target_test_acc"]
+    assert sweep.choose(runs).candidate == "dirt-t"
+    assert sweep.choose([failed]) is None and sweep.most_accurate([finished("dann", 0, 0.1, 0.1)]) is None
+
+
+def test_dirt_t_refines_the_dann_run_of_its_own_seed_for_half_the_epochs(tmp_path):
+    runs = sweep.plan(Config(source="mnist", target="mnist_m", epochs=100), ["dirt-t", "source-only"], [0, 1], tmp_path)
+    assert [r.name for r in runs] == ["dann/seed0", "dirt-t/seed0", "source-only/seed0",
+                                      "dann/seed1", "dirt-t/seed1", "source-only/seed1"]
+    dirt_t = runs[4]
+    assert dirt_t.after is runs[3] and dirt_t.cfg.init == str(tmp_path / "dann" / "seed1")
+    assert (dirt_t.cfg.method, dirt_t.cfg.epochs, dirt_t.cfg.seed, runs[3].cfg.epochs) == ("dirt-t", 50, 1, 100)
+    assert all(r.status == "to train" for r in runs)
+
+
+def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_rerun_trains_nothing(
+        synthetic_root, tmp_path):
+    sweep_args = [*TINY, "--data-dir", synthetic_root, "--epochs", "2", "--seeds", "0", "1",
+                  "--candidates", "source-only", "dirt-t", "--jobs", "2"]
+    r = run_script("choose.py", *sweep_args, cwd=tmp_path, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "runs" / "choose-mnist-mnist_m"
+    report = json.loads((out / "choice.json").read_text())
+    done = [row for row in report["runs"] if row["status"] == "done"]
+    assert len(done) == 6 and {row["candidate"] for row in done} == {"source-only", "dann", "dirt-t"}
+    chosen = min(done, key=lambda row: (row["label_free"]["class_shift"], row["label_free"]["entropy"]))
+    assert report["chosen"] == f"{chosen['candidate']}/seed{chosen['seed']}" and "<- chosen" in r.stdout
+    shared = json.loads((out / "chosen" / "metrics.json").read_text())
+    assert shared["config"]["method"] == chosen["candidate"] and shared["config"]["seed"] == chosen["seed"]
+
+    v = run_script("valid.py", "--data-dir", synthetic_root, "--no-download", "--json", cwd=tmp_path)  # no --checkpoint
+    assert v.returncode == 0 and "runs/choose-mnist-mnist_m/chosen/checkpoint.pt" in v.stderr, v.stderr
+    assert json.loads(v.stdout)["domains"]["mnist_m"]["accuracy"] == pytest.approx(chosen["target_test_acc"])
+    a = run_script("image_annotate.py", "-f", REPO / "images" / "mnist_test0_digit7.png", "--checkpoint",
+                   out / "chosen", "--out-dir", tmp_path / "annotated", cwd=tmp_path)
+    assert a.returncode == 0 and "mnist_test0_digit7.png" in a.stdout, a.stderr
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/checkpoint.pt")}
+    again = run_script("choose.py", *sweep_args, cwd=tmp_path, env=ENV)
+    assert again.returncode == 0 and "6 finished already, 0 to train" in again.stdout, again.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/checkpoint.pt")} == stamps
+    assert json.loads((out / "choice.json").read_text())["chosen"] == report["chosen"]
+
+    other = run_script("choose.py", *TINY, "--data-dir", synthetic_root, "--epochs", "3", "--candidates", "source-only",
+                       cwd=tmp_path, env=ENV)
+    assert other.returncode == 1 and other.stderr.startswith("error: ") and "other settings" in other.stderr
+
+
+def test_a_stopped_sweep_continues_where_it_stopped(synthetic_root, tmp_path):
+    args = [*TINY, "--data-dir", synthetic_root, "--epochs", "60", "--save-every", "1", "--candidates", "dann",
+            "--out", tmp_path / "sweep", "--jobs", "1"]
+    process = subprocess.Popen([sys.executable, str(REPO / "choose.py"), *map(str, args)], cwd=tmp_path, env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "sweep" / "dann" / "seed0" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Continue with the same command" in out, err[-2000:]
+    assert not (checkpoint.parent / "metrics.json").exists()
+    r = run_script("choose.py", *args, cwd=tmp_path, env=ENV)
+    assert r.returncode == 0 and "0 finished already, 1 to train" in r.stdout, r.stderr[-2000:]
+    assert "continuing dann/seed0" in r.stderr
+    log = (tmp_path / "sweep" / "logs" / "dann-seed0.log").read_text()
+    assert "stopped at step" in log and json.loads((checkpoint.parent / "metrics.json").read_text())["history"]
+
+
+def test_a_failed_candidate_is_reported_its_refinement_skipped_and_the_others_still_chosen_from(
+        synthetic_root, tmp_path):
+    args = [*TINY, "--data-dir", synthetic_root, "--epochs", "1", "--candidates", "source-only", "dirt-t",
+            "--out", tmp_path / "sweep"]
+    broken = tmp_path / "sweep" / "dann" / "seed0"
+    broken.mkdir(parents=True)
+    the_sweeps = Config(source="mnist", target="mnist_m", batch_size=8, epochs=1)  # the sweep's DANN run
+    (broken / "config.json").write_text(json.dumps(the_sweeps.as_dict()))
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    r = run_script("choose.py", *args, cwd=tmp_path, env=ENV)
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stderr[-2000:]
+    assert "failed: " in r.stdout and "checkpoint.pt is unreadable" in r.stdout
+    assert "skipped: the run it refines, dann/seed0, did not finish" in r.stdout
+    assert "chosen: source-only/seed0" in r.stdout and (tmp_path / "sweep" / "chosen" / "checkpoint.pt").is_file()
