@@ -1,4 +1,4 @@
-"""Digit domains as tensors: MNIST, SVHN, MNIST-M and USPS, all as 3 x 28 x 28 uint8.
+"""Digit domains as tensors: MNIST, SVHN, MNIST-M, USPS and synth, all as 3 x 28 x 28 uint8.
 
 `load_domain(name, split)` parses the official files (where they come from and their checksums
 are download_data.py's), checks what it reads, and caches the decoded tensors next to the raw
@@ -20,7 +20,7 @@ import torchvision.transforms.v2.functional as TF
 
 from common import UserError, save_atomic
 
-DOMAINS = ("mnist", "svhn", "mnist_m", "usps")
+DOMAINS = ("mnist", "svhn", "mnist_m", "usps", "synth")
 DIGITS = tuple(str(digit) for digit in range(10))  # the built-in domains' class names
 SPLITS = ("train", "test")
 IMAGE_SIZE = 28
@@ -41,6 +41,8 @@ SPLIT_FILES = {
     ("mnist_m", "test"): ("mnist_m.tar.gz",),
     ("usps", "train"): ("zip.train.gz",),
     ("usps", "test"): ("zip.test.gz",),
+    ("synth", "train"): ("synth_train_32x32.npz",),  # rendered here (synth.py), not downloaded
+    ("synth", "test"): ("synth_test_32x32.npz",),
 }
 
 
@@ -245,7 +247,26 @@ def load_usps(folder, split):
     return torch.from_numpy(pixels), labels
 
 
-_PARSERS = {"mnist": load_mnist, "svhn": load_svhn, "mnist_m": load_mnist_m, "usps": load_usps}
+def load_synth(folder, split):
+    import zipfile
+    from synth import RENDER_VERSION, SIZE
+    path = folder / SPLIT_FILES[("synth", split)][0]
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, labels, version = f["images"], f["labels"], int(f["version"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise _bad(path, f"synth file ({type(e).__name__})", "synth") from None
+    if version != RENDER_VERSION:
+        raise UserError(f"{path} was rendered by version {version} of synth.py, this is version {RENDER_VERSION}; "
+                        f"delete it and render it again with: {fetch_command('synth', folder.parent)}")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (SIZE, SIZE, 3):
+        raise _bad(path, f"synth file (images are {images.dtype} {images.shape})", "synth")
+    labels = torch.from_numpy(labels.astype(np.int64))
+    _check_labels(path, labels, len(images), "synth file", "synth")
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), labels
+
+
+_PARSERS = {"mnist": load_mnist, "svhn": load_svhn, "mnist_m": load_mnist_m, "usps": load_usps, "synth": load_synth}
 
 
 # ---------------------------------------------------------------- cached loading

@@ -3,6 +3,7 @@
     python download_data.py                               # MNIST and SVHN from the official sources
     python download_data.py --datasets mnist mnist_m usps
     python download_data.py --from /mnt/copies            # import local copies instead (offline machines)
+    python download_data.py --datasets synth              # render the synthetic digits here (synth.py)
 
 Every file is checked against the checksum table SOURCES below. A valid file already in
 place is skipped, a corrupt one is fetched again. Downloads resume after an interruption
@@ -13,9 +14,11 @@ import contextlib
 import hashlib
 import os
 import shutil
+import time
 from collections import namedtuple
 from pathlib import Path
 
+import numpy as np
 import requests
 from tqdm import tqdm
 
@@ -153,13 +156,16 @@ def import_file(name, source_dir, dest, checksums):
 def needed(name, splits=SPLITS):
     """The official files of dataset `name` that the given splits are decoded from."""
     files = {f for split in splits for f in SPLIT_FILES[(name, split)]}
-    return [remote for remote in SOURCES[name] if remote.name in files]
+    return [remote for remote in SOURCES.get(name, ()) if remote.name in files]
 
 
-def fetch(names, root=None, source_dir=None, log=print, splits=SPLITS):
-    """Make sure every file of the named datasets' splits is present and valid under root/<name>/."""
+def fetch(names, root=None, source_dir=None, log=print, splits=SPLITS, synth_size=None):
+    """Make sure every file of the named datasets' splits is present and valid under root/<name>/
+    (synth: rendered, see render_synth)."""
     root = Path(root or default_root())
     for name in names:
+        if name == "synth":
+            render_synth(root, splits, synth_size, log)
         for remote in needed(name, splits):
             dest = root / name / remote.name
             if dest.is_file() and matches(dest, remote.checksums):
@@ -179,7 +185,45 @@ def fetch(names, root=None, source_dir=None, log=print, splits=SPLITS):
 
 def missing_files(name, root=None, splits=SPLITS):
     folder = Path(root or default_root()) / name
-    return [f.name for f in needed(name, splits) if not (folder / f.name).is_file()]
+    return sorted({f for split in splits for f in SPLIT_FILES[(name, split)] if not (folder / f).is_file()})
+
+
+def rendered_count(path):
+    """How many pictures a synth file holds, or None if it is absent, unreadable or of another
+    version of synth.py (then it is rendered again)."""
+    import zipfile
+    from synth import RENDER_VERSION
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return len(f["labels"]) if int(f["version"]) == RENDER_VERSION else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def render_synth(root, splits=SPLITS, train_size=None, log=print, test_size=None):
+    """Render the synth domain (synth.py) into root/synth/: train_size training and test_size test
+    pictures (defaults: synth.SPLIT_SIZES; a file of another size is kept unless a size is asked
+    for), on every core, each file written whole or not at all."""
+    import synth
+    for split in splits:
+        dest = Path(root) / "synth" / SPLIT_FILES[("synth", split)][0]
+        asked = train_size if split == "train" else test_size
+        wanted = asked or synth.SPLIT_SIZES[split]
+        have = rendered_count(dest)
+        if have is not None and (have == wanted or asked is None):
+            log(f"synth: {dest.name} present ({have:,} pictures)")
+            continue
+        started = time.time()
+        with tqdm(total=wanted, desc=f"synth {split}", unit="picture", leave=False, disable=None) as bar:
+            images, labels = synth.render_split(split, wanted, bar.update)
+        seconds = time.time() - started
+
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+                np.savez(f, images=images, labels=labels, version=synth.RENDER_VERSION)
+        write_atomic(dest, write)
+        log(f"synth: rendered {wanted:,} {split} pictures in {seconds:.0f} s ({wanted / seconds:,.0f} pictures/s on "
+            f"{os.cpu_count()} cores) into {dest}")
 
 
 def ensure_datasets(names, root=None, allow_download=True, splits=SPLITS):
@@ -234,7 +278,11 @@ def class_names(name):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", choices=DOMAINS, default=["mnist", "svhn"], metavar="NAME",
-                   help=f"datasets to fetch, any of: {' '.join(DOMAINS)} (default: mnist svhn)")
+                   help=f"datasets to fetch, any of: {' '.join(DOMAINS)} (default: mnist svhn); synth is rendered "
+                        "on this machine from the fonts matplotlib ships, no network needed (see synth.py)")
+    p.add_argument("--synth-size", type=int, default=None, metavar="N",
+                   help="synth: render N training pictures (default: 100000, or keep the file there; the test set "
+                        "is always the same 10000)")
     p.add_argument("--root", type=Path, default=None,
                    help="folder to put them in (default: $DANN_DATA_DIR, else ./data)")
     p.add_argument("--from", dest="source_dir", type=Path, default=None, metavar="DIR",
@@ -253,6 +301,8 @@ def parse_args(argv=None):
         p.error("--limit takes a number of at least 1, with --export")
     if args.unlabelled and not args.export:
         p.error("--unlabelled goes with --export")
+    if args.synth_size is not None and (args.synth_size < 1 or "synth" not in args.datasets):
+        p.error("--synth-size takes a number of at least 1, with --datasets synth")
     return args
 
 
@@ -294,7 +344,7 @@ def main(argv=None):
         ensure_datasets(args.datasets, args.root)
         export(args.datasets, args.root, args.export, args.limit, args.unlabelled)
         return
-    fetch(args.datasets, args.root, args.source_dir)
+    fetch(args.datasets, args.root, args.source_dir, synth_size=args.synth_size)
     if args.export:
         export(args.datasets, args.root, args.export, args.limit, args.unlabelled)
 

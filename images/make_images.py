@@ -1,4 +1,4 @@
-"""Make the pictures in images/: sample digits from the test sets, pictures like the ones users
+"""Make the pictures in images/: sample digits from the test sets and synth, pictures like the ones users
 try (digits written or printed on paper and photographed, a house number, a sticky note; all
 drawn here, with matplotlib's DejaVu fonts), and the architecture figure.
 
@@ -38,6 +38,15 @@ def save_samples():
         for i in indices:
             picture = Image.fromarray(images[i].permute(1, 2, 0).numpy()).resize((112, 112), Image.NEAREST)
             picture.save(HERE / f"{name}_test{i}_digit{labels[i].item()}.png")
+
+
+def save_synth_grid(rows=8):
+    """The first synth test pictures, a column per digit, enlarged 3x (README, 'Data')."""
+    import synth
+    images, _ = synth.render_range("test", 0, rows * 10)
+    grid = images.reshape(rows, 10, synth.SIZE, synth.SIZE, 3).transpose(0, 2, 1, 3, 4)
+    picture = Image.fromarray(grid.reshape(rows * synth.SIZE, 10 * synth.SIZE, 3))
+    picture.resize((picture.width * 3, picture.height * 3), Image.NEAREST).save(HERE / "synth_samples.png")
 
 
 def box(ax, x, y, w, h, text, color):
@@ -215,6 +224,7 @@ if __name__ == "__main__":
                         help="that plot's title")
     args = parser.parse_args()
     save_samples()
+    save_synth_grid()
     save_photos()
     save_architecture()
     if args.curves:

@@ -102,7 +102,14 @@ def make_usps(folder, n_train=30, n_test=20):
             f.write(text + "\n")
 
 
-MAKERS = {"mnist": make_mnist, "svhn": make_svhn, "mnist_m": make_mnist_m, "usps": make_usps}
+def make_synth(folder, n_train=30, n_test=20):
+    """A few rendered synth pictures in the files download_data.py writes (rendering all 110,000
+    takes about a minute)."""
+    import download_data
+    download_data.render_synth(folder.parent, train_size=n_train, log=lambda _: None, test_size=n_test)
+
+
+MAKERS = {"mnist": make_mnist, "svhn": make_svhn, "mnist_m": make_mnist_m, "usps": make_usps, "synth": make_synth}
 
 
 @pytest.fixture
