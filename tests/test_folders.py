@@ -205,6 +205,7 @@ def test_the_readme_worked_example_runs_as_written(synthetic_root, tmp_path):
                            timeout=300)
         assert r.returncode == 0, f"{command}\n{r.stderr[-2000:]}"
     assert (tmp_path / "runs" / "own-dirt-t" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / "choose-mnist-mnist_m-unlabelled" / "chosen" / "checkpoint.pt").is_file()
 
 
 def test_a_large_folder_is_decoded_on_every_core_to_the_same_pictures(tmp_path, monkeypatch):
