@@ -123,7 +123,7 @@ def test_unreadable_pictures_are_skipped_counted_and_listed(tmp_path, synthetic_
     (lambda d: picture_folder(d, [1, 2], layout={1: "one", 2: "one"}), "has one class folder (one)"),
     (lambda d: (picture_folder(d, [1, 2], layout={1: "a", 2: "b"}), (d / "c").mkdir()), "c holds no pictures"),
     (lambda d: (picture_folder(d, [1], layout={1: "a"}), picture_folder(d, [2])), "both directly"),
-    (lambda d: None, "neither a built-in domain (mnist, svhn, mnist_m, usps) nor a folder of pictures"),
+    (lambda d: None, "neither a built-in domain (mnist, svhn, mnist_m, usps, synth) nor a folder of pictures"),
 ])
 def test_a_bad_source_folder_is_one_line(tmp_path, synthetic_root, make, message):
     make(tmp_path / "bad")

@@ -179,8 +179,8 @@ def test_cli_bad_inputs(tmp_path):
 
 @pytest.mark.parametrize("edit,message", [
     (lambda cfg: [], "does not hold the settings main.py writes"),
-    (lambda cfg: {**cfg, "source": "cifar"}, "cifar: neither a built-in domain (mnist, svhn, mnist_m, usps) nor a "
-                                              "folder of pictures"),  # a name that is not built in means a folder
+    (lambda cfg: {**cfg, "source": "cifar"}, "cifar: neither a built-in domain (mnist, svhn, mnist_m, usps, synth) "
+                                              "nor a folder of pictures"),  # a name that is not built in means a folder
     (lambda cfg: {**cfg, "source": 7}, "does not hold the settings main.py writes"),
     (lambda cfg: {**cfg, "epochs": "100"}, "does not hold the settings main.py writes"),
     (lambda cfg: {**cfg, "data_dir": 7}, "does not hold the settings main.py writes"),
