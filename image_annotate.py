@@ -4,8 +4,9 @@
     python image_annotate.py -f a.jpg b.png -f photos/ --checkpoint runs/X/checkpoint.pt
     python image_annotate.py --list                      # the bundled models
 
-With no --checkpoint the model is the latest finished run under runs/, or the bundled MNIST ->
-MNIST-M DANN before any training; the first line printed says which. Each picture is prepared
+With no --checkpoint the model is the latest finished run under runs/, or before any training the
+bundled default, the best reader of photographed digits (synth -> MNIST-M, README 'Pretrained
+models'); the first line printed says which. Each picture is prepared
 exactly as the training images were (data.picture_to_digit): any mode PIL reads (RGB, RGBA,
 grey, palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28.
 A reading whose top probability is below the model's threshold (reached by 95% of its own source
