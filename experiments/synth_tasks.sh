@@ -4,7 +4,7 @@
 # DANN, DANN with information maximisation, DANN then DIRT-T) on synth -> MNIST (seeds 0, 1, 2),
 # synth -> MNIST-M and MNIST -> synth (seed 0), the first 7,000 training pictures of each domain,
 # 100 epochs, the mnist network; then the trained-on-target bounds and what choose.py's rule picked.
-# synth is rendered first if absent (about a minute). About 2 h of one core for every run.
+# synth is rendered first if absent (30 s). About 2 h of CPU time in all: 1 h on 2 cores.
 source "$(dirname "$0")/lib.sh"
 sweep=(--limit 7000 --eval-every 10)
 python choose.py --source synth --target mnist "${sweep[@]}" --seeds 0 1 2 --out "$RUNS/choose-synth-mnist-7000" "${OVERRIDES[@]}"

@@ -103,8 +103,7 @@ def make_usps(folder, n_train=30, n_test=20):
 
 
 def make_synth(folder, n_train=30, n_test=20):
-    """A few rendered synth pictures in the files download_data.py writes (rendering all 110,000
-    takes about a minute)."""
+    """A few rendered synth pictures in the files download_data.py writes (all 110,000 take 30 s)."""
     import download_data
     download_data.render_synth(folder.parent, train_size=n_train, log=lambda _: None, test_size=n_test)
 
