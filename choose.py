@@ -23,6 +23,8 @@ from pathlib import Path
 
 from common import UserError, run_script, save_atomic  # first: Ctrl-C while torch loads is one line
 
+import download_data
+import folders
 import sweep
 from config import Config, add_flags
 
@@ -78,6 +80,9 @@ def main(argv=None):
     left = sum(r.status != "done" for r in runs)
     print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} to train, "
           f"{args.jobs} at a time with {threads} thread(s) each. Rule: {sweep.RULE}.")
+    if left:  # fetched (or rendered) once here, not by two main.py processes at once into the same files
+        download_data.ensure_datasets([d for d in (args.config.source, args.config.target) if not folders.is_folder(d)],
+                                      args.config.data_dir, not args.config.no_download)
     stopped = not sweep.run_all(runs, args.jobs, threads, args.out / "logs") or any(r.status == "stopped"
                                                                                  for r in runs)
     chosen = None if stopped else sweep.choose(runs)

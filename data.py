@@ -258,7 +258,7 @@ def load_synth(folder, split):
         raise _bad(path, f"synth file ({type(e).__name__})", "synth") from None
     if version != RENDER_VERSION:
         raise UserError(f"{path} was rendered by version {version} of synth.py, this is version {RENDER_VERSION}; "
-                        f"delete it and render it again with: {fetch_command('synth', folder.parent)}")
+                        f"render it again with: {fetch_command('synth', folder.parent)}")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (SIZE, SIZE, 3):
         raise _bad(path, f"synth file (images are {images.dtype} {images.shape})", "synth")
     labels = torch.from_numpy(labels.astype(np.int64))

@@ -21,6 +21,7 @@ What varies, and what it imitates (SVHN's house-number crops, or photographs in 
 - blur (Gaussian, sigma up to 1.3 px: focus and motion), sensor noise (Gaussian, sigma up to 10
   grey levels) and JPEG artefacts (quality 25-90: photographs are JPEG files).
 """
+import contextlib
 import io
 import math
 import multiprocessing
@@ -220,22 +221,9 @@ def render_split(split, count, progress=lambda n: None, chunk=1000):
     pictures whatever the number of cores, since each is a function of its index alone."""
     images, labels = np.empty((count, SIZE, SIZE, 3), np.uint8), np.empty(count, np.int64)
     jobs = [(split, start, min(start + chunk, count)) for start in range(0, count, chunk)]
-    workers = min(os.cpu_count() or 1, len(jobs))
-    with multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else _Serial() as pool:
-        for (_, start, stop), (x, y) in zip(jobs, pool.imap(_render_chunk, jobs)):
+    workers = min(os.cpu_count() or 1, len(jobs))  # one chunk or one core: no worker is worth starting
+    with multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        for (_, start, stop), (x, y) in zip(jobs, (pool.imap if pool else map)(_render_chunk, jobs)):
             images[start:stop], labels[start:stop] = x, y
             progress(stop - start)
     return images, labels
-
-
-class _Serial:
-    """A Pool's imap in this process (one core, or one chunk: no worker is worth starting)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        return False
-
-    def imap(self, function, jobs):
-        return map(function, jobs)
