@@ -16,17 +16,20 @@ its scores, the choice) and <out>/chosen/ (the chosen model: valid.py and image_
 default, or with --checkpoint <out>/chosen). The same command continues a stopped sweep: finished
 runs are not trained again. Target labels, where the target has them, are only reported.
 """
+from dann.cli import one_line_interrupts, run_script
+
+one_line_interrupts()  # first: Ctrl-C while torch loads is one line too
+
 import argparse
 import json
 import os
 from pathlib import Path
 
-from common import UserError, run_script, save_atomic  # first: Ctrl-C while torch loads is one line
-
-import download_data
-import folders
-import sweep
-from config import Config, add_flags
+from dann import datasets, sweep
+from dann.common import UserError, save_atomic
+from dann.config import Config, add_flags
+from dann.domains import is_folder
+from dann.scores import SCORES
 
 
 def parse_args(argv=None):
@@ -60,13 +63,15 @@ def short_name(domain):
 
 
 def print_table(runs, chosen, labelled):
-    header = f"{'candidate':<14}{'seed':>5}{'class shift':>13}{'entropy':>9}{'IM':>8}{'SND':>8}{'domain acc':>12}"
+    """One row per run: its label-free scores (the rule's first), its target accuracy where known."""
+    columns = [*sweep.RULE_SCORES, *(name for name in SCORES if name not in sweep.RULE_SCORES)]
+    widths = [max(8, len(SCORES[name].column) + 2) for name in columns]
+    header = f"{'candidate':<14}{'seed':>5}" + "".join(f"{SCORES[n].column:>{w}}" for n, w in zip(columns, widths))
     print(header + (f"{'target test':>13}" if labelled else "") + "   status")
     for r in runs:
         s = (r.metrics or {}).get("label_free")
         line = f"{r.candidate:<14}{r.seed:>5}"
-        line += (f"{s['class_shift']:>13.4f}{s['entropy']:>9.4f}{s['information_maximisation']:>8.4f}"
-                 f"{s['snd']:>8.4f}{s['domain_accuracy']:>12.4f}") if s else " " * 50
+        line += "".join(f"{s[n]:>{w}.4f}" for n, w in zip(columns, widths)) if s else " " * sum(widths)
         if labelled:
             line += f"{r.metrics['target_test_acc']:>13.4f}" if r.metrics else " " * 13
         mark = "  <- chosen" if r is chosen else ""
@@ -81,8 +86,8 @@ def main(argv=None):
     print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} to train, "
           f"{args.jobs} at a time with {threads} thread(s) each. Rule: {sweep.RULE}.")
     if left:  # fetched (or rendered) once here, not by two main.py processes at once into the same files
-        download_data.ensure_datasets([d for d in (args.config.source, args.config.target) if not folders.is_folder(d)],
-                                      args.config.data_dir, not args.config.no_download)
+        datasets.ensure_datasets([d for d in (args.config.source, args.config.target) if not is_folder(d)],
+                                 args.config.data_dir, not args.config.no_download)
     stopped = not sweep.run_all(runs, args.jobs, threads, args.out / "logs") or any(r.status == "stopped"
                                                                                  for r in runs)
     chosen = None if stopped else sweep.choose(runs)

@@ -6,10 +6,11 @@ preprocessing that turns a picture into what they read.
     prepare = torch.hub.load(".", "picture_to_digit", source="local")
     probs = model.predict_proba(prepare(PIL.Image.open("images/pencil_7.jpg"))[None])
 
-Each model is a models.DANN in eval mode on the CPU, its file checked against its sha256.
+Each model is a dann.models.DANN in eval mode on the CPU, its file checked against its sha256.
+Only the package `dann` is imported: no module of a generic name enters the caller's process.
 """
-import data
-from checkpoints import bundled_model
+from dann import pictures
+from dann.pretrained import bundled_model
 
 dependencies = ["torch", "torchvision", "numpy", "PIL"]
 
@@ -43,4 +44,4 @@ def synth_mnist_m_dann_im():
 def picture_to_digit():
     """The function image_annotate.py prepares a picture with: any PIL image -> the 3 x 28 x 28
     uint8 tensor the models read (a batch of them: stack, or index with [None])."""
-    return data.picture_to_digit
+    return pictures.picture_to_digit

@@ -10,18 +10,21 @@
 
 Writes a run folder: config.json, checkpoint.pt (every --save-every epochs and at the end;
 Ctrl-C saves too), TensorBoard curves, and metrics.json with the final model's accuracies.
-The settings are config.py's, the engine training.py, the methods' losses methods.py; see README,
-'How the code is organised'.
+The settings are dann/config.py's, the engine dann/training.py, the methods' losses
+dann/methods.py; see README, 'How the code is organised'.
 """
+from dann.cli import one_line_interrupts, run_script
+
+one_line_interrupts()  # first: Ctrl-C while torch loads is one line too
+
 import argparse
 import dataclasses
 import json
 from pathlib import Path
 
-from common import run_script, save_atomic  # first: Ctrl-C while torch loads is one line
-
-import training
-from config import Config, add_flags
+from dann import runs, training
+from dann.common import save_atomic
+from dann.config import Config, add_flags
 
 
 def parse_args(argv=None):
@@ -48,21 +51,21 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.resume:
-        return training.train(training.resumed_config(args.resume, args.device), args.resume, resume=True)
+        return training.train(runs.resumed_config(args.resume, args.device), args.resume, resume=True)
     if args.seeds:
-        return train_seeds(args.config, args.seeds, training.new_run_folder(args.config, args.out))
-    return training.train(args.config, training.new_run_folder(args.config, args.out))
+        return train_seeds(args.config, args.seeds, runs.new_run_folder(args.config, args.out))
+    return training.train(args.config, runs.new_run_folder(args.config, args.out))
 
 
 def train_seeds(cfg, seeds, out):
-    runs = []
+    finished = []
     for seed in seeds:
         seed_cfg = dataclasses.replace(cfg, seed=seed, init=cfg.init and cfg.init.replace("{seed}", str(seed)))
-        metrics = training.train(seed_cfg, training.new_run_folder(seed_cfg, out / f"seed{seed}"))
+        metrics = training.train(seed_cfg, runs.new_run_folder(seed_cfg, out / f"seed{seed}"))
         if metrics is None:  # Ctrl-C: that run is saved; the others wait
             return None
-        runs.append(metrics)
-    summary = training.seed_summary(runs, cfg)
+        finished.append(metrics)
+    summary = training.seed_summary(finished, cfg)
     save_atomic(json.dumps(summary, indent=2), out / "summary.json")
     print(summary["line"])
     return summary

@@ -3,16 +3,14 @@ folder, the target test accuracy of the model the rule chose, of the most accura
 only afterwards, from target labels) and of always taking one recipe; for each seed's own sweep and
 for all seeds together.
 
-    python experiments/choice_report.py runs/experiments/choose-*-7000
+    python -m experiments.choice_report runs/experiments/choose-*-7000
 """
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import sweep  # noqa: E402  (the repository's modules, from experiments/)
+from dann import sweep
 
 FIXED = ("source-only", "dann", "dann-im", "dirt-t")  # a user who always takes one recipe
 

@@ -9,4 +9,4 @@ source "$(dirname "$0")/lib.sh"
 sweep=(--limit 7000 --eval-every 10)
 python choose.py --source mnist --target mnist_m "${sweep[@]}" --seeds 0 1 2 --out "$RUNS/choose-mnist-mnist_m-7000" "${OVERRIDES[@]}"
 python choose.py --source mnist_m --target mnist "${sweep[@]}" --seeds 0 --out "$RUNS/choose-mnist_m-mnist-7000" "${OVERRIDES[@]}"
-python experiments/choice_report.py "$RUNS"/choose-*-7000
+python -m experiments.choice_report "$RUNS"/choose-*-7000

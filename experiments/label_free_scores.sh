@@ -17,6 +17,6 @@ row lf-vada-e10 --method vada --epochs 10 --seeds 0 "${short[@]}"
 row lf-dirt-t-e10 --method dirt-t --init "$RUNS/lf-dann-e30/seed{seed}" --epochs 10 --seeds 0 1 "${short[@]}"
 row lf-dirt-t-e30 --method dirt-t --init "$RUNS/lf-dann-e30/seed{seed}" --epochs 30 --seeds 0 1 2 "${short[@]}"
 # the runs above, then with the bundled full-size models beside them
-python experiments/rank_scores.py "$RUNS"/lf-*/seed* "${OVERRIDES[@]}"
-python experiments/rank_scores.py "$RUNS"/lf-*/seed* mnist-mnist_m-source-only mnist-mnist_m-dann mnist-mnist_m-dirt-t \
+python -m experiments.rank_scores "$RUNS"/lf-*/seed* "${OVERRIDES[@]}"
+python -m experiments.rank_scores "$RUNS"/lf-*/seed* mnist-mnist_m-source-only mnist-mnist_m-dann mnist-mnist_m-dirt-t \
   "${OVERRIDES[@]}"

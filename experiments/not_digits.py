@@ -1,36 +1,34 @@
 """How often the bundled models mark a reading "not sure": on pictures that hold no digit, made
 here, and on real digits (RESULTS.md, '"Not sure"').
 
-    python experiments/not_digits.py --data-dir data        # needs MNIST and MNIST-M in data/
+    python -m experiments.not_digits --data-dir data        # needs MNIST and MNIST-M in data/
 
 It draws 28 pictures without a digit into --pictures (default runs/not_digits/): diagrams,
 montages of six test digits, photographs of surfaces, letters and signs, blank pages; all made
-from fixed seeds. For each bundled model it computes the "not sure" threshold by training.py's
+from fixed seeds. For each bundled model it computes the "not sure" threshold by dann/evaluation.py's
 rule (the 5% quantile of the top probability on its labelled domain's test digits, no label
 read), checks it against the registry, and counts what falls below it: the pictures without a
 digit (should be flagged), and MNIST test, MNIST-M test and the digit pictures in images/ (should
 not).
 """
 import argparse
-import sys
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import torch
+from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import matplotlib  # noqa: E402
+from dann import datasets
+from dann.common import REPO, make_folder
+from dann.datasets import load_domain
+from dann.evaluation import unsure_threshold
+from dann.pictures import picture_to_digit
+from dann.pretrained import bundled_model, bundled_models
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-
-import download_data  # noqa: E402
-import training  # noqa: E402
-from checkpoints import bundled_models, bundled_model  # noqa: E402
-from common import REPO, make_folder  # noqa: E402
-from data import load_domain, picture_to_digit  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
 def diagrams(rng):
@@ -134,8 +132,8 @@ def main():
         model = bundled_model(name)
         labelled = "mnist_m" if entry["method"] == "target-only" else entry["source"]
         own_test = tests[labelled] if labelled in tests else (  # synth: rendered here if absent
-            download_data.load_datasets([labelled], ["test"], args.data_dir)[labelled, "test"][0])
-        threshold = training.unsure_threshold(model, own_test)
+            datasets.load_datasets([labelled], ["test"], args.data_dir)[labelled, "test"][0])
+        threshold = unsure_threshold(model, own_test)
         flagged = {what: (top_probability(model, pics) < threshold) for what, pics in (("none", pictures),
                                                                                         ("drawn", drawn))}
         share = {d: (model.predict_proba(x).max(1).values < threshold).float().mean().item() for d, x in tests.items()}

@@ -2,8 +2,8 @@
 'Pretrained models'; RESULTS.md, 'Reading photographed digits'): the set by which image_annotate.py's
 default model is chosen, rather than by any dataset's test labels.
 
-    python experiments/photo_digits.py                     # make photo_digits/ (once), read it with every bundled model
-    python experiments/photo_digits.py --models runs/choose-synth-mnist_m-7000/chosen mnist-mnist_m-dann
+    python -m experiments.photo_digits                     # make photo_digits/ (once), read it with every bundled model
+    python -m experiments.photo_digits --models runs/choose-synth-mnist_m-7000/chosen mnist-mnist_m-dann
 
 Four kinds, 50 pictures each, digits 0-9 equally often, drawn with PIL (FreeType's rasterizer, not
 synth.py's) at photograph sizes and then photographed: turned, unevenly lit, blurred, noisy, JPEG:
@@ -11,18 +11,15 @@ synth.py's) at photograph sizes and then photographed: turned, unevenly lit, blu
 - tag: a price tag on a shelf, with a small currency sign;
 - meter: a seven-segment display, LCD (dark on grey-green, unlit segments faintly visible) or LED;
 - handwritten: pen or pencil strokes of varying width on ruled or squared paper.
-Each picture is read as image_annotate.py reads a file: data.picture_to_digit, then the model.
+Each picture is read as image_annotate.py reads a file: dann.pictures.picture_to_digit, then the model.
 """
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "images"))
-from make_images import handwritten, on, photographed, printed, texture  # noqa: E402
+from experiments.make_images import handwritten, on, photographed, printed, texture
 
 KINDS = ("plate", "tag", "meter", "handwritten")
 PER_KIND = 50
@@ -101,8 +98,9 @@ def make_set(folder):
 def read_set(folder, spec):
     """{kind: share of its pictures the model reads as labelled}, read as image_annotate.py reads files."""
     import torch
-    from checkpoints import load_checkpoint, resolve_checkpoint
-    from data import picture_to_digit
+    from dann.checkpoints import load_checkpoint
+    from dann.pictures import picture_to_digit
+    from dann.pretrained import resolve_checkpoint
     model = load_checkpoint(resolve_checkpoint(spec)[0])[0]
     right = {kind: [] for kind in KINDS}
     for path in sorted(folder.glob("*.jpg")):
@@ -114,7 +112,7 @@ def read_set(folder, spec):
 
 
 def main():
-    from checkpoints import bundled_models
+    from dann.pretrained import bundled_models
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--folder", type=Path, default=Path("photo_digits"), help="where the pictures are (made if absent)")
     p.add_argument("--models", nargs="+", default=list(bundled_models()["models"]), metavar="NAME|PATH",

@@ -1,30 +1,25 @@
 """How well each label-free score ranks finished runs by their target test accuracy.
 
-    python experiments/rank_scores.py runs/experiments/lf-*/seed* [mnist-mnist_m-dann ...] [--data-dir DIR]
+    python -m experiments.rank_scores runs/experiments/lf-*/seed* [mnist-mnist_m-dann ...] [--data-dir DIR]
 
 For every run folder (finished: metrics.json), or bundled model by name, it computes
-scores.label_free_scores of the final model on its task's training pictures (target labels
+dann.scores.label_free_scores of the final model on its task's training pictures (target labels
 unread), reads the target test accuracy the run reported (a bundled model's: the registry's),
 and prints one row per run, then each score's Spearman rank correlation with that
-accuracy (oriented so that higher is better: entropy, class shift and the domain accuracy's distance
-from .5 count negatively), and the accuracy of the run each score would choose against the best.
+accuracy (each oriented so that higher is better, as dann.scores.SCORES says), and the accuracy of the run each score would choose against the best.
 Other main.py flags (an experiments/ script's overrides) are accepted and ignored but --data-dir.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scipy.stats import spearmanr  # noqa: E402
+from scipy.stats import spearmanr
 
-import download_data  # noqa: E402
-from checkpoints import bundled_checkpoint, bundled_models, load_checkpoint  # noqa: E402
-from config import Config  # noqa: E402
-from scores import label_free_scores  # noqa: E402
-
-HIGHER_IS_BETTER = {"entropy": lambda v: -v, "information_maximisation": lambda v: v, "class_shift": lambda v: -v,
-                    "domain_accuracy": lambda v: -abs(v - 0.5), "snd": lambda v: v}
+from dann import datasets
+from dann.checkpoints import load_checkpoint
+from dann.config import Config
+from dann.pretrained import bundled_checkpoint, bundled_models
+from dann.scores import SCORES, label_free_scores
 
 
 def score_run(run, data_dir):
@@ -39,7 +34,7 @@ def score_run(run, data_dir):
         task = entry["source"], entry["target"]
         path, name, accuracy = bundled_checkpoint(str(run)), str(run), entry["target_test_acc"]
     model, _ = load_checkpoint(path)
-    sets = download_data.load_datasets(task, ["train"], data_dir, False)
+    sets = datasets.load_datasets(task, ["train"], data_dir, False)
     source, target = (sets[domain, "train"] for domain in task)
     return {"run": name, "target_test_acc": accuracy, **label_free_scores(model, target[0], *source)}
 
@@ -53,14 +48,15 @@ def main():
     bundled = bundled_models()["models"]
     rows = [score_run(run, args.data_dir) for run in args.runs
             if (run / "metrics.json").is_file() or str(run) in bundled]
-    names = list(HIGHER_IS_BETTER)
+    names = list(SCORES)
     print(f"{'run':<28} {'target acc':>10} " + " ".join(f"{n[:12]:>12}" for n in names))
     for r in sorted(rows, key=lambda r: r["target_test_acc"]):
         print(f"{r['run'][:28]:<28} {r['target_test_acc']:>10.4f} " + " ".join(f"{r[n]:>12.4f}" for n in names))
     best = max(r["target_test_acc"] for r in rows)
     summary = {}
     print(f"\nover {len(rows)} runs (best target accuracy {best:.4f}):")
-    for name, oriented in HIGHER_IS_BETTER.items():
+    for name, score in SCORES.items():
+        oriented = score.oriented
         rho = spearmanr([oriented(r[name]) for r in rows], [r["target_test_acc"] for r in rows]).statistic \
             if len(rows) > 2 else float("nan")
         chosen = max(rows, key=lambda r: oriented(r[name]))

@@ -13,5 +13,5 @@ python choose.py --source mnist --target synth "${sweep[@]}" --seeds 0 --out "$R
 row target-only-mnist-7000 --source synth --target mnist --method target-only --limit 7000 --seeds 0
 row target-only-mnist_m-7000 --source synth --target mnist_m --method target-only --limit 7000 --seeds 0
 row target-only-synth-7000 --source mnist --target synth --method target-only --limit 7000 --seeds 0
-python experiments/choice_report.py "$RUNS"/choose-synth-mnist-7000 "$RUNS"/choose-synth-mnist_m-7000 \
+python -m experiments.choice_report "$RUNS"/choose-synth-mnist-7000 "$RUNS"/choose-synth-mnist_m-7000 \
   "$RUNS"/choose-mnist-synth-7000

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny datasets written in each official format, and the real data when present."""
+import dataclasses
 import gzip
 import io
 import signal
@@ -11,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dann import datasets, domains, training
+from dann.config import Config
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def ctrl_c_after(monkeypatch, steps):
     """Make training's SGD step press Ctrl-C (SIGINT) once it has run `steps` times; returns the real step."""
-    import training
     real_step, calls = training.sgd_step, []
 
     def step_then_ctrl_c(*args):
@@ -104,8 +106,12 @@ def make_usps(folder, n_train=30, n_test=20):
 
 def make_synth(folder, n_train=30, n_test=20):
     """A few rendered synth pictures in the files download_data.py writes (all 110,000 take 30 s)."""
-    import download_data
-    download_data.render_synth(folder.parent, train_size=n_train, log=lambda _: None, test_size=n_test)
+    datasets.render_synth(folder.parent, train_size=n_train, log=lambda _: None, test_size=n_test)
+
+
+def with_sources(monkeypatch, name, remotes):
+    """Make built-in domain `name` fetch its files from `remotes` (domains.RemoteFile) for one test."""
+    monkeypatch.setitem(domains.DOMAINS, name, dataclasses.replace(domains.DOMAINS[name], sources=tuple(remotes)))
 
 
 MAKERS = {"mnist": make_mnist, "svhn": make_svhn, "mnist_m": make_mnist_m, "usps": make_usps, "synth": make_synth}
@@ -125,7 +131,7 @@ def real_root(tmp_path_factory):
     """Real MNIST and MNIST-M imported from ../shared/data with download_data.py --from."""
     if not (SHARED_DATA / "mnist").is_dir() or not (SHARED_DATA / "mnist_m").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA}")
-    import download_data
+    import download_data  # the script: real data is imported as a user would
     root = tmp_path_factory.mktemp("real") / "data"
     download_data.main(["--from", str(SHARED_DATA), "--root", str(root), "--datasets", "mnist", "mnist_m"])
     return root
@@ -136,7 +142,7 @@ def real_mnist_root(tmp_path_factory):
     """Real MNIST only (cheap to import)."""
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"real MNIST not found at {SHARED_DATA / 'mnist'}")
-    import download_data
+    import download_data  # the script: real data is imported as a user would
     root = tmp_path_factory.mktemp("real_mnist") / "data"
     download_data.main(["--from", str(SHARED_DATA / "mnist"), "--root", str(root), "--datasets", "mnist"])
     return root
@@ -145,8 +151,6 @@ def real_mnist_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A small DANN trained on the synthetic MNIST -> MNIST-M files: (data root, run folder)."""
-    import training
-    from config import Config
     base = tmp_path_factory.mktemp("trained")
     root = base / "data"
     for name in ("mnist", "mnist_m", "usps"):

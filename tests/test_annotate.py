@@ -3,9 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-import data
 import image_annotate
 from conftest import digit_images
+from dann import datasets, pictures
 
 
 def bar_picture(label=2, size=60):
@@ -15,12 +15,12 @@ def bar_picture(label=2, size=60):
 
 def test_a_training_image_is_prepared_exactly_as_the_loader_did(synthetic_root, tmp_path):
     for name, size in (("mnist_m", 32), ("mnist", 28)):
-        images, _ = data.load_domain(name, "test", synthetic_root)
+        images, _ = datasets.load_domain(name, "test", synthetic_root)
         raw = digit_images(np.arange(20) % 10, size, 3 if name == "mnist_m" else 1, seed=1 if name == "mnist_m" else 0)
         for i in (0, 7):
             picture = Image.fromarray(raw[i] if name == "mnist_m" else raw[i, ..., 0])
             picture.save(tmp_path / "x.png")
-            assert torch.equal(data.picture_to_digit(Image.open(tmp_path / "x.png")), images[i])
+            assert torch.equal(pictures.picture_to_digit(Image.open(tmp_path / "x.png")), images[i])
 
 
 def modes(tmp_path):
@@ -48,9 +48,9 @@ def modes(tmp_path):
 
 
 def test_every_picture_mode_becomes_a_28x28_digit(tmp_path):
-    reference = data.picture_to_digit(Image.fromarray(bar_picture())).float()
+    reference = pictures.picture_to_digit(Image.fromarray(bar_picture())).float()
     for path in modes(tmp_path):
-        digit = data.picture_to_digit(Image.open(path))
+        digit = pictures.picture_to_digit(Image.open(path))
         assert digit.shape == (3, 28, 28) and digit.dtype == torch.uint8, path.name
         row = digit.float().mean(dim=(0, 2)).argmax().item()
         assert abs(row - reference.mean(dim=(0, 2)).argmax().item()) <= 2, path.name  # the bar stays where it was
@@ -58,12 +58,12 @@ def test_every_picture_mode_becomes_a_28x28_digit(tmp_path):
 
 def test_sixteen_bit_pixels_are_scaled_not_clipped():
     deep = Image.fromarray(np.full((20, 20), 32768, np.uint16))
-    assert abs(data.picture_to_digit(deep).float().mean().item() - 127.5) < 1
+    assert abs(pictures.picture_to_digit(deep).float().mean().item() - 127.5) < 1
 
 
 def test_transparency_is_laid_over_white():
     clear = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
-    assert data.picture_to_digit(clear).min() == 255
+    assert pictures.picture_to_digit(clear).min() == 255
 
 
 def test_files_and_a_folder_with_a_corrupt_file(trained_run, tmp_path, capsys):

@@ -4,24 +4,26 @@ import pytest
 import torch
 
 import bench
+from dann import benchmark
+from dann.common import UserError
 
 
 @pytest.mark.parametrize("arch", ["mnist", "svhn"])
 @pytest.mark.parametrize("bf16", [False, True])
 def test_fast_step_equals_the_plain_eager_step(arch, bf16):
-    check = bench.check_same_steps(arch, torch.device("cpu"), bf16)
+    check = benchmark.check_same_steps(arch, torch.device("cpu"), bf16)
     assert check["ok"], check
 
 
 @pytest.mark.parametrize("change", [{"momentum": 0.8}, {"lr_alpha": 12.0}, {"gamma": 5.0}])
 def test_the_same_step_check_catches_a_different_update(change):
-    check = bench.check_same_steps("mnist", torch.device("cpu"), False, **change)
+    check = benchmark.check_same_steps("mnist", torch.device("cpu"), False, **change)
     assert not check["ok"], check
 
 
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    bench.main_bench(["--devices", "cpu", "--tasks", "mnist-mnist_m", "--steps", "1", "--workers", "0",
+    bench.main(["--devices", "cpu", "--tasks", "mnist-mnist_m", "--steps", "1", "--workers", "0",
                       "--json", str(out)])
     result = json.loads(out.read_text())
     rows = result["rows"]
@@ -39,8 +41,8 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
 
 def test_bench_real_data_missing_says_how_to_download(tmp_path, monkeypatch):
     monkeypatch.setenv("DANN_DATA_DIR", str(tmp_path))
-    with pytest.raises(bench.UserError, match="download_data.py --datasets svhn"):
-        bench.main_bench(["--devices", "cpu", "--tasks", "svhn-mnist", "--real", "--json", str(tmp_path / "b.json")])
+    with pytest.raises(UserError, match="download_data.py --datasets svhn"):
+        bench.main(["--devices", "cpu", "--tasks", "svhn-mnist", "--real", "--json", str(tmp_path / "b.json")])
 
 
 def test_a_json_path_in_a_missing_folder_is_refused_before_timing(tmp_path, capsys):
@@ -56,5 +58,5 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.parametrize("arch", ["mnist", "svhn"])
 @pytest.mark.parametrize("bf16", [False, True])
 def test_cuda_graph_step_equals_the_plain_eager_step(arch, bf16):
-    check = bench.check_same_steps(arch, torch.device("cuda"), bf16)
+    check = benchmark.check_same_steps(arch, torch.device("cuda"), bf16)
     assert check["ok"], check

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-import sweep
-from config import Config
+from dann.config import Config
 from conftest import REPO, run_script
+from dann import sweep
 
 TINY = ["--source", "mnist", "--target", "mnist_m", "--no-download", "--device", "cpu", "--batch-size", "8"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import os
 import time
@@ -6,16 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-import common
-import data
-from common import UserError
+from dann.common import UserError
 from conftest import digit_images, make_mnist, write_idx
+from dann import augment, common, datasets, domains, pictures
 
 
-@pytest.mark.parametrize("name", data.DOMAINS)
-@pytest.mark.parametrize("split", data.SPLITS)
+@pytest.mark.parametrize("name", domains.DOMAINS)
+@pytest.mark.parametrize("split", domains.SPLITS)
 def test_every_domain_loads_as_28x28_rgb_uint8(synthetic_root, name, split):
-    images, labels = data.load_domain(name, split, synthetic_root)
+    images, labels = datasets.load_domain(name, split, synthetic_root)
     n = {"train": {"mnist": 40}.get(name, 30), "test": 20}[split]
     assert images.shape == (n, 3, 28, 28) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64 and labels.tolist() == [i % 10 for i in range(n)]
@@ -26,47 +26,47 @@ def test_every_domain_loads_as_28x28_rgb_uint8(synthetic_root, name, split):
 
 def test_gray_domains_are_replicated_to_three_equal_channels(synthetic_root):
     for name in ("mnist", "usps"):
-        images, _ = data.load_domain(name, "train", synthetic_root)
+        images, _ = datasets.load_domain(name, "train", synthetic_root)
         assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2])
 
 
 def test_mnist_pixels_are_exactly_the_idx_bytes(synthetic_root):
-    images, _ = data.load_domain("mnist", "test", synthetic_root)
+    images, _ = datasets.load_domain("mnist", "test", synthetic_root)
     expected = digit_images(np.arange(20) % 10, 28, 1)[..., 0]
     assert np.array_equal(images[:, 0].numpy(), expected)
 
 
 def test_svhn_label_10_means_digit_0(synthetic_root):
-    _, labels = data.load_domain("svhn", "train", synthetic_root)
+    _, labels = datasets.load_domain("svhn", "train", synthetic_root)
     assert labels[0] == 0 and labels[10] == 0 and 10 not in labels.tolist()
 
 
 def test_cache_is_used_and_rebuilt_when_the_raw_file_changes(synthetic_root):
-    first, _ = data.load_domain("mnist", "train", synthetic_root)
+    first, _ = datasets.load_domain("mnist", "train", synthetic_root)
     cache = synthetic_root / "mnist" / "cache" / "train.pt"
     assert cache.is_file()
     stamp = cache.stat().st_mtime_ns
-    data.load_domain("mnist", "train", synthetic_root)
+    datasets.load_domain("mnist", "train", synthetic_root)
     assert cache.stat().st_mtime_ns == stamp  # a hit does not rewrite it
     # replace the raw images with different content: the cache must not answer any more
     labels = np.arange(40) % 10
     write_idx(synthetic_root / "mnist" / "train-images-idx3-ubyte.gz", 255 - digit_images(labels, 28, 1)[..., 0], 2051)
     os.utime(synthetic_root / "mnist" / "train-images-idx3-ubyte.gz", ns=(time.time_ns(), time.time_ns() + 10**9))
-    second, _ = data.load_domain("mnist", "train", synthetic_root)
+    second, _ = datasets.load_domain("mnist", "train", synthetic_root)
     assert torch.equal(second, 255 - first)
 
 
 def test_damaged_cache_is_rebuilt(synthetic_root):
-    data.load_domain("usps", "test", synthetic_root)
+    datasets.load_domain("usps", "test", synthetic_root)
     (synthetic_root / "usps" / "cache" / "test.pt").write_bytes(b"garbage")
-    images, _ = data.load_domain("usps", "test", synthetic_root)
+    images, _ = datasets.load_domain("usps", "test", synthetic_root)
     assert images.shape == (20, 3, 28, 28)
 
 
 def test_a_dataset_folder_that_cannot_hold_a_cache_still_loads(synthetic_root):
     (synthetic_root / "usps" / "cache").write_text("a file where the cache folder would go")  # as read-only would
-    first, _ = data.load_domain("usps", "test", synthetic_root)
-    again, _ = data.load_domain("usps", "test", synthetic_root)
+    first, _ = datasets.load_domain("usps", "test", synthetic_root)
+    again, _ = datasets.load_domain("usps", "test", synthetic_root)
     assert first.shape == (20, 3, 28, 28) and torch.equal(first, again)
     assert list((synthetic_root / "usps").glob("*.tmp")) == []
 
@@ -80,14 +80,14 @@ def test_make_folder_with_a_file_in_the_way_is_one_line(tmp_path):
 
 def test_missing_dataset_names_the_command_to_get_it(tmp_path):
     with pytest.raises(UserError, match=r"python download_data.py --datasets svhn --root"):
-        data.load_domain("svhn", "train", tmp_path)
+        datasets.load_domain("svhn", "train", tmp_path)
 
 
 def test_unknown_domain_and_split(tmp_path):
     with pytest.raises(UserError, match="unknown domain"):
-        data.load_domain("cifar", "train", tmp_path)
+        datasets.load_domain("cifar", "train", tmp_path)
     with pytest.raises(UserError, match="unknown split"):
-        data.load_domain("mnist", "val", tmp_path)
+        datasets.load_domain("mnist", "val", tmp_path)
 
 
 def _corrupt(path, how):
@@ -104,7 +104,7 @@ def test_damaged_mnist_file_gets_one_clear_error(tmp_path, how):
     make_mnist(tmp_path / "mnist")
     _corrupt(tmp_path / "mnist" / "train-images-idx3-ubyte.gz", how)
     with pytest.raises(UserError, match=r"train-images-idx3-ubyte.gz is not a valid .*download_data.py"):
-        data.load_domain("mnist", "train", tmp_path)
+        datasets.load_domain("mnist", "train", tmp_path)
 
 
 def test_idx_with_wrong_magic_or_length(tmp_path):
@@ -112,14 +112,14 @@ def test_idx_with_wrong_magic_or_length(tmp_path):
     labels_file = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
     write_idx(labels_file, np.zeros(40), 2051)  # an image file where labels belong
     with pytest.raises(UserError, match="magic number 2049"):
-        data.load_domain("mnist", "train", tmp_path)
+        datasets.load_domain("mnist", "train", tmp_path)
     write_idx(labels_file, np.zeros(39), 2049)  # one label short
     with pytest.raises(UserError, match="40 images but 39 labels"):
-        data.load_domain("mnist", "train", tmp_path)
+        datasets.load_domain("mnist", "train", tmp_path)
     with gzip.open(labels_file, "wb") as f:  # header promises more bytes than there are
         f.write((2049).to_bytes(4, "big") + (40).to_bytes(4, "big") + bytes(10))
     with pytest.raises(UserError, match="header says"):
-        data.load_domain("mnist", "train", tmp_path)
+        datasets.load_domain("mnist", "train", tmp_path)
 
 
 def test_bad_svhn_files(synthetic_root):
@@ -127,28 +127,28 @@ def test_bad_svhn_files(synthetic_root):
     path = synthetic_root / "svhn" / "train_32x32.mat"
     scipy.io.savemat(path, {"images": np.zeros((2, 2))})
     with pytest.raises(UserError, match="lacks the 'X' and 'y'"):
-        data.load_domain("svhn", "train", synthetic_root)
+        datasets.load_domain("svhn", "train", synthetic_root)
     scipy.io.savemat(path, {"X": np.zeros((28, 28, 3, 4), np.uint8), "y": np.ones((4, 1))})
     with pytest.raises(UserError, match="not uint8 32x32x3xN"):
-        data.load_domain("svhn", "train", synthetic_root)
+        datasets.load_domain("svhn", "train", synthetic_root)
     scipy.io.savemat(path, {"X": np.zeros((32, 32, 3, 4), np.uint8), "y": np.full((4, 1), 11)})
     with pytest.raises(UserError, match=r"labels outside 1..10"):
-        data.load_domain("svhn", "train", synthetic_root)
+        datasets.load_domain("svhn", "train", synthetic_root)
     _corrupt(synthetic_root / "svhn" / "test_32x32.mat", "truncated")
     with pytest.raises(UserError, match="test_32x32.mat is not a valid SVHN .mat"):
-        data.load_domain("svhn", "test", synthetic_root)
+        datasets.load_domain("svhn", "test", synthetic_root)
 
 
 def test_bad_mnist_m_archives(synthetic_root):
     path = synthetic_root / "mnist_m" / "mnist_m.tar.gz"
     _corrupt(path, "truncated")
     with pytest.raises(UserError, match="not a valid MNIST-M archive"):
-        data.load_domain("mnist_m", "train", synthetic_root)
+        datasets.load_domain("mnist_m", "train", synthetic_root)
     import tarfile
     with tarfile.open(path, "w:gz"):
         pass  # an archive without the label files
     with pytest.raises(UserError, match="no mnist_m/mnist_m_test_labels.txt"):
-        data.load_domain("mnist_m", "test", synthetic_root)
+        datasets.load_domain("mnist_m", "test", synthetic_root)
 
 
 def test_bad_usps_files(synthetic_root):
@@ -156,17 +156,17 @@ def test_bad_usps_files(synthetic_root):
     with gzip.open(path, "wt") as f:
         f.write("3 0.5 0.5\n")
     with pytest.raises(UserError, match="a label and 256 numbers"):
-        data.load_domain("usps", "train", synthetic_root)
+        datasets.load_domain("usps", "train", synthetic_root)
     with gzip.open(path, "wt") as f:
         f.write("3 " + " ".join(["7"] * 256) + "\n")
     with pytest.raises(UserError, match=r"\[-1, 1\]"):
-        data.load_domain("usps", "train", synthetic_root)
+        datasets.load_domain("usps", "train", synthetic_root)
 
 
 def test_to_28x28_rgb_resizes_with_antialiasing():
     # a 1-pixel checkerboard must average to grey, not alias into stripes
     board = (torch.arange(64)[:, None] + torch.arange(64)[None]) % 2 * 255
-    out = data.to_28x28_rgb(board.to(torch.uint8)[None, None])
+    out = pictures.to_28x28_rgb(board.to(torch.uint8)[None, None])
     assert out.shape == (1, 3, 28, 28)
     assert (out.float() - 127.5).abs().max() < 20
 
@@ -179,21 +179,22 @@ def test_real_mnist_and_mnist_m_counts_and_histograms(real_root, monkeypatch):
         ("mnist_m", "test"): [878, 1016, 933, 908, 890, 807, 856, 914, 880, 919],
     }
     for (name, split), hist in expected.items():
-        images, labels = data.load_domain(name, split, real_root)
+        images, labels = datasets.load_domain(name, split, real_root)
         assert images.shape == (sum(hist), 3, 28, 28) and images.dtype == torch.uint8
         assert labels.bincount(minlength=10).tolist() == hist
     # MNIST-M is MNIST blended over photos: same labels, in the same order
-    assert torch.equal(data.load_domain("mnist_m", "test", real_root)[1], data.load_domain("mnist", "test", real_root)[1][:9001])
+    assert torch.equal(datasets.load_domain("mnist_m", "test", real_root)[1], datasets.load_domain("mnist", "test", real_root)[1][:9001])
     # a second load is served from the cache: the parser is not called again
-    monkeypatch.setitem(data._PARSERS, "mnist_m", lambda *a: pytest.fail("cache was not used"))
-    assert len(data.load_domain("mnist_m", "train", real_root)[0]) == 59001
+    monkeypatch.setitem(domains.DOMAINS, "mnist_m", dataclasses.replace(
+        domains.DOMAINS["mnist_m"], parse=lambda *a: pytest.fail("cache was not used")))
+    assert len(datasets.load_domain("mnist_m", "train", real_root)[0]) == 59001
 
 
 def test_augment_equals_torchvision_crop_and_jitter_per_image():
     import torchvision.transforms.v2.functional as TF
     images = torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8)
     torch.manual_seed(5)
-    out = data.augment(images)
+    out = augment.augment(images)
     torch.manual_seed(5)  # the same draws, in the order augment makes them
     shift = torch.randint(0, 9, (2, 6, 1, 1, 1))
     factors = 1 + 0.4 * (2 * torch.rand(3, 6, 1, 1, 1) - 1)
@@ -210,7 +211,7 @@ def test_augment_equals_torchvision_crop_and_jitter_per_image():
 
 def test_augment_without_jitter_only_shifts():
     images = torch.randint(1, 256, (50, 3, 28, 28), dtype=torch.uint8)
-    out = data.augment(images, jitter=0.0)
+    out = augment.augment(images, jitter=0.0)
     seen = set()
     for x, y in zip(images.float(), out):
         padded = torch.nn.functional.pad(x, (4, 4, 4, 4))

@@ -5,11 +5,10 @@ import sys
 
 import pytest
 
-import data
-import download_data
-from common import UserError
-from conftest import REPO, SHARED_DATA, make_mnist
+from dann.common import UserError
+from conftest import REPO, SHARED_DATA, make_mnist, with_sources
 from httpserver import FileServer
+from dann import datasets, domains, download
 
 PAYLOAD = os.urandom(300_000)
 MD5 = "md5:" + hashlib.md5(PAYLOAD).hexdigest()
@@ -23,7 +22,7 @@ def server():
 
 def test_downloads_and_verifies(server, tmp_path):
     server.files["/a/file.bin"] = PAYLOAD
-    dest = download_data.download([server.url + "/a/file.bin"], tmp_path / "file.bin", (MD5,))
+    dest = download.download([server.url + "/a/file.bin"], tmp_path / "file.bin", (MD5,))
     assert dest.read_bytes() == PAYLOAD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
 
@@ -33,7 +32,7 @@ def test_falls_back_to_next_mirror_on_http_error_and_bad_checksum(server, tmp_pa
     server.files["/two/file.bin"] = b"corrupted copy"
     server.files["/three/file.bin"] = PAYLOAD
     urls = [server.url + m + "/file.bin" for m in ("/one", "/two", "/three")]
-    dest = download_data.download(urls, tmp_path / "file.bin", (MD5,))
+    dest = download.download(urls, tmp_path / "file.bin", (MD5,))
     assert dest.read_bytes() == PAYLOAD
     assert [path for path, _ in server.requests] == ["/one/file.bin", "/two/file.bin", "/three/file.bin"]
 
@@ -43,12 +42,12 @@ def test_resumes_a_partial_file_with_range(server, tmp_path):
     server.cut_after["/file.bin"] = 100_000
     url = server.url + "/file.bin"
     with pytest.raises(UserError, match="could not download file.bin"):
-        download_data.download([url], tmp_path / "file.bin", (MD5,))
+        download.download([url], tmp_path / "file.bin", (MD5,))
     # the interrupted bytes wait in a .part file; nothing looks complete
     assert not (tmp_path / "file.bin").exists()
     kept = (tmp_path / "file.bin.part").read_bytes()
     assert 0 < len(kept) <= 100_000 and PAYLOAD.startswith(kept)
-    download_data.download([url], tmp_path / "file.bin", (MD5,))
+    download.download([url], tmp_path / "file.bin", (MD5,))
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
     assert server.requests[-1] == ("/file.bin", f"bytes={len(kept)}-")
     assert not (tmp_path / "file.bin.part").exists()
@@ -57,7 +56,7 @@ def test_resumes_a_partial_file_with_range(server, tmp_path):
 def test_a_stale_part_file_is_discarded_when_the_server_refuses_its_range(server, tmp_path):
     server.files["/file.bin"] = PAYLOAD
     (tmp_path / "file.bin.part").write_bytes(os.urandom(400_000))  # longer than the file
-    download_data.download([server.url + "/file.bin"], tmp_path / "file.bin", (MD5,))
+    download.download([server.url + "/file.bin"], tmp_path / "file.bin", (MD5,))
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
 
 
@@ -66,7 +65,7 @@ def test_nothing_is_left_behind_when_every_source_fails(server, tmp_path):
     server.errors["/gone/file.bin"] = 404
     urls = [server.url + "/bad/file.bin", server.url + "/gone/file.bin"]
     with pytest.raises(UserError) as err:
-        download_data.download(urls, tmp_path / "file.bin", (MD5,), by_hand="do what the calling script says")
+        download.download(urls, tmp_path / "file.bin", (MD5,), by_hand="do what the calling script says")
     message = str(err.value)
     assert "checksum mismatch" in message and "HTTP 404" in message
     assert message.endswith("Check the network, or do what the calling script says")
@@ -74,51 +73,51 @@ def test_nothing_is_left_behind_when_every_source_fails(server, tmp_path):
 
 
 def test_a_missing_dataset_that_cannot_be_downloaded_names_the_import_command(tmp_path, monkeypatch):
-    monkeypatch.setitem(download_data.SOURCES, "usps", (download_data.RemoteFile("zip.train.gz", ("http://127.0.0.1:9/zip.train.gz",), ()),))
+    with_sources(monkeypatch, "usps", [domains.RemoteFile("zip.train.gz", ("http://127.0.0.1:9/zip.train.gz",), ())])
     with pytest.raises(UserError) as err:
-        download_data.ensure_datasets(["usps"], tmp_path)
+        datasets.ensure_datasets(["usps"], tmp_path)
     assert str(err.value).endswith("python download_data.py --from DIR --datasets usps")
 
 
 def test_unreachable_host_is_reported_not_raised(tmp_path):
     with pytest.raises(UserError, match="connection failed"):
-        download_data.download(["http://127.0.0.1:9/file.bin"], tmp_path / "file.bin", (MD5,), timeout=2)
+        download.download(["http://127.0.0.1:9/file.bin"], tmp_path / "file.bin", (MD5,), timeout=2)
 
 
 def test_fetch_skips_valid_files_and_refetches_corrupt_ones(server, tmp_path, monkeypatch):
     src = tmp_path / "src"
     make_mnist(src)
     table = {"mnist": tuple(
-        download_data.RemoteFile(f.name, (f"{server.url}/{f.name}",), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
-        for f in download_data.SOURCES["mnist"])}
+        domains.RemoteFile(f.name, (f"{server.url}/{f.name}",), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
+        for f in domains.DOMAINS["mnist"].sources)}
     for f in table["mnist"]:
         server.files["/" + f.name] = (src / f.name).read_bytes()
-    monkeypatch.setattr(download_data, "SOURCES", table)
+    with_sources(monkeypatch, "mnist", table["mnist"])
     root = tmp_path / "data"
-    download_data.fetch(["mnist"], root, log=lambda *_: None)
+    datasets.fetch(["mnist"], root, log=lambda *_: None)
     assert len(server.requests) == 4
     (root / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"damaged")
     log = []
-    download_data.fetch(["mnist"], root, log=log.append)
+    datasets.fetch(["mnist"], root, log=log.append)
     assert len(server.requests) == 5 and server.requests[-1][0] == "/t10k-labels-idx1-ubyte.gz"
     assert any("corrupt" in line for line in log)
-    assert data.load_domain("mnist", "test", root)[0].shape == (20, 3, 28, 28)
+    assert datasets.load_domain("mnist", "test", root)[0].shape == (20, 3, 28, 28)
 
 
 def test_import_from_a_folder_finds_files_anywhere_and_checks_them(tmp_path, monkeypatch):
     src = tmp_path / "copies" / "deep" / "er"
     make_mnist(src)
     table = {"mnist": tuple(
-        download_data.RemoteFile(f.name, (), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
-        for f in download_data.SOURCES["mnist"])}
-    monkeypatch.setattr(download_data, "SOURCES", table)
+        domains.RemoteFile(f.name, (), ("md5:" + hashlib.md5((src / f.name).read_bytes()).hexdigest(),))
+        for f in domains.DOMAINS["mnist"].sources)}
+    with_sources(monkeypatch, "mnist", table["mnist"])
     root = tmp_path / "data"
-    download_data.fetch(["mnist"], root, source_dir=tmp_path / "copies", log=lambda *_: None)
-    assert data.load_domain("mnist", "train", root)[0].shape == (40, 3, 28, 28)
+    datasets.fetch(["mnist"], root, source_dir=tmp_path / "copies", log=lambda *_: None)
+    assert datasets.load_domain("mnist", "train", root)[0].shape == (40, 3, 28, 28)
     (src / "train-images-idx3-ubyte.gz").write_bytes(b"bad")
     (root / "mnist" / "train-images-idx3-ubyte.gz").unlink()
     with pytest.raises(UserError, match="train-images-idx3-ubyte.gz has the wrong checksum under"):
-        download_data.fetch(["mnist"], root, source_dir=tmp_path / "copies", log=lambda *_: None)
+        datasets.fetch(["mnist"], root, source_dir=tmp_path / "copies", log=lambda *_: None)
     assert not (root / "mnist" / "train-images-idx3-ubyte.gz").exists()
 
 
@@ -146,6 +145,6 @@ def test_cli_imports_real_mnist_with_from(tmp_path):
         pytest.skip(f"real MNIST not found at {SHARED_DATA}")
     r = run_cli("--from", str(SHARED_DATA), "--datasets", "mnist", DANN_DATA_DIR=str(tmp_path / "d"))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "d" / "mnist").iterdir()) == sorted(f.name for f in download_data.SOURCES["mnist"])
+    assert sorted(p.name for p in (tmp_path / "d" / "mnist").iterdir()) == sorted(f.name for f in domains.DOMAINS["mnist"].sources)
     r = run_cli("--from", str(SHARED_DATA), "--datasets", "mnist", DANN_DATA_DIR=str(tmp_path / "d"))
     assert r.stdout.count("present and verified") == 4

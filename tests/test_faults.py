@@ -13,14 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoints
-import common
-import download_data
 import image_annotate
-import training
-from common import UserError
-from config import Config
-from conftest import REPO, digit_images, run_script
+from dann.common import UserError
+from dann.config import Config
+from conftest import REPO, digit_images, run_script, with_sources
+from dann import annotate, checkpoints, common, datasets, domains, evaluation, pretrained, runs, training
 
 DIGIT_7 = REPO / "images" / "mnist_test0_digit7.png"
 
@@ -49,7 +46,7 @@ def test_a_second_training_on_a_folder_in_use_is_refused_in_one_line(synthetic_r
     out, stopped = tmp_path / "run", tmp_path / "stopped"
     stop_after(monkeypatch, 2, signal.SIGINT)
     training.train(tiny(synthetic_root), stopped)
-    with training.claimed(out), training.claimed(stopped):  # as a running main.py holds them
+    with runs.claimed(out), runs.claimed(stopped):  # as a running main.py holds them
         r = run_script("main.py", "--source", "mnist", "--target", "mnist_m", "--data-dir", synthetic_root,
                        "--no-download", "--epochs", "1", "--out", out)
         assert r.returncode == 1 and "Traceback" not in r.stderr
@@ -63,10 +60,10 @@ def test_a_second_training_on_a_folder_in_use_is_refused_in_one_line(synthetic_r
 
 def test_a_crashed_training_leaves_no_lock_behind(tmp_path):
     out = tmp_path / "run"
-    code = f"import os, pathlib, training; held = training.claimed(pathlib.Path({str(out)!r})); held.__enter__(); os._exit(9)"
+    code = f"import os, pathlib; from dann import runs; held = runs.claimed(pathlib.Path({str(out)!r})); held.__enter__(); os._exit(9)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 9
     assert (out / ".lock").exists()
-    with training.claimed(out):  # the operating system released it with the process
+    with runs.claimed(out):  # the operating system released it with the process
         pass
 
 
@@ -102,7 +99,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_no_nan_model_is_saved(synthet
     cfg = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**cfg, "epochs": 3}))
     with pytest.raises(UserError) as e:
-        training.train(training.resumed_config(out, "cpu"), out, resume=True)
+        training.train(runs.resumed_config(out, "cpu"), out, resume=True)
     assert str(e.value) == (f"the loss became NaN or infinite by step 6; the run stopped there and the last good "
                             f"checkpoint is {out}/checkpoint.pt (step 4). Lower --lr (or the method's weights) and "
                             "start again")
@@ -148,7 +145,7 @@ def test_sigterm_saves_like_ctrl_c_and_the_resumed_run_ends_with_the_same_weight
     assert training.train(tiny(synthetic_root), tmp_path / "cut") is None
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 3
     monkeypatch.undo()
-    resumed = training.train(training.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
+    resumed = training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
     assert resumed["target_test_acc"] == whole["target_test_acc"]
     a, b = (torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["model"] for r in ("whole", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -159,13 +156,13 @@ def test_a_run_stopped_before_its_first_save_can_be_resumed_from_the_start_or_it
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text(json.dumps(tiny(synthetic_root).as_dict()))  # killed while loading, say
-    metrics = training.train(training.resumed_config(out, "cpu"), out, resume=True)
+    metrics = training.train(runs.resumed_config(out, "cpu"), out, resume=True)
     assert metrics["history"][-1]["epoch"] == 2
     assert "holds no checkpoint yet (its run stopped before the first save): starting it from step 0" in \
         capsys.readouterr().err
     (out / "checkpoint.pt").unlink()
     (out / "metrics.json").unlink()
-    training.train(tiny(synthetic_root, epochs=1), training.new_run_folder(None, out))  # or reused by a new run
+    training.train(tiny(synthetic_root, epochs=1), runs.new_run_folder(None, out))  # or reused by a new run
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
 
 
@@ -215,7 +212,7 @@ def test_evaluation_files_go_to_a_folder_of_the_evaluation_never_beside_the_chec
                    "--device", "cpu", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "figures" / "mnist-mnist_m-source-only" / "confusion_mnist_m.png").is_file()
-    assert not list(checkpoints.PRETRAINED_DIR.glob("*.png"))
+    assert not list(pretrained.PRETRAINED_DIR.glob("*.png"))
     r = run_script("valid.py", "--checkpoint", run / "checkpoint.pt", "--data-dir", root, "--no-download",
                    "--device", "cpu", "--out-dir", tmp_path / "figures" / "mnist-mnist_m-source-only", cwd=tmp_path)
     assert r.returncode == 1 and "holds the evaluation of another model" in r.stderr  # never silently over it
@@ -243,7 +240,7 @@ def test_pictures_of_extreme_shape_are_read_in_bounded_memory_and_shown_at_a_san
     assert code == 0
     for name in ("line", "pole", "after"):
         with Image.open(tmp_path / f"{name}_annotated.png") as copy:
-            assert copy.width <= image_annotate.DISPLAY_WIDTH and copy.height <= image_annotate.DISPLAY_HEIGHT + 56
+            assert copy.width <= annotate.DISPLAY_WIDTH and copy.height <= annotate.DISPLAY_HEIGHT + 56
 
 
 def test_a_16_bit_grey_picture_keeps_its_grey_levels_in_the_annotated_copy(trained_run, tmp_path):
@@ -278,7 +275,7 @@ def test_valid_needs_only_the_test_files(trained_run, tmp_path):
     only_tests = tmp_path / "data"
     for name in ("mnist", "mnist_m"):
         (only_tests / name).mkdir(parents=True)
-        for remote in download_data.needed(name, ["test"]):
+        for remote in datasets.needed(name, ["test"]):
             (only_tests / name / remote.name).write_bytes((root / name / remote.name).read_bytes())
     assert len(list((only_tests / "mnist").iterdir())) == 2  # the two t10k files, no training file
     r = run_script("valid.py", "--checkpoint", run / "checkpoint.pt", "--data-dir", only_tests, "--no-download",
@@ -292,11 +289,10 @@ def test_every_missing_dataset_is_named_in_one_message_and_no_empty_folder_is_le
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "missing from" in r.stderr and "mnist: --no-download" in r.stderr and "mnist_m: --no-download" in r.stderr
     for name in ("mnist", "mnist_m"):
-        monkeypatch.setitem(download_data.SOURCES, name, tuple(
-            download_data.RemoteFile(f.name, ("http://127.0.0.1:9/" + f.name,), f.checksums)
-            for f in download_data.SOURCES[name]))
+        with_sources(monkeypatch, name, [domains.RemoteFile(f.name, ("http://127.0.0.1:9/" + f.name,), f.checksums)
+                                         for f in domains.DOMAINS[name].sources])
     with pytest.raises(UserError) as e:
-        download_data.ensure_datasets(["mnist", "mnist_m"], tmp_path / "data", splits=["test"])
+        datasets.ensure_datasets(["mnist", "mnist_m"], tmp_path / "data", splits=["test"])
     assert "mnist: could not download t10k-images" in str(e.value) and "mnist_m: could not download" in str(e.value)
     assert not (tmp_path / "data").exists()
 
@@ -308,11 +304,11 @@ def test_a_finished_run_carries_its_not_sure_threshold_from_its_source_test_digi
     metrics = json.loads((run / "metrics.json").read_text())
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     model, _ = checkpoints.load_checkpoint(run / "checkpoint.pt")
-    source = download_data.load_datasets(["mnist"], ["test"], root, False)["mnist", "test"][0]
+    source = datasets.load_datasets(["mnist"], ["test"], root, False)["mnist", "test"][0]
     top = model.predict_proba(source).max(1).values
     assert ckpt["unsure_below"] == metrics["unsure_below"]
-    assert math.isclose(ckpt["unsure_below"], training.unsure_threshold(model, source), rel_tol=1e-5)
-    assert math.isclose((top < ckpt["unsure_below"]).float().mean().item(), training.UNSURE_SHARE, abs_tol=0.05)
+    assert math.isclose(ckpt["unsure_below"], evaluation.unsure_threshold(model, source), rel_tol=1e-5)
+    assert math.isclose((top < ckpt["unsure_below"]).float().mean().item(), evaluation.UNSURE_SHARE, abs_tol=0.05)
     assert checkpoints.weights_only(ckpt)["unsure_below"] == ckpt["unsure_below"]
 
 

@@ -9,14 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-import download_data
-import folders
 import image_annotate
-import scores
-import training
-from common import UserError
-from config import Config
+from dann.common import UserError
+from dann.config import Config
 from conftest import REPO, digit_images
+from dann import folders, scores, training
+import download_data
 
 
 def run_main(*args):

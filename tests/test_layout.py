@@ -1,25 +1,69 @@
-"""The dependencies between modules that the code's layout promises (README, 'How the code is organised')."""
+"""The layout the README's code map promises: a package with thin scripts at the root, imports that run
+one way, no sys.path changes, and a torch.hub entry that brings no generic module names along."""
+import ast
 import subprocess
 import sys
 
 import pytest
 
-from common import UserError
-from config import Config
 from conftest import REPO
+from dann.common import UserError
+from dann.config import Config
+
+SCRIPTS = {"main.py", "valid.py", "download_data.py", "image_annotate.py", "choose.py", "bench.py", "hubconf.py"}
+
+
+def python_files():
+    return [p for p in REPO.rglob("*.py") if not any(part.startswith(".") or part in ("runs", "data", "build")
+                                                      for part in p.relative_to(REPO).parts)]
+
+
+def test_the_root_holds_only_the_scripts_a_user_runs():
+    assert {p.name for p in REPO.glob("*.py")} == SCRIPTS
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS - {"hubconf.py"}))
+def test_a_script_is_a_command_line_only(script):
+    """Its own functions parse flags and hand over to the package; the work is done there."""
+    tree = ast.parse((REPO / script).read_text())
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert functions <= {"parse_args", "main", "train_seeds", "short_name", "print_table"}, functions
+    assert sum(1 for line in (REPO / script).read_text().splitlines() if line.strip()) < 130
+
+
+def changes_sys_path(path):
+    """Whether the file calls sys.path.insert/append/extend (found in its syntax tree, not its text)."""
+    return any(isinstance(node, ast.Attribute) and node.attr in ("insert", "append", "extend")
+               and ast.unparse(node.value) == "sys.path" for node in ast.walk(ast.parse(path.read_text())))
+
+
+def test_nothing_changes_sys_path():
+    assert [str(p.relative_to(REPO)) for p in python_files() if changes_sys_path(p)] == []
 
 
 @pytest.mark.parametrize("module,absent", [
-    ("valid", "training"),  # evaluation needs the configuration's flags, not the engine
-    ("models", "data"),  # the networks read no dataset
-    ("data", "download_data"),  # the downloader uses the parsers, never the other way round
-    ("config", "training"),
+    ("dann.evaluation", "dann.training"),  # evaluating needs no engine
+    ("dann.models", "dann.datasets"),  # the networks read no dataset
+    ("dann.parsers", "dann.download"),  # the parsers never fetch
+    ("dann.config", "dann.training"),
+    ("dann.scores", "dann.training"),
+    ("dann", "torch"),  # importing the package is light
 ])
 def test_a_module_does_not_import_what_it_does_not_need(module, absent):
     code = f"import sys, {module}; print({absent!r} in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_hubconf_brings_only_the_package_into_a_users_process():
+    code = ("import sys; before = set(sys.modules); import hubconf; "
+            "print(sorted(m for m in set(sys.modules) - before if '.' not in m))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ours = {p.stem for p in REPO.glob("*.py")} | {"dann"} | {p.stem for p in (REPO / "dann").glob("*.py")}
+    new_top_level = set(ast.literal_eval(r.stdout.strip()))
+    assert new_top_level & ours == {"hubconf", "dann"}
 
 
 def test_a_configuration_saved_with_the_old_name_of_the_method_setting_still_loads():

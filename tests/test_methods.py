@@ -4,14 +4,11 @@ import math
 import pytest
 import torch
 
-import checkpoints
-import methods
-import models
-import training
 from conftest import ctrl_c_after
-from common import UserError
-from methods import METHODS, Batch, Method
-from config import Config
+from dann.common import UserError
+from dann.methods import METHODS, Batch, Method
+from dann.config import Config
+from dann import checkpoints, methods, models, pretrained, runs, training
 
 
 def tiny_batch(unlabelled=True, n=6, method=None):
@@ -75,7 +72,7 @@ def test_a_new_method_plugs_in_with_one_entry(synthetic_root, tmp_path, monkeypa
                                                         "source_test_acc", "target_test_acc"]] * 2
     assert 0 < metrics["history"][0]["entropy"] <= math.log(10) + 1e-6
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert training.resumed_config(tmp_path / "run", "cpu") == Config(**{**saved, "device": "cpu"})
+    assert runs.resumed_config(tmp_path / "run", "cpu") == Config(**{**saved, "device": "cpu"})
 
 
 def test_prediction_entropies():
@@ -257,7 +254,7 @@ def test_init_starts_from_a_runs_evaluated_weights_and_refuses_another_network(s
                 batch_size=8, device="cpu")
     training.train(Config(**base, ema=0.5), tmp_path / "first")
     model = models.DANN("mnist")
-    checkpoints.start_from(model, str(tmp_path / "first"))
+    pretrained.start_from(model, str(tmp_path / "first"))
     ema = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)["ema"]
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
     with pytest.raises(UserError, match="holds a 'mnist' network; add --arch mnist"):
@@ -280,7 +277,7 @@ def test_a_method_with_a_teacher_resumes_exactly(synthetic_root, tmp_path, monke
     real_step = ctrl_c_after(monkeypatch, stop_after)
     assert training.train(cfg, tmp_path / "cut") is None
     monkeypatch.setattr(training, "sgd_step", real_step)
-    training.train(training.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
+    training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
     whole, cut = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "cut"))
     assert whole["step"] == cut["step"] == 8
     for part in ("model", "ema", "teacher"):

@@ -8,16 +8,13 @@ import sys
 import pytest
 import torch
 
-import checkpoints
-import download_data
-import models
-import training
 import valid
 from conftest import REPO
-from common import UserError
-from config import Config
+from dann.common import UserError
+from dann.config import Config
+from dann import checkpoints, datasets, models, pretrained, training
 
-REGISTRY = checkpoints.bundled_models()
+REGISTRY = pretrained.bundled_models()
 NAMES = list(REGISTRY["models"])
 DIGIT_7 = "mnist_m_test0_digit7.png"  # a committed MNIST-M test digit, in images/
 
@@ -26,7 +23,7 @@ def test_the_registry_lists_the_papers_three_columns_dirt_t_and_the_synth_reader
     methods_ = {e["method"] for e in REGISTRY["models"].values()}
     assert methods_ == {"dann", "source-only", "target-only", "dirt-t", "dann-im"}
     assert REGISTRY["default"] == "synth-mnist_m-dann-im"  # the best reader of photo_digits.py's pictures
-    files = [checkpoints.PRETRAINED_DIR / e["file"] for e in REGISTRY["models"].values()]
+    files = [pretrained.PRETRAINED_DIR / e["file"] for e in REGISTRY["models"].values()]
     assert all(f.stat().st_size < 1 << 20 for f in files) and sum(f.stat().st_size for f in files) < 5 << 20
     for e in REGISTRY["models"].values():
         assert set(e) >= {"file", "sha256", "source", "target", "method", "epochs", "seed", "commit",
@@ -36,7 +33,7 @@ def test_the_registry_lists_the_papers_three_columns_dirt_t_and_the_synth_reader
 @pytest.mark.parametrize("name", NAMES)
 def test_every_bundled_model_matches_its_sha256_and_loads_weights_only(name):
     entry = REGISTRY["models"][name]
-    path = checkpoints.bundled_checkpoint(name)
+    path = pretrained.bundled_checkpoint(name)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     ckpt = torch.load(path, weights_only=True)
     assert "optimizer" not in ckpt and "rng" not in ckpt  # weights only
@@ -50,7 +47,7 @@ def test_every_bundled_model_matches_its_sha256_and_loads_weights_only(name):
 def test_re_evaluating_a_bundled_model_gives_its_recorded_accuracies(name, real_root, tmp_path):
     entry = REGISTRY["models"][name]
     if "synth" in (entry["source"], entry["target"]):
-        download_data.render_synth(real_root, ["test"], log=lambda _: None)  # the same 10,000 pictures, about 10 s
+        datasets.render_synth(real_root, ["test"], log=lambda _: None)  # the same 10,000 pictures, about 10 s
     results = valid.main(["--checkpoint", name, "--data-dir", str(real_root), "--no-download", "--json",
                           "--device", "cpu", "--out-dir", str(tmp_path)])
     assert results[entry["source"]]["accuracy"] == entry["source_test_acc"]
@@ -59,9 +56,9 @@ def test_re_evaluating_a_bundled_model_gives_its_recorded_accuracies(name, real_
 
 def damaged_copy(tmp_path, monkeypatch):
     copy = tmp_path / "pretrained"
-    shutil.copytree(checkpoints.PRETRAINED_DIR, copy)
-    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", copy)
-    monkeypatch.setattr(checkpoints, "REGISTRY", copy / "registry.json")
+    shutil.copytree(pretrained.PRETRAINED_DIR, copy)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", copy)
+    monkeypatch.setattr(pretrained, "REGISTRY", copy / "registry.json")
     return copy
 
 
@@ -73,17 +70,17 @@ def test_a_damaged_bundled_file_is_refused(tmp_path, monkeypatch):
     (copy / REGISTRY["models"][name]["file"]).write_bytes(bytes(blob))
     for spec in (name, None):  # by name, and as the default when there is no run
         with pytest.raises(UserError, match="does not match its sha256 .* git checkout -- pretrained/"):
-            checkpoints.resolve_checkpoint(spec, runs_dir=tmp_path / "runs")
+            pretrained.resolve_checkpoint(spec, runs_dir=tmp_path / "runs")
     (copy / REGISTRY["models"][name]["file"]).unlink()
     with pytest.raises(UserError, match="is missing or does not match"):
-        checkpoints.resolve_checkpoint(name)
+        pretrained.resolve_checkpoint(name)
 
 
 def test_a_damaged_registry_is_one_line(tmp_path, monkeypatch):
     copy = damaged_copy(tmp_path, monkeypatch)
     (copy / "registry.json").write_text("{")
     with pytest.raises(UserError, match="registry.json is missing or damaged"):
-        checkpoints.resolve_checkpoint(None, runs_dir=tmp_path / "runs")
+        pretrained.resolve_checkpoint(None, runs_dir=tmp_path / "runs")
 
 
 def test_list_prints_every_bundled_model_with_its_accuracies(capsys):
@@ -101,7 +98,7 @@ def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_p
     assert r.returncode == 0, r.stderr
     first, answer = r.stdout.splitlines()[:2]
     default = REGISTRY["default"]
-    assert first == (f"model: {checkpoints.PRETRAINED_DIR / default}.pt "
+    assert first == (f"model: {pretrained.PRETRAINED_DIR / default}.pt "
                      f"(bundled model {default}, since there is no finished run under runs/ yet); "
                      f"not sure below a top probability of {REGISTRY['models'][default]['unsure_below']:.3f}")
     assert answer.startswith(f"{REPO / 'images' / DIGIT_7}: 7 ")
@@ -110,13 +107,13 @@ def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_p
 
 def test_torch_hub_loads_the_bundled_dann_ready_for_inference():
     from PIL import Image
-    from data import picture_to_digit
+    from dann.pictures import picture_to_digit
     model = torch.hub.load(str(REPO), "mnist_mnist_m_dann", source="local", trust_repo=True)
     assert isinstance(model, models.DANN) and not model.training
     digit = picture_to_digit(Image.open(REPO / "images" / DIGIT_7))
     assert model.predict_proba(digit[None]).argmax().item() == 7
     entry = REGISTRY["models"]["mnist-mnist_m-dann"]
-    reference = checkpoints.load_checkpoint(checkpoints.PRETRAINED_DIR / entry["file"])[0]
+    reference = checkpoints.load_checkpoint(pretrained.PRETRAINED_DIR / entry["file"])[0]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
 
 
@@ -154,7 +151,7 @@ def test_the_registry_command_reproduces_the_runs_settings():
         "python main.py --source mnist --target mnist_m"  # the paper's network for the source goes unsaid
     assert Config(arch="mnist", cuda_graph=False).command() == "python main.py --arch mnist"
     for name, e in REGISTRY["models"].items():  # every registered command is its model's own settings
-        saved = torch.load(checkpoints.PRETRAINED_DIR / e["file"], weights_only=True)["config"]
+        saved = torch.load(pretrained.PRETRAINED_DIR / e["file"], weights_only=True)["config"]
         assert Config.from_saved(saved, name).command() == e["command"]
 
 

@@ -6,12 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import checkpoints
-import data
-import download_data
-import synth
-from common import UserError
+from dann.common import UserError
 from conftest import run_script
+from dann import datasets, pictures, pretrained, synth
 
 # sha256 of the first 24 pictures of each split at RENDER_VERSION 1: a change to the rendering must
 # bump RENDER_VERSION (and these), since every rendered set and trained model depends on them
@@ -37,24 +34,24 @@ def test_a_model_trained_on_mnist_alone_reads_the_plainest_synth_digits_as_label
     """An independent reading of the labels: the same numbers drawn white on black only, read by the
     bundled source-only model (MNIST, never synth). Wrong or off-centre labels would read near 10%."""
     images, labels = synth.render_range("test", 0, 500, plain=True)
-    model = checkpoints.bundled_model("mnist-mnist_m-source-only")
+    model = pretrained.bundled_model("mnist-mnist_m-source-only")
     with torch.no_grad():
-        read = model.predict_proba(data.to_28x28_rgb(torch.from_numpy(images).permute(0, 3, 1, 2))).argmax(1)
+        read = model.predict_proba(pictures.to_28x28_rgb(torch.from_numpy(images).permute(0, 3, 1, 2))).argmax(1)
     agree = read.numpy() == labels
     assert agree.mean() > 0.7
     assert all(agree[labels == digit].mean() > 0.4 for digit in range(10))
 
 
 def test_synth_is_rendered_on_demand_kept_and_loaded_like_any_domain(tmp_path):
-    download_data.render_synth(tmp_path, train_size=120, test_size=50)
-    images, labels = data.load_domain("synth", "train", tmp_path)
+    datasets.render_synth(tmp_path, train_size=120, test_size=50)
+    images, labels = datasets.load_domain("synth", "train", tmp_path)
     assert images.shape == (120, 3, 28, 28) and images.dtype == torch.uint8 and labels.tolist()[:3] == [0, 1, 2]
-    assert data.load_domain("synth", "test", tmp_path)[0].shape == (50, 3, 28, 28)
+    assert datasets.load_domain("synth", "test", tmp_path)[0].shape == (50, 3, 28, 28)
     said = []
-    download_data.render_synth(tmp_path, log=said.append)  # no size asked for: the files there are kept
+    datasets.render_synth(tmp_path, log=said.append)  # no size asked for: the files there are kept
     assert said == ["synth: synth_train_32x32.npz present (120 pictures)", "synth: synth_test_32x32.npz present (50 pictures)"]
-    download_data.render_synth(tmp_path, ["train"], train_size=130, log=said.append)
-    assert data.load_domain("synth", "train", tmp_path)[0].shape[0] == 130
+    datasets.render_synth(tmp_path, ["train"], train_size=130, log=said.append)
+    assert datasets.load_domain("synth", "train", tmp_path)[0].shape[0] == 130
 
 
 def test_a_damaged_or_stale_synth_file_is_one_line_that_says_how_to_render_it_again(tmp_path):
@@ -67,8 +64,8 @@ def test_a_damaged_or_stale_synth_file_is_one_line_that_says_how_to_render_it_ag
     with open(folder / "synth_test_32x32.npz", "wb") as f:
         np.savez(f, images=np.zeros((2, 32, 32, 3), np.uint8), labels=np.zeros(2, np.int64), version=0)
     with pytest.raises(UserError, match="rendered by version 0 of synth.py.*render it again"):
-        data.load_domain("synth", "test", tmp_path)
-    assert download_data.rendered_count(folder / "synth_test_32x32.npz") is None  # so it is rendered again
+        datasets.load_domain("synth", "test", tmp_path)
+    assert datasets.rendered_count(folder / "synth_test_32x32.npz") is None  # so it is rendered again
 
 
 def test_download_data_renders_synth_with_a_progress_line_and_refuses_a_bad_size(tmp_path):

@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoints
-import config
-import methods
-import models
-import training
-from common import UserError
-from config import Config
+from dann.common import UserError
+from dann.config import Config
 from conftest import REPO, ctrl_c_after, make_usps
+from dann import checkpoints, config, methods, models, runs, training
 
 
 def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
@@ -115,7 +111,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == stop_after
     assert not (tmp_path / "cut" / "metrics.json").exists()
     monkeypatch.setattr(training, "sgd_step", real_step)
-    resumed = training.train(training.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
+    resumed = training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
     final = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, final["model"][name]), name
@@ -229,7 +225,7 @@ def test_cuda_graph_run_matches_eager_run_and_resumes_on_the_cpu(synthetic_root,
     config = json.loads((tmp_path / "graph" / "config.json").read_text())
     config["epochs"] = 4
     (tmp_path / "graph" / "config.json").write_text(json.dumps(config))
-    resumed = training.train(training.resumed_config(tmp_path / "graph", "cpu"), tmp_path / "graph", resume=True)
+    resumed = training.train(runs.resumed_config(tmp_path / "graph", "cpu"), tmp_path / "graph", resume=True)
     assert len(resumed["history"]) == 4 and resumed["history"][-1]["class_loss"] < 10
 
 

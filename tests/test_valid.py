@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoints
 from conftest import REPO
 from httpserver import FileServer
+from dann import checkpoints, datasets, pretrained, runs
 
 
 def run_valid(*args, cwd=REPO):
@@ -32,7 +32,6 @@ def test_table_and_figures(trained_run, tmp_path):
 
 
 def test_json_matches_a_direct_evaluation(trained_run, tmp_path):
-    import data
     root, run = trained_run
     r = run_valid("--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--no-download",
                   "--domains", "usps", "--json", "--out-dir", str(tmp_path))
@@ -40,7 +39,7 @@ def test_json_matches_a_direct_evaluation(trained_run, tmp_path):
     out = json.loads(r.stdout)
     assert {k: v["role"] for k, v in out["domains"].items()} == {"mnist": "source", "mnist_m": "target", "usps": "extra"}
     model, _ = checkpoints.load_checkpoint(run / "checkpoint.pt")
-    images, labels = data.load_domain("mnist_m", "test", root)
+    images, labels = datasets.load_domain("mnist_m", "test", root)
     predictions = model(images).argmax(1)
     target = out["domains"]["mnist_m"]
     assert target["accuracy"] == pytest.approx((predictions == labels).float().mean().item())
@@ -126,20 +125,20 @@ def test_latest_checkpoint_is_the_newest_finished_run(tmp_path):
         if name != "stopped-run":
             (tmp_path / name / "metrics.json").write_text("{}")  # what a finished run writes last
         os.utime(tmp_path / name / "checkpoint.pt", (time.time() + i, time.time() + i))
-    assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
-    assert checkpoints.latest_checkpoint(tmp_path / "nothing") is None
+    assert runs.latest_finished(tmp_path) == tmp_path / "a-run" / "checkpoint.pt"
+    assert runs.latest_finished(tmp_path / "nothing") is None
     row = tmp_path / "a-row" / "seed1"  # main.py --seeds writes one folder per seed
     row.mkdir(parents=True)
     (row / "checkpoint.pt").write_bytes(b"x")
     (row / "metrics.json").write_text("{}")
     os.utime(row / "checkpoint.pt", (time.time() + 5, time.time() + 5))
-    assert checkpoints.latest_checkpoint(tmp_path) == row / "checkpoint.pt"
+    assert runs.latest_finished(tmp_path) == row / "checkpoint.pt"
 
 
 def test_with_no_run_the_bundled_model_is_used_and_said_first(tmp_path):
     r = run_valid("--no-download", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)  # no runs/ there
-    default = checkpoints.bundled_models()["default"]
-    assert r.stdout.splitlines()[0].startswith(f"model: {checkpoints.PRETRAINED_DIR / default}.pt (bundled model "
+    default = pretrained.bundled_models()["default"]
+    assert r.stdout.splitlines()[0].startswith(f"model: {pretrained.PRETRAINED_DIR / default}.pt (bundled model "
                                                f"{default}, since there is no finished run under runs/ yet)")
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "download_data.py" in r.stderr
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from common import UserError
-from data import DOMAINS
-from methods import METHODS
-from models import ARCHS, DEFAULT_ARCH
+from dann.common import UserError
+from dann.domains import DOMAINS, default_arch
+from dann.methods import METHODS
+from dann.models import ARCHS
 
 
 def setting(default, help, group, **flag):
@@ -35,7 +35,7 @@ class Config:
     target: str = setting("mnist", "domain to adapt to, its labels unused: a built-in name or a folder, with class "
                           "subfolders (labelled: target accuracy is reported) or its pictures directly in it",
                           "task", metavar="DOMAIN|FOLDER")
-    method: str = setting("dann", "training method (methods.py): dann adapts (the paper); dann-im adds information "
+    method: str = setting("dann", "training method (dann/methods.py): dann adapts (the paper); dann-im adds information "
                         "maximisation on the target (SHOT); vada adds conditional entropy and virtual adversarial "
                         "training (Shu et al. 2018); dirt-t refines a model (--init) on the target alone (DIRT-T, "
                         "the same paper); self-train trains a fresh model on the labels a model (--init) gives the "
@@ -98,7 +98,7 @@ class Config:
         if not all(_has_type(getattr(self, f.name), f) for f in fields(self)):
             raise TypeError("settings of the wrong type or outside their choices")
         if self.arch is None:
-            object.__setattr__(self, "arch", DEFAULT_ARCH.get(self.source, "mnist"))
+            object.__setattr__(self, "arch", default_arch(self.source))
         for name in ("epochs", "batch_size", "eval_every", "save_every", "teacher_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag_name(name)} must be at least 1")
@@ -159,7 +159,7 @@ class Config:
         for f in fields(self):
             value = getattr(self, f.name)
             if (f.name in self.NOT_IN_COMMAND and not everything) or value == f.default or (
-                    f.name == "arch" and value == DEFAULT_ARCH.get(self.source, "mnist")):
+                    f.name == "arch" and value == default_arch(self.source)):
                 continue
             if isinstance(value, bool):  # a switch: --NAME turns an off one on, --no-NAME an on one off
                 words.append(flag_name(f.name) if value else "--no-" + f.name.replace("_", "-"))

@@ -8,11 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import UserError
+from dann.common import UserError
 
-ARCHS = ("mnist", "svhn")
-# The paper's architecture for each source domain (svhn for SVHN->MNIST, mnist for MNIST->MNIST-M).
-DEFAULT_ARCH = {"svhn": "svhn", "mnist": "mnist", "mnist_m": "mnist", "usps": "mnist"}
+ARCHS = ("mnist", "svhn")  # the paper's networks; which one a task uses by default: domains.default_arch
 
 
 class GradientReversalFunction(torch.autograd.Function):

@@ -9,9 +9,7 @@ stopped one is resumed, so the same command continues a stopped sweep; a candida
 another (DIRT-T) starts from that candidate's run of the same seed, which it shares.
 """
 import dataclasses
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,18 +19,23 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from checkpoints import load_checkpoint, weights_only
-from common import REPO, UserError, make_folder, save_atomic
-from config import Config
+from dann import runs as run_folder
+from dann.checkpoints import load_checkpoint, weights_only
+from dann.common import REPO, UserError, make_folder, save_atomic
+from dann.config import Config
+from dann.scores import SCORES
+from dann.stopping import stop_requests
 
 # Class shift ranked 25 short MNIST -> MNIST-M runs best of the label-free scores (Spearman .50 with
 # target accuracy, against .37 for entropy; RESULTS.md, 'Label-free scores'), so it decides; entropy,
 # the next best, breaks a tie. It assumes the target's class mix is the source's.
+RULE_SCORES = ("class_shift", "entropy")
 RULE = "the final model with the lowest class shift; a tie goes to the lower entropy"
 
 
 def rank_key(scores):
-    return scores["class_shift"], scores["entropy"]
+    """Smaller is better: RULE_SCORES in turn, each made "higher is better" by its orientation, negated."""
+    return tuple(-SCORES[name].oriented(scores[name]) for name in RULE_SCORES)
 
 
 @dataclass(frozen=True)
@@ -93,18 +96,15 @@ def plan(base, candidates, seeds, out):
 def read_status(run):
     """A run folder as the sweep finds it: finished (metrics.json), stopped (a checkpoint), or new.
     A folder that holds a run of other settings is refused: its results would answer another question."""
-    config_file = run.folder / "config.json"
-    if config_file.is_file():
-        try:
-            saved = Config.from_saved(json.loads(config_file.read_text()), str(config_file))
-        except ValueError:
-            raise UserError(f"{config_file} is not valid JSON; remove {run.folder} to train it again") from None
+    if (run.folder / run_folder.CONFIG).is_file():
+        saved = run_folder.read_config(run.folder)
         if not saved.same_model(run.cfg):
             raise UserError(f"{run.folder} holds a run with other settings ({saved.command()}); "
                             "give the sweep another --out, or the settings of that run")
-    if (run.folder / "metrics.json").is_file():
-        run.status, run.metrics = "done", json.loads((run.folder / "metrics.json").read_text())
-    elif (run.folder / "checkpoint.pt").is_file():
+    found = run_folder.status(run.folder)
+    if found == "finished":
+        run.status, run.metrics = "done", run_folder.read_metrics(run.folder)
+    elif found == "stopped":
         run.status = "to resume"
     return run
 
@@ -128,17 +128,15 @@ def run_all(runs, jobs, threads, log_dir):
     # a run others refine first, so that they can start early; a refinement once its run is done
     waiting = sorted((r for r in runs if r.status in ("to train", "to resume")),
                      key=lambda r: (r.after is not None, r.name not in refined))
-    running, stop = {}, {"now": False}
+    running = {}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
-    def stop_all(sig, _frame):
-        stop["now"] = True
+    def stop_all(sig):
         for process in list(running):
             process.send_signal(sig)  # each main.py saves its run and exits
 
-    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGINT, signal.SIGTERM)}
-    bar = tqdm(total=len(waiting), unit="run", desc="runs", dynamic_ncols=True, disable=not waiting)
-    try:
+    with stop_requests(forward=stop_all) as stop, \
+            tqdm(total=len(waiting), unit="run", desc="runs", dynamic_ncols=True, disable=not waiting) as bar:
         while (waiting or running) and not (stop["now"] and not running):
             for run in list(waiting):
                 if stop["now"] or len(running) >= jobs:
@@ -155,10 +153,6 @@ def run_all(runs, jobs, threads, log_dir):
                 if process.poll() is not None:
                     del running[process]
                     finished(run, stop["now"], bar)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        bar.close()
     return not waiting
 
 
@@ -174,7 +168,7 @@ def start(run, env, log_dir):
 
 def finished(run, stopping, bar):
     """Read what a main.py process left: its metrics, or why it did not finish."""
-    if (run.folder / "metrics.json").is_file():
+    if run_folder.status(run.folder) == "finished":
         read_status(run)
         bar.update()
         tqdm.write(f"done {run.name}: class shift {run.metrics['label_free']['class_shift']:.4f}, "
@@ -212,9 +206,9 @@ def share_chosen(chosen, folder):
     """Put the chosen model where valid.py and image_annotate.py find it: folder/checkpoint.pt (the
     weights it is evaluated with, as a shared model) beside a copy of its metrics.json. Written
     last, it is also the newest finished run under runs/, which both scripts take by default."""
-    ckpt = load_checkpoint(chosen.folder / "checkpoint.pt")[1]
-    save_atomic(json.dumps(chosen.metrics, indent=2), folder / "metrics.json")
-    save_atomic(weights_only(ckpt), folder / "checkpoint.pt")
+    ckpt = load_checkpoint(chosen.folder / run_folder.CHECKPOINT)[1]
+    run_folder.write_metrics(folder, chosen.metrics)
+    save_atomic(weights_only(ckpt), folder / run_folder.CHECKPOINT)
 
 
 def report(runs, chosen, threads):

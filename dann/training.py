@@ -10,12 +10,8 @@ only to report target accuracy (and, in target-only, to train, which is what tha
 """
 import contextlib
 import copy
-import fcntl
-import json
 import math
 import platform
-import shutil
-import signal
 import statistics
 import sys
 import time
@@ -26,15 +22,19 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
-import download_data
-import folders
-from checkpoints import restore, save_resumable, start_from
-from common import UserError, make_folder, save_atomic
-from config import Config, pick_device
-from data import DIGITS, SPLITS, augment
-from methods import METHODS, Batch, Method, bf16_autocast
-from models import DANN
-from scores import label_free_scores
+from dann import datasets, runs
+from dann.augment import augment
+from dann.checkpoints import restore, save_resumable
+from dann.common import UserError, save_atomic
+from dann.config import Config, pick_device
+from dann.curves import Curves
+from dann.domains import DIGITS, SPLITS, is_folder
+from dann.evaluation import evaluate, shown, unsure_threshold
+from dann.methods import METHODS, Batch, Method, bf16_autocast
+from dann.models import DANN
+from dann.pretrained import start_from
+from dann.scores import label_free_scores
+from dann.stopping import stop_requests
 
 # ---------------------------------------------------------------- schedule and batches
 
@@ -50,7 +50,7 @@ def load_data(cfg, device, skipped=None):
     unlabelled target folder are None. Pictures of a folder that could not be read are appended to
     `skipped`."""
     source_classes = check_classes(cfg)
-    loaded = download_data.load_datasets(dict.fromkeys([cfg.source, cfg.target]), SPLITS, cfg.data_dir,
+    loaded = datasets.load_datasets(dict.fromkeys([cfg.source, cfg.target]), SPLITS, cfg.data_dir,
                                          not cfg.no_download, skipped)
     sets = {}
     for domain in ("source", "target"):
@@ -67,7 +67,7 @@ def load_data(cfg, device, skipped=None):
 
 def check_classes(cfg):
     """The source must be labelled, and a labelled target must name the same classes; returns them."""
-    source, target = download_data.class_names(cfg.source), download_data.class_names(cfg.target)
+    source, target = datasets.class_names(cfg.source), datasets.class_names(cfg.target)
     if source is None:
         raise UserError(f"--source {cfg.source} has no class subfolders; the source must be labelled")
     if target is None and METHODS[cfg.method].labelled == "target":
@@ -245,90 +245,7 @@ class CapturedStep:
         graph.replay()
 
 
-# ---------------------------------------------------------------- evaluation
-
-UNSURE_SHARE = 0.05  # the share of the test digits of its labelled domain a model marks "not sure"
-
-
-def unsure_threshold(model, images):
-    """The top probability below which a reading is marked "not sure": its UNSURE_SHARE quantile
-    over the test images of the domain whose labels the model learnt (the source; the target for
-    target-only), a rule that reads no label (the usual keep-95%-of-in-distribution rule of
-    out-of-distribution detection, on Hendrycks & Gimpel 2017's score)."""
-    return torch.quantile(model.predict_proba(images).max(1).values.double().cpu(), UNSURE_SHARE).item()
-
-
-def accuracy(model, images, labels):
-    return (model.predict_proba(images).argmax(1) == labels).float().mean().item()
-
-
-def evaluate(model, sets):
-    """Test accuracy per domain; None for an unlabelled target folder, which has no labels to score."""
-    tests = {domain: sets[f"{domain}_test"] for domain in ("source", "target")}
-    return {f"{domain}_test_acc": None if labels is None else accuracy(model, images, labels)
-            for domain, (images, labels) in tests.items()}
-
-
-def shown(acc):
-    """An accuracy as the scripts print it, or why there is none."""
-    return "none (an unlabelled target)" if acc is None else f"{acc:.4f}"
-
-
-# ---------------------------------------------------------------- run folder
-
-def new_run_folder(cfg, out=None):
-    """The folder a new run will write to (created only once the data has loaded)."""
-    out = Path(out or Path("runs") / f"{cfg.source}-{cfg.target}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_new_run_folder(out)
-    return out
-
-
-def check_new_run_folder(out):
-    """A new run may write to an absent or empty folder, or to one whose run stopped before its
-    first checkpoint (nothing in it to lose); never over a run that saved something."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; name a folder for the run")
-    if (out / "checkpoint.pt").exists() or (out / "metrics.json").exists():
-        raise UserError(f"--out {out} already holds a run; continue it with --resume {out}, or choose another --out")
-
-
-@contextlib.contextmanager
-def claimed(out):
-    """Hold run folder `out` for this process: a second main.py writing to it is refused in one
-    line. The lock is the operating system's (flock), so a process that crashes or is killed
-    releases it. A folder this call created is removed again if the run ends before its
-    config.json was written (it could not start: a bad --init, Ctrl-C while setting up)."""
-    created = not out.exists()
-    make_folder(out)
-    lock = open(out / ".lock", "a")
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"{out} is in use by another training (main.py) right now; wait for it to end, "
-                            "or choose another --out") from None
-        yield
-    except BaseException:
-        if created and not (out / "config.json").exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    finally:
-        lock.close()
-
-
-def resumed_config(run_dir, device):
-    """A run folder's Config, on the device asked for now (the one setting a resume may change)."""
-    cfg_file = Path(run_dir) / "config.json"
-    if not cfg_file.is_file():
-        raise UserError(f"--resume {run_dir}: no config.json there; is it a run folder of main.py?")
-    try:
-        saved = json.loads(cfg_file.read_text())
-    except ValueError:
-        raise UserError(f"--resume {run_dir}: config.json is not valid JSON; start a new run instead") from None
-    if isinstance(saved, dict):
-        saved["device"] = device
-    return Config.from_saved(saved, f"--resume {run_dir}: config.json")
-
+# ---------------------------------------------------------------- results
 
 def write_metrics(out, cfg, progress, final, device):
     metrics = {"config": cfg.as_dict(), **final, "label_free": progress["history"][-1]["label_free"],
@@ -337,24 +254,24 @@ def write_metrics(out, cfg, progress, final, device):
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                "versions": {"python": platform.python_version(), "torch": torch.__version__},
                "note": "accuracies of the final model; main.py selects no epoch or setting by target accuracy"}
-    save_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
+    runs.write_metrics(out, metrics)
     return metrics
 
 
-def seed_summary(runs, row):
+def seed_summary(finished, row):
     """Mean and sample standard deviation of several runs' final accuracies (one row of a table);
     row: the Config the row's runs were made from."""
-    seeds = [m["config"]["seed"] for m in runs]
+    seeds = [m["config"]["seed"] for m in finished]
     command = f"{row.command()} --seeds {' '.join(map(str, seeds))}"
     summary = {"seeds": seeds, "command": command}
     for key in ("target_test_acc", "source_test_acc"):
-        values = [m[key] for m in runs]
+        values = [m[key] for m in finished]
         summary[key] = None if None in values else {
             "mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "runs": values}
     t, s = summary["target_test_acc"], summary["source_test_acc"]
     target = f"target test {t['mean']:.4f} +- {t['std']:.4f}, " if t else "target test: none (an unlabelled target), "
     reported = t or s
-    summary["line"] = (f"{target}source test {s['mean']:.4f} +- {s['std']:.4f} (mean +- sample std of {len(runs)} "
+    summary["line"] = (f"{target}source test {s['mean']:.4f} +- {s['std']:.4f} (mean +- sample std of {len(finished)} "
                        f"seeds: {', '.join(f'{v:.4f}' for v in reported['runs'])})")
     return summary
 
@@ -436,18 +353,18 @@ def train(cfg, out, resume=False):
     torch.manual_seed(cfg.seed)
     skipped = []
     sets = load_data(cfg, device, skipped)
-    with claimed(out):
+    with runs.claimed(out):
         describe_folders(cfg, sets)
         report_skipped(skipped, out)
-        saved = (out / "checkpoint.pt").is_file()
+        saved = runs.status(out) != "new"
         if resume and not saved:
             print(f"{out} holds no checkpoint yet (its run stopped before the first save): starting it from step 0",
                   file=sys.stderr)
         if not resume:
-            check_new_run_folder(out)  # again, now that the folder is ours
+            runs.check_new(out)  # again, now that the folder is ours
         run, progress = setup(cfg, sets, device, resume_from=out if resume and saved else None)
         if not (resume and saved):
-            save_atomic(json.dumps(cfg.as_dict(), indent=2), out / "config.json")
+            runs.write_config(out, cfg)
         return train_in(run, sets, out, progress, device)
 
 
@@ -465,7 +382,7 @@ def train_in(run, sets, out, progress, device):
     curves = Curves(out)
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
     step, started = progress["step"], time.time() - progress["wall_time_s"]
-    last_saved = progress["step"] if (out / "checkpoint.pt").is_file() else None
+    last_saved = progress["step"] if runs.status(out) != "new" else None
     check_every = 1 if device.type == "cpu" else 50  # a check reads values back, which stalls a GPU
     with stop_requests() as stop, closing(curves, bar):
         while step < total_steps and not stop["now"]:
@@ -511,7 +428,7 @@ def describe_folders(cfg, sets):
     """One line per folder domain: how many pictures went to training and to testing."""
     for role in ("source", "target"):
         name, (images, labels) = getattr(cfg, role), sets[f"{role}_train"]
-        if folders.is_folder(name):
+        if is_folder(name):
             kind = "unlabelled" if labels is None else f"classes {', '.join(sets['classes'])}"
             print(f"{role} {name}: {len(images)} training and {len(sets[f'{role}_test'][0])} test pictures ({kind})",
                   file=sys.stderr)
@@ -562,45 +479,6 @@ def end_of_epoch(model, sets, cfg, epoch, means, last, curves, bar):
     return record
 
 
-class Curves:
-    """TensorBoard scalars in the run folder, written by tensorboardX's event writer in this
-    thread. (Its SummaryWriter writes from a thread of its own, which on a full disk dies with a
-    traceback and then blocks training once its queue of 10 events is full.) A write that fails
-    is one line, and training goes on without curves."""
-
-    def __init__(self, folder):
-        from tensorboardX.event_file_writer import EventsWriter
-        self.folder, self.file = folder, None
-        try:
-            self.file = EventsWriter(str(Path(folder) / "events"))
-        except OSError as e:
-            self.give_up(e)
-
-    def add(self, scalars, step):
-        from tensorboardX.proto.event_pb2 import Event
-        from tensorboardX.summary import scalar
-        if self.file is None:
-            return
-        try:
-            for tag, value in scalars.items():
-                self.file.write_event(Event(wall_time=time.time(), step=step, summary=scalar(tag, value)))
-            self.file.flush()  # every 50 steps: TensorBoard shows a run as it trains
-        except OSError as e:
-            self.give_up(e)
-
-    def close(self):
-        if self.file is not None:
-            try:
-                self.file.close()
-            except OSError as e:
-                self.give_up(e)
-
-    def give_up(self, error):
-        tqdm.write(f"could not write TensorBoard curves to {self.folder} ({error.strerror or error}); training goes "
-                   "on without them (checkpoints and metrics.json are written apart)", file=sys.stderr)
-        self.file = None
-
-
 @contextlib.contextmanager
 def closing(curves, bar):
     """Close the progress bar and the curves however the loop ends."""
@@ -609,16 +487,3 @@ def closing(curves, bar):
     finally:
         bar.close()
         curves.close()
-
-
-@contextlib.contextmanager
-def stop_requests():
-    """While active, Ctrl-C (SIGINT) and SIGTERM (a cluster's time limit, `timeout`, a closed
-    terminal) set stop["now"]: the loop finishes its step, saves and returns."""
-    stop = {"now": False}
-    previous = {sig: signal.signal(sig, lambda *_: stop.update(now=True)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -2,32 +2,31 @@
 try (digits written or printed on paper and photographed, a house number, a sticky note; all
 drawn here, with matplotlib's DejaVu fonts), and the architecture figure.
 
-    python images/make_images.py            # needs MNIST and MNIST-M in ./data
-    python images/make_images.py --curves runs/mnist-mnist_m-*   # also the README's accuracy plot
-    python images/make_images.py --curves runs/e50-* --curves-file mnist_mnist_m_dann_runs.png
+    python -m experiments.make_images       # needs MNIST and MNIST-M in ./data
+    python -m experiments.make_images --curves runs/mnist-mnist_m-*   # also the README's accuracy plot
+    python -m experiments.make_images --curves runs/e50-* --curves-file mnist_mnist_m_dann_runs.png
 
 Sample digits are test-set images enlarged 4x with nearest-neighbour, so image_annotate.py
 sees (after its own resize back to 28 x 28) nearly the pixels the model was tested on.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-import numpy as np
-
 import matplotlib
+import numpy as np
+from matplotlib import font_manager
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from dann.common import REPO
+from dann.config import in_current_words
+from dann.datasets import load_domain
+from dann.methods import METHODS
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from config import in_current_words  # noqa: E402
-from data import load_domain  # noqa: E402
-from methods import METHODS  # noqa: E402
+HERE = REPO / "images"  # where the pictures go
 
 SAMPLES = {"mnist_m": (0, 1, 2, 3), "mnist": (0, 1)}  # first test images: digits 7 2 1 0 / 7 2
 

@@ -5,34 +5,25 @@ or PATH/train/<class>/ and PATH/test/<class>/ for fixed splits; a folder that ho
 directly, with no class subfolders, is an unlabelled domain (a target). Without train/ and test/,
 TEST_SHARE percent of the pictures are held out as the test split by a hash of each file's relative
 path, so adding pictures never moves old ones between splits. Hidden files and files that are not
-pictures are ignored. Every picture becomes a network input through data.picture_to_digit, the
-function image_annotate.py reads a user's picture with, decoded on every core and cached like the
-built-in domains (rebuilt when a file is added, removed or changed). A picture that cannot be read
+pictures are ignored. Every picture is read by pictures.read_picture, as image_annotate.py reads a
+user's picture, decoded on every core and cached like the built-in domains (cache.py: rebuilt when
+a file is added, removed or changed). A picture that cannot be read
 is skipped and listed; a folder most of whose pictures cannot be read is refused.
 """
 import hashlib
 import multiprocessing
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import UserError, save_atomic
-from data import CACHE_VERSION, DOMAINS, SPLITS, default_root, picture_to_digit
+from dann import cache
+from dann.common import UserError
+from dann.domains import DOMAINS, SPLITS, default_root
+from dann.pictures import UnreadablePicture, picture_suffixes, read_picture
 
 TEST_SHARE = 20  # percent of a folder's pictures held out for testing when it has no test/ subfolder
-
-
-def is_folder(name):
-    """Whether a domain name means a folder (anything that is not a built-in domain's name)."""
-    return name not in DOMAINS
-
-
-def picture_suffixes():
-    from PIL import Image
-    return {s for s in Image.registered_extensions() if s not in (".pdf", ".eps", ".ps")}
 
 
 def pictures_under(folder, suffixes):
@@ -105,16 +96,10 @@ def split_files(folder):
 
 def read_picture_file(path):
     """A file -> (3 x 28 x 28 uint8 array, None), or (None, why it cannot be read)."""
-    from PIL import Image
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as picture:
-                return picture_to_digit(picture).numpy(), None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None, "too many pixels"
-    except (OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's errors for damaged files
-        return None, type(e).__name__
+        return read_picture(path)[1].numpy(), None
+    except UnreadablePicture as e:
+        return None, str(e)
 
 
 def decode(paths):
@@ -125,15 +110,6 @@ def decode(paths):
     with multiprocessing.get_context("spawn").Pool(os.cpu_count(), initializer=torch.set_num_threads,
                                                    initargs=(1,)) as pool:
         return pool.map(read_picture_file, paths, chunksize=256)
-
-
-def fingerprint(folder, files):
-    """Every file's path, size and modification time, hashed: any change rebuilds the cache."""
-    h = hashlib.sha1(str(CACHE_VERSION).encode())
-    for relative, label in files:
-        stat = (folder / relative).stat()
-        h.update(f"{relative}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return h.hexdigest()
 
 
 def cache_path(folder, split, root):
@@ -147,14 +123,10 @@ def load_folder(folder, split, root=None):
     folder = Path(folder)
     names, splits = split_files(folder)
     files = splits[split]
-    key = fingerprint(folder, files)
-    cache = cache_path(folder, split, root)
-    try:
-        cached = torch.load(cache, weights_only=True)
-        if cached["fingerprint"] == key:
-            return cached
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError):
-        pass  # absent, stale or damaged: decode again
+    key = cache.fingerprint(folder, files)
+    hit = cache.cached(cache_path(folder, split, root), key)
+    if hit is not None:
+        return hit
     decoded = decode([folder / relative for relative, _ in files])
     kept = [i for i, (array, _) in enumerate(decoded) if array is not None]
     skipped = [(files[i][0], why) for i, (array, why) in enumerate(decoded) if array is None]
@@ -164,9 +136,6 @@ def load_folder(folder, split, root=None):
     images = torch.from_numpy(np.stack([decoded[i][0] for i in kept])) if kept else \
         torch.zeros(0, 3, 28, 28, dtype=torch.uint8)
     labels = torch.tensor([files[i][1] for i in kept], dtype=torch.int64) if names else None
-    loaded = {"fingerprint": key, "images": images, "labels": labels, "classes": names, "skipped": skipped}
-    try:
-        save_atomic(loaded, cache)
-    except UserError:  # a read-only data folder still works, decoded at every load
-        pass
+    loaded = {"images": images, "labels": labels, "classes": names, "skipped": skipped}
+    cache.keep(cache_path(folder, split, root), key, loaded)
     return loaded

@@ -1,43 +1,15 @@
-"""The small pieces every module and script shares: the one-line error for an expected failure,
-the scripts' entry point that prints it, and writes that never leave a half-written file.
-Light on purpose (torch is imported only to save with it): a script imports this first, so that
-Ctrl-C while torch is still loading is one line too."""
+"""The small pieces every module shares: the one-line error for an expected failure, and writes
+that never leave a half-written file. Light on purpose: torch is imported only to save with it."""
 import errno
 import os
 import shutil
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent  # the repository: pretrained/, images/, the scripts
 
 
 class UserError(Exception):
     """An expected failure (bad file, bad flag, missing data): its message says what to do."""
-
-
-def run_script(main, interrupted="interrupted"):
-    """A script's entry point: main()'s int is the exit code (anything else means 0); a
-    UserError or Ctrl-C is one line on stderr and exit code 1, not a traceback."""
-    try:
-        code = main()
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(interrupted)
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _one_line_interrupt(kind, value, traceback):
-    if issubclass(kind, KeyboardInterrupt):
-        print("interrupted", file=sys.stderr)
-    else:
-        sys.__excepthook__(kind, value, traceback)
-
-
-_main = sys.modules.get("__main__")
-if Path(getattr(_main, "__file__", None) or "/").resolve().parent == REPO:
-    # one of this project's scripts is starting: Ctrl-C before run_script (imports) is one line too
-    sys.excepthook = _one_line_interrupt
 
 
 def make_folder(path):

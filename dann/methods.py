@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from models import initialise, standardize
+from dann.models import initialise, standardize
 
 
 @dataclass

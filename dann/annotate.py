@@ -1,0 +1,84 @@
+"""Reading the digit in a user's pictures: the pictures named (files, folders), the reading of
+each (its top classes, and whether the model is sure), and the annotated copy written for it."""
+import os
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from dann.common import REPO, UserError, write_atomic
+from dann.domains import DIGITS
+from dann.pictures import UnreadablePicture, eight_bit, picture_suffixes, read_picture
+
+DISPLAY_HEIGHT = 224
+DISPLAY_WIDTH = 4 * DISPLAY_HEIGHT  # at most: a picture of extreme shape is shown smaller, not wider
+IMAGES_DIR = REPO / "images"
+OWN_FOLDER = Path("annotated")  # for pictures inside the repository, which should not fill up with copies
+
+
+def expand(paths):
+    """-f arguments -> (picture, the folder its annotated copy goes to under --out-dir).
+    Folders give their pictures, subfolders included, sorted; earlier annotated copies are
+    left out. A bare name that is not here is looked for in images/, where the example pictures are."""
+    suffixes = picture_suffixes()
+    for path in paths:
+        if not path.exists() and path.name == str(path) and (IMAGES_DIR / path).exists():
+            path = IMAGES_DIR / path
+        if path.is_dir():
+            pictures = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                              and not p.stem.endswith("_annotated"))
+            yield from [(p, p.parent.relative_to(path)) for p in pictures] or [(path, Path())]  # empty: process() says so
+        else:
+            yield path, Path()
+
+
+def annotate(picture, probs, sure, names=DIGITS):
+    """The picture scaled to DISPLAY_HEIGHT (or narrower), with the top-3 predictions below it."""
+    picture = eight_bit(picture)  # 16-bit grey keeps its levels, as the model saw them
+    scale = min(DISPLAY_HEIGHT / picture.height, DISPLAY_WIDTH / picture.width)
+    resample = Image.NEAREST if scale >= 2 else Image.LANCZOS  # keep small digits crisp
+    picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), resample)
+    top = probs.topk(min(3, len(probs)))
+    width = max(picture.width, 224)
+    canvas = Image.new("RGB", (width, DISPLAY_HEIGHT + 56), "white")
+    canvas.paste(picture, ((width - picture.width) // 2, (DISPLAY_HEIGHT - picture.height) // 2))
+    draw = ImageDraw.Draw(canvas)
+    best = names[top.indices[0].item()]
+    reading = (f"digit {best}" if names == DIGITS else best) if sure else f"not sure: {best}?"
+    draw.text((8, DISPLAY_HEIGHT + 4), f"{reading} ({top.values[0].item():.0%})",
+              fill="black" if sure else "firebrick", font=ImageFont.load_default(size=24))
+    runner_up = ", ".join(f"{names[i]}: {v:.1%}" for i, v in zip(top.indices[1:].tolist(), top.values[1:].tolist()))
+    draw.text((8, DISPLAY_HEIGHT + 34), f"then {runner_up}", fill="dimgray", font=ImageFont.load_default(size=14))
+    return canvas
+
+
+def has_display():
+    return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def copy_folder(path, subfolder, out_dir):
+    """Where the annotated copy of `path` goes: --out-dir, else annotated/ for a picture inside the
+    repository, else beside the picture."""
+    if out_dir:
+        return out_dir / subfolder
+    if path.resolve().is_relative_to(REPO):
+        return OWN_FOLDER / subfolder
+    return path.parent
+
+
+def process(path, subfolder, model, out_dir, threshold, names):
+    """Read one picture -> (probabilities, whether the reading is sure, the annotated copy's path)."""
+    if path.is_dir():
+        raise UserError(f"{path}: a folder with no pictures in it, subfolders included")
+    try:
+        shown, digit = read_picture(path)
+    except UnreadablePicture as e:
+        missing = f"; a bare name is also looked for in {IMAGES_DIR}" if not path.exists() else ""
+        raise UserError(f"{path}: {e}{missing}") from None
+    with torch.no_grad():
+        probs = model.predict_proba(digit[None])[0]
+    sure = threshold is None or probs.max().item() >= threshold
+    out = copy_folder(path, subfolder, out_dir) / f"{path.stem}_annotated.png"
+    write_atomic(out, lambda tmp: annotate(shown, probs, sure, names).save(tmp, format="PNG"))
+    return probs, sure, out

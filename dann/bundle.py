@@ -1,0 +1,59 @@
+"""Add a finished run's final model to the bundled models (for maintainers).
+
+    python -m dann.bundle runs/X --name mnist-mnist_m-dann --commit a36932a [--default]
+
+Writes pretrained/<name>.pt (the checkpoint without optimizer, RNG state or history), measures
+its source and target test accuracy as valid.py does, and records both with the file's sha256,
+the run's settings and the command that reproduces it in pretrained/registry.json.
+"""
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from dann import runs
+from dann.checkpoints import class_names, load_checkpoint, weights_only
+from dann.cli import run_script
+from dann.common import UserError, save_atomic
+from dann.config import Config
+from dann.evaluation import test_reports
+from dann.pretrained import PRETRAINED_DIR, REGISTRY
+
+
+def bundle(run, name, commit, make_default, data_dir):
+    if runs.status(run) != "finished":
+        raise UserError(f"{run}: no metrics.json, so the run has not finished; bundle finished runs only")
+    metrics = runs.read_metrics(run)
+    cfg = Config.from_saved(metrics["config"], run / runs.METRICS)
+    ckpt = torch.load(run / runs.CHECKPOINT, map_location="cpu", weights_only=True)
+    path = PRETRAINED_DIR / f"{name}.pt"
+    save_atomic(weights_only(ckpt), path)
+    model, shared = load_checkpoint(path)
+    results = test_reports(model, {cfg.source: "source", cfg.target: "target"}, class_names(shared), data_dir,
+                           allow_download=False)
+    registry = json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {"default": name, "models": {}}
+    registry["models"][name] = {
+        "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "source": cfg.source, "target": cfg.target, "method": cfg.method, "arch": cfg.arch,
+        "epochs": cfg.epochs, "seed": cfg.seed, "commit": commit,
+        "source_test_acc": results[cfg.source]["accuracy"], "target_test_acc": results[cfg.target]["accuracy"],
+        "command": cfg.command(), "wall_time_s": metrics["wall_time_s"],
+        "device": metrics["device"], "unsure_below": metrics.get("unsure_below")}
+    if make_default:
+        registry["default"] = name
+    save_atomic(json.dumps(registry, indent=2) + "\n", REGISTRY)
+    print(json.dumps(registry["models"][name], indent=2))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="python -m dann.bundle", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a finished run folder of main.py")
+    p.add_argument("--name", required=True, help="the registry name, e.g. mnist-mnist_m-dann")
+    p.add_argument("--commit", required=True, help="the commit whose main.py trained the run")
+    p.add_argument("--default", action="store_true", help="make it the model used when there is no run under runs/")
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
+    args = p.parse_args()
+    run_script(lambda: bundle(args.run, args.name, args.commit, args.default, args.data_dir))

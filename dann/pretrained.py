@@ -1,0 +1,115 @@
+"""The bundled models (pretrained/: small final models, each listed in registry.json with its sha256,
+settings and test accuracies), and what a model named on a command line means: `--checkpoint` and
+`--init` take a bundled model's name, a checkpoint file, a run folder or a URL."""
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dann import runs
+from dann.checkpoints import load_checkpoint, unfinished
+from dann.common import REPO, UserError
+from dann.download import download, matches
+
+PRETRAINED_DIR = REPO / "pretrained"
+REGISTRY = PRETRAINED_DIR / "registry.json"
+
+
+def bundled_models():
+    """pretrained/registry.json -> {"default": name, "models": {name: entry}}."""
+    try:
+        registry = json.loads(REGISTRY.read_text())
+        assert isinstance(registry["models"], dict) and registry["default"] in registry["models"]
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise UserError(f"{REGISTRY} is missing or damaged; restore it with: git checkout -- pretrained/") from None
+    return registry
+
+
+def bundled_checkpoint(name):
+    """The file of the bundled model `name`, after checking it against its registered sha256:
+    a damaged or altered copy must not quietly give other numbers."""
+    entry = bundled_models()["models"][name]
+    path = PRETRAINED_DIR / entry["file"]
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        raise UserError(f"bundled model {name}: {path} is missing or does not match its sha256 in "
+                        f"{REGISTRY.name}; restore it with: git checkout -- pretrained/")
+    return path
+
+
+def bundled_model(name, device="cpu"):
+    """The bundled model `name`, verified, in eval mode (what hubconf.py returns)."""
+    return load_checkpoint(bundled_checkpoint(name), device)[0]
+
+
+def format_bundled():
+    """The bundled models as a table, for --list."""
+    registry = bundled_models()
+    lines = [f"{'name':<28} {'task':<16} {'method':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10}"]
+    for name, e in registry["models"].items():
+        lines.append(f"{name:<28} {e['source'] + ' -> ' + e['target']:<16} {e['method']:<12} {e['epochs']:>6} "
+                     f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f}")
+    return "\n".join(lines + [f"(test-set accuracies measured by valid.py; default: {registry['default']}; "
+                              f"details in pretrained/README.md)"])
+
+
+# ---------------------------------------------------------------- --checkpoint
+
+def add_checkpoint_flags(parser):
+    """The flags valid.py and image_annotate.py share to choose a model."""
+    parser.add_argument("--checkpoint", default=None, metavar="NAME|PATH|URL",
+                        help="a bundled model's name (see --list), a checkpoint file, a run folder, or an http(s) URL "
+                             "(downloaded once into checkpoints/); default: the latest runs/*/checkpoint.pt, "
+                             "or the bundled default model when there is no run yet")
+    parser.add_argument("--sha256", default=None, help="expected SHA-256 of a --checkpoint URL's file")
+    parser.add_argument("--list", action="store_true", help="print the bundled models with their accuracies and exit")
+
+
+def resolve_checkpoint(spec=None, sha256=None, runs_dir="runs", cache_dir="checkpoints"):
+    """--checkpoint as given on a command line -> (a local file, why that one, in a few words).
+    Absent: the latest run, else the bundled default; a URL: downloaded once into cache_dir
+    (verified, resumable); a file: as it is; a bundled model's name: its verified file."""
+    if spec is None:
+        latest = runs.latest_finished(runs_dir)
+        if latest is not None:
+            return latest, f"the latest finished run under {runs_dir}/; --checkpoint chooses another"
+        name = bundled_models()["default"]
+        return bundled_checkpoint(name), f"bundled model {name}, since there is no finished run under {runs_dir}/ yet"
+    if urlparse(spec).scheme in ("http", "https"):
+        return _download_checkpoint(spec, sha256, cache_dir), f"downloaded from {spec}"
+    if not Path(spec).exists() and spec in bundled_models()["models"]:
+        return bundled_checkpoint(spec), f"bundled model {spec}"
+    if Path(spec).is_dir():  # a run folder, or choose.py's chosen/
+        return Path(spec) / "checkpoint.pt", "as given"
+    return Path(spec), "as given"
+
+
+def _download_checkpoint(url, sha256, cache_dir):
+    name = Path(urlparse(url).path).name or "checkpoint.pt"
+    dest = Path(cache_dir) / f"{hashlib.sha256(url.encode()).hexdigest()[:10]}-{name}"
+    checksums = (f"sha256:{sha256.lower()}",) if sha256 else ()
+    if dest.is_file() and matches(dest, checksums):
+        return dest
+    return download([url], dest, checksums,
+                                  by_hand="download the file yourself and pass it as --checkpoint PATH")
+
+
+def bundled_entry(path):
+    """The registry's entry for a bundled model's file, or None for any other file."""
+    path = Path(path)
+    if path.resolve().parent != PRETRAINED_DIR.resolve():
+        return None
+    return next((e for e in bundled_models()["models"].values() if e["file"] == path.name), None)
+
+
+def start_from(model, spec):
+    """--init: copy into model the weights another model is evaluated with (a run folder, a
+    checkpoint file or URL, or a bundled model's name). Returns unfinished()'s note on it."""
+    path = resolve_checkpoint(spec)[0]
+    if not path.is_file():
+        raise UserError(f"--init {spec}: no run folder, checkpoint file or bundled model by that name "
+                        "(python valid.py --list shows the bundled ones)")
+    trained, ckpt = load_checkpoint(path)
+    if trained.arch != model.arch:
+        raise UserError(f"--init {spec} holds a '{trained.arch}' network; add --arch {trained.arch}")
+    model.load_state_dict(trained.state_dict())
+    return unfinished(ckpt, path)
