@@ -13,13 +13,12 @@ from pathlib import Path
 
 import torch
 
-from dann import runs
+from dann import pretrained, runs
 from dann.checkpoints import class_names, load_checkpoint, weights_only
 from dann.cli import run_script
 from dann.common import UserError, save_atomic
 from dann.config import Config
 from dann.evaluation import test_reports
-from dann.pretrained import PRETRAINED_DIR, REGISTRY
 
 
 def bundle(run, name, commit, make_default, data_dir):
@@ -28,12 +27,12 @@ def bundle(run, name, commit, make_default, data_dir):
     metrics = runs.read_metrics(run)
     cfg = Config.from_saved(metrics["config"], run / runs.METRICS)
     ckpt = torch.load(run / runs.CHECKPOINT, map_location="cpu", weights_only=True)
-    path = PRETRAINED_DIR / f"{name}.pt"
+    path = pretrained.PRETRAINED_DIR / f"{name}.pt"
     save_atomic(weights_only(ckpt), path)
     model, shared = load_checkpoint(path)
     results = test_reports(model, {cfg.source: "source", cfg.target: "target"}, class_names(shared), data_dir,
                            allow_download=False)
-    registry = json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {"default": name, "models": {}}
+    registry = pretrained.bundled_models() if pretrained.REGISTRY.is_file() else {"default": name, "models": {}}
     registry["models"][name] = {
         "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "source": cfg.source, "target": cfg.target, "method": cfg.method, "arch": cfg.arch,
@@ -43,7 +42,7 @@ def bundle(run, name, commit, make_default, data_dir):
         "device": metrics["device"], "unsure_below": metrics.get("unsure_below")}
     if make_default:
         registry["default"] = name
-    save_atomic(json.dumps(registry, indent=2) + "\n", REGISTRY)
+    save_atomic(json.dumps(registry, indent=2) + "\n", pretrained.REGISTRY)
     print(json.dumps(registry["models"][name], indent=2))
 
 

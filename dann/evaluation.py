@@ -21,14 +21,20 @@ def unsure_threshold(model, images):
     return torch.quantile(model.predict_proba(images).max(1).values.double().cpu(), UNSURE_SHARE).item()
 
 
-def accuracy(model, images, labels):
-    return (model.predict_proba(images).argmax(1) == labels).float().mean().item()
+def predictions(model, images):
+    """The class the model gives each image (batched, in eval mode, no gradient)."""
+    return model.predict_proba(images).argmax(1)
+
+
+def accuracy(predicted, labels):
+    """The share of right predictions, counted exactly (not a float32 mean)."""
+    return (predicted == labels).sum().item() / len(labels)
 
 
 def evaluate(model, sets):
     """Test accuracy per domain; None for an unlabelled target folder, which has no labels to score."""
     tests = {domain: sets[f"{domain}_test"] for domain in ("source", "target")}
-    return {f"{domain}_test_acc": None if labels is None else accuracy(model, images, labels)
+    return {f"{domain}_test_acc": None if labels is None else accuracy(predictions(model, images), labels)
             for domain, (images, labels) in tests.items()}
 
 
@@ -52,16 +58,15 @@ def confusion_matrix(labels, predictions, classes):
 def domain_report(model, images, labels, role, class_names):
     """Accuracy, per-class accuracy and the confusion matrix on one test set; for an unlabelled
     folder, the share of its pictures predicted as each class instead."""
-    with torch.no_grad():
-        predictions = model.predict_proba(images).argmax(1)
+    predicted = predictions(model, images)
     n = len(class_names)
     if labels is None:
-        share = (torch.bincount(predictions, minlength=n) / max(1, len(predictions))).tolist()
+        share = (torch.bincount(predicted, minlength=n) / max(1, len(predicted))).tolist()
         return {"role": role, "images": len(images), "accuracy": None, "why_no_accuracy": "an unlabelled folder",
                 "predicted_share": share}
-    cm = confusion_matrix(labels, predictions, n)
+    cm = confusion_matrix(labels, predicted, n)
     per_class = (cm.diag() / cm.sum(1).clamp(min=1)).tolist()
-    return {"role": role, "images": len(labels), "accuracy": (predictions == labels).sum().item() / len(labels),
+    return {"role": role, "images": len(labels), "accuracy": accuracy(predicted, labels),
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
 
 

@@ -109,6 +109,16 @@ def make_synth(folder, n_train=30, n_test=20):
     datasets.render_synth(folder.parent, train_size=n_train, log=lambda _: None, test_size=n_test)
 
 
+REAL_DATA = {"real_root", "real_mnist_root"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that reads the real datasets belongs to the full suite, not to the fast tier."""
+    for item in items:
+        if REAL_DATA & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def with_sources(monkeypatch, name, remotes):
     """Make built-in domain `name` fetch its files from `remotes` (domains.RemoteFile) for one test."""
     monkeypatch.setitem(domains.DOMAINS, name, dataclasses.replace(domains.DOMAINS[name], sources=tuple(remotes)))

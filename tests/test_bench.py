@@ -8,7 +8,7 @@ from dann import benchmark
 from dann.common import UserError
 
 
-@pytest.mark.parametrize("arch", ["mnist", "svhn"])
+@pytest.mark.parametrize("arch", ["mnist", pytest.param("svhn", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("bf16", [False, True])
 def test_fast_step_equals_the_plain_eager_step(arch, bf16):
     check = benchmark.check_same_steps(arch, torch.device("cpu"), bf16)
@@ -21,6 +21,7 @@ def test_the_same_step_check_catches_a_different_update(change):
     assert not check["ok"], check
 
 
+@pytest.mark.slow
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bench.main(["--devices", "cpu", "--tasks", "mnist-mnist_m", "--steps", "1", "--workers", "0",

@@ -45,6 +45,7 @@ def test_dirt_t_refines_the_dann_run_of_its_own_seed_for_half_the_epochs(tmp_pat
     assert all(r.status == "to train" for r in runs)
 
 
+@pytest.mark.slow
 def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_rerun_trains_nothing(
         synthetic_root, tmp_path):
     sweep_args = [*TINY, "--data-dir", synthetic_root, "--epochs", "2", "--seeds", "0", "1",
@@ -78,6 +79,7 @@ def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_re
     assert other.returncode == 1 and other.stderr.startswith("error: ") and "other settings" in other.stderr
 
 
+@pytest.mark.slow
 def test_a_stopped_sweep_continues_where_it_stopped(synthetic_root, tmp_path):
     args = [*TINY, "--data-dir", synthetic_root, "--epochs", "60", "--save-every", "1", "--candidates", "dann",
             "--out", tmp_path / "sweep", "--jobs", "1"]
@@ -98,6 +100,7 @@ def test_a_stopped_sweep_continues_where_it_stopped(synthetic_root, tmp_path):
     assert "stopped at step" in log and json.loads((checkpoint.parent / "metrics.json").read_text())["history"]
 
 
+@pytest.mark.slow
 def test_a_failed_candidate_is_reported_its_refinement_skipped_and_the_others_still_chosen_from(
         synthetic_root, tmp_path):
     args = [*TINY, "--data-dir", synthetic_root, "--epochs", "1", "--candidates", "source-only", "dirt-t",
@@ -112,3 +115,19 @@ def test_a_failed_candidate_is_reported_its_refinement_skipped_and_the_others_st
     assert "failed: " in r.stdout and "checkpoint.pt is unreadable" in r.stdout
     assert "skipped: the run it refines, dann/seed0, did not finish" in r.stdout
     assert "chosen: source-only/seed0" in r.stdout and (tmp_path / "sweep" / "chosen" / "checkpoint.pt").is_file()
+
+
+def test_the_table_and_the_record_carry_every_registered_score_the_rules_first(capsys):
+    import choose
+    from dann.scores import SCORES
+    runs = [finished("dann", 0, 0.20, 0.4, accuracy=0.9), finished("dirt-t", 0, 0.05, 0.3, accuracy=0.6)]
+    for run in runs:
+        run.metrics["label_free"].update({name: 0.5 for name in SCORES if name not in run.metrics["label_free"]})
+    choose.print_table(runs, sweep.choose(runs), labelled=True)
+    header, *rows = capsys.readouterr().out.splitlines()
+    titles = [SCORES[name].column for name in (*sweep.RULE_SCORES, *(n for n in SCORES if n not in sweep.RULE_SCORES))]
+    assert all(title in header for title in titles) and header.index("class shift") < header.index("entropy")
+    assert "<- chosen" in rows[1] and "<- chosen" not in rows[0]
+    record = sweep.report(runs, sweep.choose(runs), threads=1)
+    assert record["chosen"] == "dirt-t/seed0" and record["most_accurate"] == "dann/seed0" and record["rule"] == sweep.RULE
+    assert [row["label_free"] for row in record["runs"]] == [run.metrics["label_free"] for run in runs]

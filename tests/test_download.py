@@ -126,6 +126,7 @@ def run_cli(*args, **env):
                           env={**os.environ, **env}, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs_get_one_line_and_nonzero_exit(tmp_path):
     r = run_cli("--from", str(tmp_path / "nowhere"), "--root", str(tmp_path / "d"))
     assert r.returncode != 0 and r.stderr.strip() == f"error: --from {tmp_path / 'nowhere'}: no such folder"
@@ -140,6 +141,7 @@ def test_cli_bad_inputs_get_one_line_and_nonzero_exit(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_imports_real_mnist_with_from(tmp_path):
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"real MNIST not found at {SHARED_DATA}")

@@ -1,3 +1,4 @@
+import pytest
 """Every script in experiments/ runs end to end (tiny data, one epoch), so that none can rot."""
 import os
 import re
@@ -17,6 +18,7 @@ def sweeps_in(script):
     return len(re.findall(r"^python choose.py ", script.read_text(), re.M))
 
 
+@pytest.mark.slow
 def test_every_experiment_script_trains_each_of_its_rows_and_prints_their_mean_and_std_or_its_choices(
         synthetic_root, tmp_path):
     assert {s.name for s in SCRIPTS} >= {"paper_table.sh", "dann_dirt_t.sh", "short_schedule.sh"}
@@ -36,6 +38,7 @@ def test_every_experiment_script_trains_each_of_its_rows_and_prints_their_mean_a
         assert len(re.findall(r"^chosen: ", out, re.M)) == sweeps_in(script), f"{script.name}:\n{out[-3000:]}"
 
 
+@pytest.mark.slow
 def test_a_finished_row_is_not_trained_again(synthetic_root, tmp_path):
     run = ["bash", str(REPO / "experiments" / "quick_trial.sh"), *TINY, "--data-dir", str(synthetic_root)]
     env = {**os.environ, "RUNS": str(tmp_path / "runs")}

@@ -42,6 +42,7 @@ def stop_after(monkeypatch, steps, sig):
 
 # ---------------------------------------------------------------- 1. a run folder belongs to one process
 
+@pytest.mark.slow
 def test_a_second_training_on_a_folder_in_use_is_refused_in_one_line(synthetic_root, tmp_path, monkeypatch):
     out, stopped = tmp_path / "run", tmp_path / "stopped"
     stop_after(monkeypatch, 2, signal.SIGINT)
@@ -74,6 +75,7 @@ def test_a_crashed_training_leaves_no_lock_behind(tmp_path):
                                           ("--momentum=5", "--momentum must be in [0, 1)"),
                                           ("--weight-decay=-1", "--weight-decay must be 0 or more"),
                                           ("--gamma=-inf", "--gamma must be a finite number, not -inf")])
+@pytest.mark.slow
 def test_settings_that_cannot_train_are_refused_before_anything_starts(tmp_path, flag, message):
     r = run_script("main.py", flag, "--out", tmp_path / "run")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f"main.py: error: {message}"
@@ -108,6 +110,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_no_nan_model_is_saved(synthet
     assert all(torch.isfinite(t).all() for t in after["model"].values())
 
 
+@pytest.mark.slow
 def test_a_diverging_run_exits_1_in_one_line(synthetic_root, tmp_path):
     r = run_script("main.py", "--source", "mnist", "--target", "mnist_m", "--data-dir", synthetic_root, "--no-download",
                    "--device", "cpu", "--epochs", "3", "--batch-size", "8", "--lr", "1e6", "--out", tmp_path / "run")
@@ -118,6 +121,7 @@ def test_a_diverging_run_exits_1_in_one_line(synthetic_root, tmp_path):
 
 # ---------------------------------------------------------------- 3. finished and unfinished runs
 
+@pytest.mark.slow
 def test_an_unfinished_run_is_used_only_when_named_and_then_says_so(synthetic_root, tmp_path, monkeypatch):
     stop_after(monkeypatch, 3, signal.SIGINT)
     runs = tmp_path / "runs"
@@ -193,6 +197,7 @@ def test_a_write_that_torch_reports_without_its_cause_is_asked_of_the_os(tmp_pat
         common.write_atomic(tmp_path / "x.pt", torch_save)
 
 
+@pytest.mark.slow
 def test_valid_prints_its_accuracies_even_when_no_figure_can_be_written(trained_run, tmp_path):
     root, run = trained_run
     (tmp_path / "file").write_text("in the way")
@@ -206,6 +211,7 @@ def test_valid_prints_its_accuracies_even_when_no_figure_can_be_written(trained_
 
 # ---------------------------------------------------------------- 6. outputs go where a user expects
 
+@pytest.mark.slow
 def test_evaluation_files_go_to_a_folder_of_the_evaluation_never_beside_the_checkpoint(trained_run, tmp_path):
     root, run = trained_run
     r = run_script("valid.py", "--checkpoint", "mnist-mnist_m-source-only", "--data-dir", root, "--no-download",
@@ -219,6 +225,7 @@ def test_evaluation_files_go_to_a_folder_of_the_evaluation_never_beside_the_chec
     assert not list(run.glob("confusion_*.png"))
 
 
+@pytest.mark.slow
 def test_annotated_copies_of_the_repository_pictures_go_to_a_folder_of_their_own(tmp_path):
     before = sorted(p.name for p in (REPO / "images").iterdir())
     r = run_script("image_annotate.py", "-f", "pencil_7.jpg", "-f", REPO / "images" / "printed_5.png", cwd=tmp_path)
@@ -253,6 +260,7 @@ def test_a_16_bit_grey_picture_keeps_its_grey_levels_in_the_annotated_copy(train
     assert len(np.unique(copy)) > 100  # clipping to 8 bits left two levels
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_a_script_starts_is_one_line():
     # torch takes seconds to import; a Ctrl-C in Python's own first moments can be swallowed there
     # (the script then runs to its end), so a few tries are allowed to land one during the imports
@@ -270,6 +278,7 @@ def test_ctrl_c_while_a_script_starts_is_one_line():
 
 # ---------------------------------------------------------------- 8. evaluation needs only what it reads
 
+@pytest.mark.slow
 def test_valid_needs_only_the_test_files(trained_run, tmp_path):
     root, run = trained_run
     only_tests = tmp_path / "data"
@@ -283,6 +292,7 @@ def test_valid_needs_only_the_test_files(trained_run, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_every_missing_dataset_is_named_in_one_message_and_no_empty_folder_is_left(tmp_path, monkeypatch):
     r = run_script("valid.py", "--checkpoint", "mnist-mnist_m-dann", "--data-dir", tmp_path / "data", "--no-download",
                    "--device", "cpu")
@@ -312,6 +322,7 @@ def test_a_finished_run_carries_its_not_sure_threshold_from_its_source_test_digi
     assert checkpoints.weights_only(ckpt)["unsure_below"] == ckpt["unsure_below"]
 
 
+@pytest.mark.slow
 def test_image_annotate_marks_a_picture_without_a_digit_as_not_sure(tmp_path):
     Image.new("RGB", (200, 200), "white").save(tmp_path / "blank.png")
     r = run_script("image_annotate.py", "-f", tmp_path / "blank.png", DIGIT_7, "--checkpoint", "mnist-mnist_m-dirt-t",
@@ -320,3 +331,19 @@ def test_image_annotate_marks_a_picture_without_a_digit_as_not_sure(tmp_path):
     first, blank, seven = r.stdout.splitlines()
     assert first.endswith("; not sure below a top probability of 0.979")
     assert blank.startswith(f"{tmp_path / 'blank.png'}: not sure (") and seven.startswith(f"{DIGIT_7}: 7  (top-3")
+
+
+def test_run_script_makes_an_expected_failure_or_ctrl_c_one_line_and_passes_an_exit_code():
+    from dann.cli import run_script
+
+    def fails():
+        raise UserError("the folder x is missing; create it")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    for main, code in ((fails, "error: the folder x is missing; create it"), (interrupted, "interrupted"),
+                       (lambda: 3, 3), (lambda: {"a": "result"}, 0)):
+        with pytest.raises(SystemExit) as stop:
+            run_script(main)
+        assert stop.value.code == code

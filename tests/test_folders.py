@@ -87,6 +87,7 @@ def test_a_three_class_model_reads_pictures_by_class_name(tmp_path, synthetic_ro
     assert line.startswith(f"{tmp_path / 'eight.png'}: high  (top-3: high ")
 
 
+@pytest.mark.slow
 def test_a_two_class_labelled_target_is_evaluated_by_valid(tmp_path, synthetic_root):
     layout = {d: "even" if d % 2 == 0 else "odd" for d in range(10)}
     source = picture_folder(tmp_path / "source", list(range(10)) * 6, layout=layout)
@@ -123,6 +124,7 @@ def test_unreadable_pictures_are_skipped_counted_and_listed(tmp_path, synthetic_
     (lambda d: (picture_folder(d, [1], layout={1: "a"}), picture_folder(d, [2])), "both directly"),
     (lambda d: None, "neither a built-in domain (mnist, svhn, mnist_m, usps, synth) nor a folder of pictures"),
 ])
+@pytest.mark.slow
 def test_a_bad_source_folder_is_one_line(tmp_path, synthetic_root, make, message):
     make(tmp_path / "bad")
     r = run_main("--source", tmp_path / "bad", "--target", "mnist_m", "--data-dir", synthetic_root, "--no-download",
@@ -186,6 +188,7 @@ def test_label_free_scores_reward_confident_diverse_predictions():
         assert np.isfinite(list(result.values())).all() and 0 <= result["snd"] <= np.log(39) + 1e-6
 
 
+@pytest.mark.slow
 def test_the_readme_worked_example_runs_as_written(synthetic_root, tmp_path):
     """The commands of README 'Adapt to your own pictures', shortened (--limit, --epochs) and on the
     synthetic files, run one after another in a fresh folder."""
@@ -206,6 +209,7 @@ def test_the_readme_worked_example_runs_as_written(synthetic_root, tmp_path):
     assert (tmp_path / "runs" / "choose-mnist-mnist_m-unlabelled" / "chosen" / "checkpoint.pt").is_file()
 
 
+@pytest.mark.slow
 def test_a_large_folder_is_decoded_on_every_core_to_the_same_pictures(tmp_path, monkeypatch):
     base = picture_folder(tmp_path / "many", [0, 1] * 200, layout={0: "a", 1: "b"})  # past the parallel threshold
     torch.ones(64, 64) @ torch.ones(64, 64)  # torch's thread pool has run: a forked worker would now hang

@@ -49,6 +49,7 @@ def test_nothing_changes_sys_path():
     ("dann.scores", "dann.training"),
     ("dann", "torch"),  # importing the package is light
 ])
+@pytest.mark.slow
 def test_a_module_does_not_import_what_it_does_not_need(module, absent):
     code = f"import sys, {module}; print({absent!r} in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -56,6 +57,7 @@ def test_a_module_does_not_import_what_it_does_not_need(module, absent):
     assert r.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_hubconf_brings_only_the_package_into_a_users_process():
     code = ("import sys; before = set(sys.modules); import hubconf; "
             "print(sorted(m for m in set(sys.modules) - before if '.' not in m))")

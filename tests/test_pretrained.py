@@ -12,7 +12,7 @@ import valid
 from conftest import REPO
 from dann.common import UserError
 from dann.config import Config
-from dann import checkpoints, datasets, models, pretrained, training
+from dann import checkpoints, datasets, evaluation, models, pretrained, training
 
 REGISTRY = pretrained.bundled_models()
 NAMES = list(REGISTRY["models"])
@@ -91,6 +91,7 @@ def test_list_prints_every_bundled_model_with_its_accuracies(capsys):
         assert f"{e['target_test_acc']:.4f}" in row and f"{e['source_test_acc']:.4f}" in row and e["method"] in row
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_path):
     # tmp_path has no runs/ and no images/: the model is the bundled one, the picture is found in images/
     r = subprocess.run([sys.executable, str(REPO / "image_annotate.py"), "-f", DIGIT_7, "--out-dir", str(tmp_path)],
@@ -155,6 +156,7 @@ def test_the_registry_command_reproduces_the_runs_settings():
         assert Config.from_saved(saved, name).command() == e["command"]
 
 
+@pytest.mark.slow
 def test_the_readme_torch_hub_example_runs_as_written_and_prints_what_it_says():
     import re
     block = next(b for b in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
@@ -163,3 +165,22 @@ def test_the_readme_torch_hub_example_runs_as_written_and_prints_what_it_says():
     r = subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == expected == "7 0.53"
+
+
+def test_bundling_a_finished_run_registers_its_checksum_and_its_measured_accuracies(trained_run, tmp_path, monkeypatch):
+    from dann import bundle
+    root, run = trained_run
+    real_registry = pretrained.REGISTRY.read_bytes()
+    damaged_copy(tmp_path, monkeypatch)  # a copy of pretrained/ to write into
+    bundle.bundle(run, "tiny", "abc1234", False, root)
+    assert (tmp_path / "pretrained" / "tiny.pt").is_file() and not (REPO / "pretrained" / "tiny.pt").exists()
+    assert (REPO / "pretrained" / "registry.json").read_bytes() == real_registry
+    entry = pretrained.bundled_models()["models"]["tiny"]
+    path = pretrained.bundled_checkpoint("tiny")  # checked against the sha256 just registered
+    model, ckpt = checkpoints.load_checkpoint(path)
+    assert "optimizer" not in ckpt and entry["commit"] == "abc1234" and entry["method"] == "dann"
+    images, labels = datasets.load_domain("mnist_m", "test", root)
+    assert entry["target_test_acc"] == evaluation.accuracy(evaluation.predictions(model, images), labels)
+    assert pretrained.bundled_models()["default"] == REGISTRY["default"]
+    with pytest.raises(UserError, match="has not finished"):
+        bundle.bundle(tmp_path, "nothing", "abc1234", False, root)

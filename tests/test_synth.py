@@ -54,6 +54,7 @@ def test_synth_is_rendered_on_demand_kept_and_loaded_like_any_domain(tmp_path):
     assert datasets.load_domain("synth", "train", tmp_path)[0].shape[0] == 130
 
 
+@pytest.mark.slow
 def test_a_damaged_or_stale_synth_file_is_one_line_that_says_how_to_render_it_again(tmp_path):
     folder = tmp_path / "synth"
     folder.mkdir()
@@ -68,6 +69,7 @@ def test_a_damaged_or_stale_synth_file_is_one_line_that_says_how_to_render_it_ag
     assert datasets.rendered_count(folder / "synth_test_32x32.npz") is None  # so it is rendered again
 
 
+@pytest.mark.slow
 def test_download_data_renders_synth_with_a_progress_line_and_refuses_a_bad_size(tmp_path):
     r = run_script("download_data.py", "--datasets", "synth", "--synth-size", "0", cwd=tmp_path)
     assert r.returncode == 2 and "--synth-size takes a number of at least 1" in r.stderr

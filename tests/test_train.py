@@ -156,6 +156,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs(tmp_path):
     r = run_cli("--epochs", "0")
     assert r.returncode == 2 and "--epochs must be at least 1" in r.stderr
@@ -185,6 +186,7 @@ def test_cli_bad_inputs(tmp_path):
     (lambda cfg: {**cfg, "augment": 1}, "does not hold the settings main.py writes"),
     (lambda cfg: {"epochs": 0}, "config.json says --epochs must be at least 1"),  # the others: their defaults
 ])
+@pytest.mark.slow
 def test_resume_of_an_edited_config_is_one_line(tmp_path, edit, message):
     cfg = Config().as_dict()
     (tmp_path / "run").mkdir()
@@ -193,6 +195,7 @@ def test_resume_of_an_edited_config_is_one_line(tmp_path, edit, message):
     assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_out_must_not_be_a_file_or_an_earlier_run(tmp_path):
     (tmp_path / "file").write_text("x")
     r = run_cli("--out", str(tmp_path / "file"))
@@ -258,6 +261,7 @@ def test_the_step_reads_no_value_back_to_the_host(name):
     assert state.step.device == meta and state.lr.device == meta
 
 
+@pytest.mark.slow
 def test_resume_of_a_checkpoint_missing_its_progress_is_one_line(synthetic_root, tmp_path):
     tiny_run(synthetic_root, tmp_path / "run", epochs=1)
     path = tmp_path / "run" / "checkpoint.pt"
@@ -369,6 +373,7 @@ def test_curves_are_tensorboard_events(synthetic_root, tmp_path):
         (h["epoch"], pytest.approx(h["target_test_acc"])) for h in metrics["history"]]
 
 
+@pytest.mark.slow
 def test_seeds_train_a_row_and_summarise_it(synthetic_root, tmp_path):
     out = tmp_path / "row"
     r = run_cli("--source", "mnist", "--target", "mnist_m", "--data-dir", str(synthetic_root), "--no-download",

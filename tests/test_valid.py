@@ -11,7 +11,8 @@ import torch
 
 from conftest import REPO
 from httpserver import FileServer
-from dann import checkpoints, datasets, pretrained, runs
+from dann import checkpoints, datasets, evaluation, pretrained, runs
+from dann.common import UserError
 
 
 def run_valid(*args, cwd=REPO):
@@ -19,6 +20,7 @@ def run_valid(*args, cwd=REPO):
                           timeout=180)
 
 
+@pytest.mark.slow
 def test_table_and_figures(trained_run, tmp_path):
     root, run = trained_run
     r = run_valid("--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--no-download",
@@ -31,6 +33,7 @@ def test_table_and_figures(trained_run, tmp_path):
         assert (tmp_path / "figs" / f"confusion_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_json_matches_a_direct_evaluation(trained_run, tmp_path):
     root, run = trained_run
     r = run_valid("--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--no-download",
@@ -48,6 +51,7 @@ def test_json_matches_a_direct_evaluation(trained_run, tmp_path):
     assert target["per_class_accuracy"][3] == pytest.approx(cm[3, 3].item() / cm[3].sum().item())
 
 
+@pytest.mark.slow
 def test_checkpoint_from_a_url_is_verified_and_cached(trained_run, tmp_path):
     root, run = trained_run
     blob = (run / "checkpoint.pt").read_bytes()
@@ -77,6 +81,7 @@ class RunsCode:
         return (Path.touch, (Path(self.marker),))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_carrying_pickled_code_is_refused(trained_run, tmp_path):
     root, run = trained_run
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -101,6 +106,7 @@ def test_a_checkpoint_carrying_pickled_code_is_refused(trained_run, tmp_path):
     (lambda p, run: torch.save({k: v for k, v in torch.load(run / "checkpoint.pt", weights_only=True).items()
                                 if k != "config"}, p), "has the DANN checkpoint marker but not"),
 ])
+@pytest.mark.slow
 def test_bad_checkpoints_get_one_line(trained_run, tmp_path, make, message):
     root, run = trained_run
     make(tmp_path / "x.pt", run)
@@ -135,6 +141,7 @@ def test_latest_checkpoint_is_the_newest_finished_run(tmp_path):
     assert runs.latest_finished(tmp_path) == row / "checkpoint.pt"
 
 
+@pytest.mark.slow
 def test_with_no_run_the_bundled_model_is_used_and_said_first(tmp_path):
     r = run_valid("--no-download", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path)  # no runs/ there
     default = pretrained.bundled_models()["default"]
@@ -143,14 +150,41 @@ def test_with_no_run_the_bundled_model_is_used_and_said_first(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error: ") and "download_data.py" in r.stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_checkpoint_url_says_what_to_do_in_valid_py_terms(tmp_path):
     r = run_valid("--checkpoint", "http://127.0.0.1:9/dann.pt", "--no-download", cwd=tmp_path)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "pass it as --checkpoint PATH" in r.stderr and "--from" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
 def test_asking_for_cuda_without_one_gets_one_line(trained_run):
     root, run = trained_run
     r = run_valid("--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--device", "cuda")
     assert r.returncode == 1 and r.stderr.strip() == "error: --device cuda: no CUDA device is visible; use --device cpu"
+
+
+def test_an_evaluation_in_process_reports_every_domain_writes_its_figures_and_guards_its_folder(trained_run, tmp_path,
+                                                                                             capsys):
+    import valid
+    root, run = trained_run
+    args = ["--checkpoint", str(run / "checkpoint.pt"), "--data-dir", str(root), "--no-download", "--device", "cpu",
+            "--domains", "usps", "--out-dir", str(tmp_path / "figs")]
+    results = valid.main(args)
+    model, _ = checkpoints.load_checkpoint(run / "checkpoint.pt")
+    for name in ("mnist", "mnist_m", "usps"):
+        images, labels = datasets.load_domain(name, "test", root)
+        assert results[name]["accuracy"] == evaluation.accuracy(evaluation.predictions(model, images), labels)
+        assert (tmp_path / "figs" / f"confusion_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert [r["role"] for r in results.values()] == ["source", "target", "extra"]
+    assert "per-class accuracy" in capsys.readouterr().out
+    record = json.loads((tmp_path / "figs" / "evaluation.json").read_text())
+    assert record["checkpoint"] == str((run / "checkpoint.pt").resolve()) and record["finished"]
+    with pytest.raises(UserError, match="holds the evaluation of another model"):
+        evaluation.claim_evaluation_folder(tmp_path / "figs", tmp_path / "other.pt")
+
+
+def test_accuracy_is_an_exact_count():
+    predicted, labels = torch.tensor([1, 2, 3, 4, 5, 6, 7]), torch.tensor([1, 2, 3, 0, 0, 0, 0])
+    assert evaluation.accuracy(predicted, labels) == 3 / 7  # not float32's 0.4285714328...
