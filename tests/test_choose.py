@@ -131,3 +131,15 @@ def test_the_table_and_the_record_carry_every_registered_score_the_rules_first(c
     record = sweep.report(runs, sweep.choose(runs), threads=1)
     assert record["chosen"] == "dirt-t/seed0" and record["most_accurate"] == "dann/seed0" and record["rule"] == sweep.RULE
     assert [row["label_free"] for row in record["runs"]] == [run.metrics["label_free"] for run in runs]
+
+
+def test_a_new_score_is_one_entry_and_every_report_carries_it(trained_run, monkeypatch):
+    """What README's 'A score' promises: one Score in SCORES, and label_free_scores computes it."""
+    from dann import checkpoints, datasets, scores
+    monkeypatch.setitem(scores.SCORES, "top_probability", scores.Score(
+        "top_probability", lambda e: e.probs.max(1).values.mean().item(), scores.higher, "top p"))
+    root, run = trained_run
+    model, _ = checkpoints.load_checkpoint(run / "checkpoint.pt")
+    target, source = (datasets.load_domain(name, "train", root) for name in ("mnist_m", "mnist"))
+    found = scores.label_free_scores(model, target[0], *source)
+    assert list(found) == list(scores.SCORES) and 0.1 <= found["top_probability"] <= 1

@@ -219,3 +219,14 @@ def test_augment_without_jitter_only_shifts():
         assert len(shifts) == 1
         seen.add(shifts[0])
     assert len(seen) > 20  # 81 possible shifts
+
+
+def test_a_new_built_in_domain_is_one_entry_in_the_registry(synthetic_root, monkeypatch):
+    """What README's 'A domain' promises: one Domain record, and loading, fetching and the default network follow."""
+    (synthetic_root / "digits2").symlink_to(synthetic_root / "mnist")
+    mnist = domains.DOMAINS["mnist"]
+    monkeypatch.setitem(domains.DOMAINS, "digits2", domains.Domain("digits2", mnist.files, mnist.parse, arch="svhn"))
+    images, labels = datasets.load_domain("digits2", "test", synthetic_root)
+    assert torch.equal(images, datasets.load_domain("mnist", "test", synthetic_root)[0])
+    assert domains.default_arch("digits2") == "svhn" and not domains.is_folder("digits2")
+    assert datasets.missing_files("digits2", synthetic_root) == [] and datasets.class_names("digits2") == domains.DIGITS
