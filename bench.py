@@ -18,9 +18,9 @@ By default the images are random tensors of the real dataset shapes, so no datas
 It then checks that the fast step (fp32, bf16, and on a GPU the captured graph) gives the
 same losses and parameter updates as the plain eager step on the same batches.
 """
-from dann.cli import one_line_interrupts, run_script
+from dann.cli import one_line_errors, run_script
 
-one_line_interrupts()  # first: Ctrl-C while torch loads is one line too
+one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
 import argparse
 import os

@@ -16,13 +16,14 @@ its scores, the choice) and <out>/chosen/ (the chosen model: valid.py and image_
 default, or with --checkpoint <out>/chosen). The same command continues a stopped sweep: finished
 runs are not trained again. Target labels, where the target has them, are only reported.
 """
-from dann.cli import one_line_interrupts, run_script
+from dann.cli import one_line_errors, run_script
 
-one_line_interrupts()  # first: Ctrl-C while torch loads is one line too
+one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
 import argparse
 import json
 import os
+import shlex
 from pathlib import Path
 
 from dann import datasets, sweep
@@ -71,11 +72,12 @@ def print_table(runs, chosen, labelled):
     for r in runs:
         s = (r.metrics or {}).get("label_free")
         line = f"{r.candidate:<14}{r.seed:>5}"
-        line += "".join(f"{s[n]:>{w}.4f}" for n, w in zip(columns, widths)) if s else " " * sum(widths)
+        line += "".join(f"{'-' if s[n] is None else format(s[n], '.4f'):>{w}}" for n, w in zip(columns, widths)) \
+            if s else " " * sum(widths)
         if labelled:
             line += f"{r.metrics['target_test_acc']:>13.4f}" if r.metrics else " " * 13
-        mark = "  <- chosen" if r is chosen else ""
-        print(f"{line}   {r.status}{mark}{': ' + r.note if r.note else ''}")
+        mark = "  <- chosen" if r is chosen else "" if r.eligible else "  (not a candidate: what a candidate refines)"
+        print(f"{line}   {r.status}{': ' + r.note if r.note else ''}{mark}")
 
 
 def main(argv=None):
@@ -95,7 +97,7 @@ def main(argv=None):
     print_table(runs, chosen, labelled)
     save_atomic(json.dumps(sweep.report(runs, chosen, threads), indent=2), args.out / "choice.json")
     if stopped:
-        print(f"stopped; every run is saved. Continue with the same command (--out {args.out}).")
+        print(f"stopped; every run is saved. Continue with the same command (--out {shlex.quote(str(args.out))}).")
         return 1
     if chosen is None:
         raise UserError(f"no candidate finished; see the logs in {args.out / 'logs'}")

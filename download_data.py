@@ -9,9 +9,9 @@ Every file is checked against its checksums in the table of built-in domains (da
 A valid file already in place is skipped, a corrupt one is fetched again. Downloads resume after
 an interruption (HTTP Range), fall back to the next mirror on an error and land by atomic rename.
 """
-from dann.cli import one_line_interrupts, run_script
+from dann.cli import one_line_errors, run_script
 
-one_line_interrupts()  # first: Ctrl-C while the package loads is one line too
+one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
 import argparse
 from pathlib import Path
@@ -36,7 +36,7 @@ def parse_args(argv=None):
                         "official downloads) instead of using the network")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
                    help="then write each dataset as a folder of pictures, DIR/<name>/train|test/<class>/*.png: the "
-                        "layout main.py reads a folder domain in (see README, 'Your own pictures')")
+                        "layout main.py reads a folder domain in (see README, 'Adapt to your own pictures')")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="with --export: the first N pictures of each split only")
     p.add_argument("--unlabelled", action="store_true",

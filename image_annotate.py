@@ -6,18 +6,19 @@
 
 With no --checkpoint the model is the latest finished run under runs/, or before any training the
 bundled default, the best reader of photographed digits (synth -> MNIST-M, README 'Pretrained
-models'); the first line printed says which. Each picture is prepared
-exactly as the training images were (dann/pictures.py): any mode PIL reads (RGB, RGBA,
-grey, palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28.
-A reading whose top probability is below the model's threshold (reached by 95% of its own source
+models'); the first line printed says which, and --list says it too. Each picture is prepared
+exactly as the training images were (dann/pictures.py): any mode PIL reads (RGB, RGBA, grey,
+palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28. A
+reading whose top probability is below the model's threshold (reached by 95% of its own source
 test digits) is marked "not sure": a picture that holds no digit, or one unlike any it learnt.
-The annotated copy is <name>_annotated.png: beside the picture, in annotated/ for pictures inside
-this repository, or in --out-dir. A file that cannot be read, or is too large to read safely, is
-reported in one line and skipped; the exit code is 1 when any file failed.
+The annotated copy is <picture file name>.<model>.annotated.png, one per picture and model,
+beside the picture (in annotated/ for pictures inside this repository) or in --out-dir; a file of
+that name that this script did not write is never replaced. A file that cannot be read, or is
+too large to read safely, is reported in one line and skipped; the exit code is 1 when any failed.
 """
-from dann.cli import one_line_interrupts, run_script
+from dann.cli import one_line_errors, run_script
 
-one_line_interrupts()  # first: Ctrl-C while torch loads is one line too
+one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
 import argparse
 import sys
@@ -25,10 +26,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from dann.annotate import expand, has_display, process
+from dann.annotate import expand, has_display, model_tag, process
 from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.common import UserError
 from dann.evaluation import unsure_below
+from dann.fonts import drawable
 from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint
 
 
@@ -53,16 +55,19 @@ def main(argv=None):
     if args.list:
         print(format_bundled())
         return 0
-    path, why = resolve_checkpoint(args.checkpoint, args.sha256)
-    model, ckpt = load_checkpoint(path)
-    note, threshold, names = unfinished(ckpt, path), unsure_below(ckpt, path), class_names(ckpt)
+    checkpoint, why = resolve_checkpoint(args.checkpoint, args.sha256)
+    model, ckpt = load_checkpoint(checkpoint)
+    note, threshold, names = unfinished(ckpt, checkpoint), unsure_below(ckpt, checkpoint), class_names(ckpt)
     marks = (f"not sure below a top probability of {threshold:.3f}" if threshold is not None
              else "no 'not sure' threshold in this checkpoint")
-    print(f"model: {path} ({why}{'; ' + note if note else ''}); {marks}")
+    print(f"model: {checkpoint} ({why}{'; ' + note if note else ''}); {marks}")
+    numbered = drawable(tuple(names))[2]
+    if numbered:
+        print(numbered)
     failures = 0
     for path, subfolder in expand(args.files):
         try:
-            probs, sure, out = process(path, subfolder, model, args.out_dir, threshold, names)
+            probs, sure, out = process(path, subfolder, model, args.out_dir, threshold, names, model_tag(checkpoint))
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             failures += 1

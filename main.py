@@ -13,9 +13,9 @@ Ctrl-C saves too), TensorBoard curves, and metrics.json with the final model's a
 The settings are dann/config.py's, the engine dann/training.py, the methods' losses
 dann/methods.py; see README, 'How the code is organised'.
 """
-from dann.cli import one_line_interrupts, run_script
+from dann.cli import one_line_errors, run_script
 
-one_line_interrupts()  # first: Ctrl-C while torch loads is one line too
+one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
 import argparse
 import dataclasses
@@ -41,6 +41,8 @@ def parse_args(argv=None):
         p.error("--seed and --seeds: give one of them")
     if args.seeds and args.resume:
         p.error("--resume continues one run; resume each seed's folder on its own (<out>/seed<S>)")
+    if args.seeds and len(set(args.seeds)) < len(args.seeds):
+        p.error(f"--seeds {' '.join(map(str, args.seeds))}: each seed once (a row's runs differ by their seeds)")
     try:
         args.config = Config.from_flags(args)
     except ValueError as e:
@@ -49,12 +51,16 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    """The run's metrics (a row's summary with --seeds); 1 when Ctrl-C or SIGTERM stopped it, so
+    that `main.py && valid.py` goes no further."""
     args = parse_args(argv)
     if args.resume:
-        return training.train(runs.resumed_config(args.resume, args.device), args.resume, resume=True)
-    if args.seeds:
-        return train_seeds(args.config, args.seeds, runs.new_run_folder(args.config, args.out))
-    return training.train(args.config, runs.new_run_folder(args.config, args.out))
+        result = training.train(runs.resumed_config(args.resume, args.device), args.resume, resume=True)
+    elif args.seeds:
+        result = train_seeds(args.config, args.seeds, runs.new_run_folder(args.config, args.out, holds=runs.ROW))
+    else:
+        result = training.train(args.config, runs.new_run_folder(args.config, args.out))
+    return 1 if result is None else result
 
 
 def train_seeds(cfg, seeds, out):

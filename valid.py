@@ -11,9 +11,9 @@ confusion-matrix figure per domain and evaluation.json to figures/<name>/ (--out
 that cannot be written is one line after the accuracies, and the exit code is 1. Only the test
 files are fetched. Checkpoints load with weights_only=True: one that carries pickled code is refused.
 """
-from dann.cli import one_line_interrupts, run_script
+from dann.cli import one_line_errors, run_script
 
-one_line_interrupts()  # first: Ctrl-C while torch loads is one line too
+one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
 import argparse
 import json
@@ -23,7 +23,9 @@ from pathlib import Path
 from dann import datasets, evaluation
 from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.config import add_flags, pick_device
-from dann.domains import DOMAINS
+from dann.fonts import drawable
+from dann.methods import METHODS
+from dann.domains import DOMAINS, default_root, fetch_command, is_folder
 from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint
 from dann.scores import label_free_scores
 
@@ -59,17 +61,27 @@ def main(argv=None):
     out_dir = args.out_dir or evaluation.evaluation_folder(path)
     evaluation.claim_evaluation_folder(out_dir, path)
     roles = {cfg["source"]: "source", cfg["target"]: "target"}
+    if args.domains:  # what was asked about; the model's own domains too where their test files are here already
+        for name in [d for d in roles if d not in args.domains and not datasets.at_hand(d, ["test"], args.data_dir)]:
+            print(f"not evaluated: {name}, the model's {roles.pop(name)} domain, is not at hand"
+                  + ("" if is_folder(name) else f"; include it with: {fetch_command(name, args.data_dir or default_root())}"),
+                  file=sys.stderr)
     roles.update({d: "extra" for d in args.domains if d not in roles})
     results = evaluation.test_reports(model, roles, names, args.data_dir, not args.no_download, device)
     report = {"checkpoint": str(path.resolve()), "chosen": why, "method": cfg["method"], "step": ckpt["step"],
               "finished": note is None, "domains": results}
     if args.scores:
+        print(f"label-free scores: reading the training pictures of {cfg['source']} and {cfg['target']} (decoded once, "
+              "then cached)", file=sys.stderr)
         train = datasets.load_datasets({cfg["source"]: 0, cfg["target"]: 0}, ["train"], args.data_dir,
                                        not args.no_download)
         source, target = train[cfg["source"], "train"], train[cfg["target"], "train"]
         report["label_free"] = label_free_scores(model, target[0].to(device), source[0].to(device),
-                                                 source[1].to(device))
+                                                 source[1].to(device), METHODS[cfg["method"]])
     failures = evaluation.save_outputs(report, out_dir, names)  # the accuracies are printed whatever happens to files
+    numbered = drawable(tuple(names))[2]
+    if numbered and any(r["figure"] for r in results.values()):
+        print(f"confusion matrices: {numbered}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -78,7 +90,7 @@ def main(argv=None):
         print("\nconfusion matrices: " + (", ".join(saved) or "none saved"))
         if args.scores:
             print(f"label-free scores on {cfg['target']}'s training pictures (no label read): "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in report["label_free"].items()))
+                  + ", ".join(f"{k} {v:.4f}" for k, v in report["label_free"].items() if v is not None))
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else results

@@ -16,7 +16,7 @@ from dann.common import UserError, save_atomic
 from dann.config import in_current_words
 from dann.domains import DIGITS
 from dann.models import ARCHS, DANN
-from dann.runs import CHECKPOINT, status
+from dann.runs import CHECKPOINT, shown, status
 
 CHECKPOINT_FORMAT = "dann-checkpoint-1"
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -55,7 +55,7 @@ def save_resumable(model, opt, cfg, progress, out, companions):
     except UserError as e:
         then = ("Once it can be written, continue from the last saved checkpoint with" if saved_before
                 else "Nothing of this run was saved yet; once it can be written, start it again with")
-        raise UserError(f"{e}. {then}: python main.py --resume {out}") from None
+        raise UserError(f"{e}. {then}: python main.py --resume {shown(out)}") from None
 
 
 def restore(run_dir, model, opt, companions):

@@ -5,15 +5,34 @@ import sys
 from dann.common import UserError
 
 
-def one_line_interrupts():
-    """Make Ctrl-C before run_script starts (while torch and the package load) one line too. A
-    script calls this first of all; nothing else changes sys.excepthook."""
+def one_line_errors():
+    """Make what can go wrong before run_script starts (while torch and the package load) one line
+    too: Ctrl-C, and a torchvision built for another torch. A script calls this first of all;
+    nothing else changes sys.excepthook."""
     def hook(kind, value, traceback):
         if issubclass(kind, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
+        elif issubclass(kind, RuntimeError) and "torchvision::" in str(value):
+            print(f"error: {mismatched_torchvision()}", file=sys.stderr)
         else:
             sys.__excepthook__(kind, value, traceback)
     sys.excepthook = hook
+
+
+def mismatched_torchvision():
+    """What to say when torchvision's compiled operators do not load into this torch: each torch
+    2.N needs torchvision 0.(N + 15), built for the same device (a CPU-only torch with a CUDA
+    torchvision, or the reverse, fails the same way)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        torch_version, vision_version = version("torch"), version("torchvision")
+    except PackageNotFoundError:
+        return "torch or torchvision is not installed; install both with: pip install -r requirements.txt"
+    release = torch_version.split("+")[0]
+    minor = int(release.split(".")[1])
+    index = "--index-url https://download.pytorch.org/whl/cpu " if "+cpu" in torch_version else ""
+    return (f"torchvision {vision_version} does not fit torch {torch_version} (its operators do not load); install "
+            f"the matching pair with: pip install {index}torch=={release} torchvision==0.{minor + 15}.*")
 
 
 def run_script(main, interrupted="interrupted"):

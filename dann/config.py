@@ -31,7 +31,7 @@ class Config:
     """A run's settings: main.py's flags are made from these fields, config.json holds them, and a
     Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
     source: str = setting("svhn", f"labelled domain: {', '.join(DOMAINS)}, or a folder with a subfolder of pictures "
-                          "per class (see README, 'Your own pictures')", "task", metavar="DOMAIN|FOLDER")
+                          "per class (see README, 'Adapt to your own pictures')", "task", metavar="DOMAIN|FOLDER")
     target: str = setting("mnist", "domain to adapt to, its labels unused: a built-in name or a folder, with class "
                           "subfolders (labelled: target accuracy is reported) or its pictures directly in it",
                           "task", metavar="DOMAIN|FOLDER")

@@ -37,9 +37,11 @@ def load_domain(name, split, root=None):
     try:
         images, labels = DOMAINS[name].parse([folder / f for f in files], split)
     except StaleFile as e:
-        raise UserError(f"{e}; render it again with: {fetch_command(name, root)}") from None
+        raise UserError(f"{e}; render it again with: {render_again_command(name, split, e.path, root)}") from None
     except BadFile as e:
-        raise UserError(f"{e}; delete it and fetch it again with: {fetch_command(name, root)}") from None
+        again = (f"render it again with: {render_again_command(name, split, e.path, root)}" if DOMAINS[name].rendered
+                 else f"delete it and fetch it again with: {fetch_command(name, root)}")
+        raise UserError(f"{e}; {again}") from None
     images = to_28x28_rgb(images)
     cache.keep(folder / "cache" / f"{split}.pt", key, {"images": images, "labels": labels})
     return images, labels
@@ -80,16 +82,34 @@ def missing_files(name, root=None, splits=SPLITS):
     return [f for f in DOMAINS[name].files_of(splits) if not (folder / f).is_file()]
 
 
-def rendered_count(path):
-    """How many pictures a synth file holds, or None if it is absent, unreadable or of another
-    version of synth.py (then it is rendered again)."""
+def at_hand(name, splits, root=None):
+    """Whether a domain can be read without fetching anything: a folder that exists, or a built-in
+    domain whose files for these splits are in place."""
+    return Path(name).is_dir() if is_folder(name) else not missing_files(name, root, splits)
+
+
+def rendered_count(path, any_version=False):
+    """How many pictures a synth file holds, or None if it is absent, unreadable or (unless
+    any_version) of another version of synth.py (then it is rendered again)."""
     import zipfile
     from dann.synth import RENDER_VERSION
     try:
         with np.load(path, allow_pickle=False) as f:
-            return len(f["labels"]) if int(f["version"]) == RENDER_VERSION else None
+            return len(f["labels"]) if any_version or int(f["version"]) == RENDER_VERSION else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
+
+
+def render_again_command(name, split, path, root):
+    """The command that renders a stale or damaged file of a rendered domain again, at the size it had
+    (the default size when that cannot be read any more, said so)."""
+    if split != "train":
+        return fetch_command(name, root)
+    count = rendered_count(path, any_version=True)
+    if count is None:
+        return (f"{fetch_command(name, root)} (add --synth-size N to render N training pictures, as you may have; "
+                "the default is 100,000)")
+    return f"{fetch_command(name, root)} --synth-size {count}"
 
 
 def render_synth(root, splits=SPLITS, train_size=None, log=print, test_size=None):
@@ -105,6 +125,8 @@ def render_synth(root, splits=SPLITS, train_size=None, log=print, test_size=None
         if have is not None and (have == wanted or asked is None):
             log(f"synth: {dest.name} present ({have:,} pictures)")
             continue
+        log(f"synth: rendering {wanted:,} {split} pictures on {os.cpu_count()} cores (about "
+            f"{max(1, round(wanted / 2000 / (os.cpu_count() or 1)))} s on a recent CPU)")
         started = time.time()
         with tqdm(total=wanted, desc=f"synth {split}", unit="picture", leave=False, disable=None) as bar:
             images, labels = synth.render_split(split, wanted, bar.update)
@@ -127,7 +149,7 @@ def ensure_datasets(names, root=None, allow_download=True, splits=SPLITS):
     for name in names:
         if not missing_files(name, root, splits):
             continue
-        if not allow_download:
+        if not allow_download and not DOMAINS[name].rendered:  # rendering needs no network
             failed.append(f"{name}: --no-download is set; get it with: {fetch_command(name, root)}")
             continue
         new_folders = [f for f in (root, root / name) if not f.exists()]
@@ -154,8 +176,9 @@ def load_datasets(names, splits, root=None, allow_download=True, skipped=None):
             if is_folder(name):
                 found = folders.load_folder(name, split, root)
                 loaded[name, split] = found["images"], found["labels"]
-                if skipped is not None:
-                    skipped += [(name, split, *item) for item in found["skipped"]]
+                if skipped is not None:  # a link passed over is found by both splits: listed once
+                    listed = {(n, path) for n, _, path, _ in skipped}
+                    skipped += [(name, split, *item) for item in found["skipped"] if (name, item[0]) not in listed]
             else:
                 loaded[name, split] = load_domain(name, split, root)
     return loaded

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from dann.common import UserError, write_atomic
+from dann.fonts import drawable, font_for
 from dann.pretrained import PRETRAINED_DIR, bundled_entry
 
 
@@ -105,6 +106,9 @@ def save_confusion_figure(name, result, path, class_names):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.font_manager import FontProperties
+    font, labels, _ = drawable(tuple(class_names))
+    title = f"{Path(name).name} ({result['role']}): accuracy {result['accuracy']:.4f}"
     cm = torch.tensor(result["confusion_matrix"], dtype=torch.float64)
     n = len(cm)
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
@@ -112,8 +116,12 @@ def save_confusion_figure(name, result, path, class_names):
     for (i, j), v in zip(((i, j) for i in range(n) for j in range(n)), cm.flatten().tolist()):
         if v:
             ax.text(j, i, int(v), ha="center", va="center", fontsize=6, color="white" if i == j else "black")
-    ax.set(xticks=range(n), yticks=range(n), xticklabels=class_names, yticklabels=class_names, xlabel="predicted",
-           ylabel="true", title=f"{Path(name).name} ({result['role']}): accuracy {result['accuracy']:.4f}")
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true")
+    ax.set_xticklabels(labels, fontproperties=FontProperties(fname=font))
+    ax.set_yticklabels(labels, fontproperties=FontProperties(fname=font))
+    title_font = font_for(title)  # a folder's own name may need another font than its classes
+    ax.set_title(title if title_font else f"{result['role']}: accuracy {result['accuracy']:.4f}",
+                 fontproperties=FontProperties(fname=title_font or font))
     fig.colorbar(im, ax=ax, label="fraction of the true class")
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
@@ -133,24 +141,45 @@ def evaluation_folder(path):
 
 
 def claim_evaluation_folder(out_dir, path):
-    """Refuse an --out-dir that holds another checkpoint's evaluation (evaluation.json says whose)."""
+    """Refuse an --out-dir whose evaluation.json is another checkpoint's evaluation, or not one of
+    valid.py's at all: writing there would replace it."""
     record = out_dir / "evaluation.json"
+    if not record.exists():
+        return
     try:
         other = json.loads(record.read_text()).get("checkpoint")
     except (OSError, ValueError, AttributeError):
-        return
-    if other not in (None, str(path.resolve())):
+        other = None
+    if other is None:
+        raise UserError(f"{record} was not written by valid.py; move it, or choose another --out-dir")
+    if other != str(path.resolve()):
         raise UserError(f"{out_dir} holds the evaluation of another model ({other}); choose another --out-dir")
+
+
+def figure_names(domains):
+    """{domain: its confusion figure's file name}: after the domain's own name, and where two share
+    one (two folders both named test), after as much of their paths as tells them apart."""
+    def name(domain, parts):
+        return "confusion_" + "-".join(Path(domain).parts[-parts:]).replace("/", "") + ".png"
+    names = {}
+    for domain in domains:
+        parts = 1
+        while any(name(other, parts) == name(domain, parts) for other in domains if other != domain) \
+                and parts < len(Path(domain).parts):
+            parts += 1
+        names[domain] = name(domain, parts)
+    return names
 
 
 def save_outputs(report, out_dir, class_names):
     """The confusion-matrix figures and evaluation.json in out_dir; returns what could not be written."""
     failures = []
+    files = figure_names(list(report["domains"]))
     for name, result in report["domains"].items():
         if result["accuracy"] is None:  # no labels, no confusion matrix
             result["figure"] = None
             continue
-        result["figure"] = str(out_dir / f"confusion_{Path(name).name}.png")
+        result["figure"] = str(out_dir / files[name])
         try:
             save_confusion_figure(name, result, Path(result["figure"]), class_names)
         except UserError as e:

@@ -26,38 +26,72 @@ from dann.pictures import UnreadablePicture, picture_suffixes, read_picture
 TEST_SHARE = 20  # percent of a folder's pictures held out for testing when it has no test/ subfolder
 
 
-def pictures_under(folder, suffixes):
+def passed_over(path, root):
+    """Why an entry of a folder domain is not read (None if it is): links are followed only within
+    the domain's folder and never back up to a folder above them, and only regular files are
+    pictures (a FIFO would block the reader forever)."""
+    if os.path.islink(path):
+        real = os.path.realpath(path)
+        if not os.path.exists(path):
+            return "a broken link"
+        if os.path.commonpath([real, root]) != root:
+            return "a link that leaves the domain's folder, not followed"
+        if os.path.isdir(path) and os.path.commonpath([real, os.path.realpath(os.path.dirname(path))]) == real:
+            return "a link to a folder above it (a loop), not followed"
+    if not os.path.isdir(path) and not os.path.isfile(path):
+        return "not a regular file"
+    return None
+
+
+def pictures_under(folder, suffixes, root, passed):
     """Paths (str) of the pictures under `folder`, relative to it, hidden files and folders left
-    out. Links are followed, but a folder reached twice (a link loop) is read once."""
-    found, seen, start = [], set(), len(str(folder)) + 1
+    out; what passed_over() refuses is appended to `passed` as (path relative to root, why)."""
+    found, start = [], len(str(folder)) + 1
     for top, subfolders, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(top)
-        if real in seen:
-            subfolders[:] = []
-            continue
-        seen.add(real)
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         prefix = top[start:] + "/" if len(top) >= start else ""
-        found += [prefix + f for f in files if not f.startswith(".") and os.path.splitext(f)[1].lower() in suffixes]
+        kept = []
+        for name in sorted(d for d in subfolders if not d.startswith(".")):
+            why = passed_over(os.path.join(top, name), root)
+            if why:
+                passed.append((os.path.relpath(os.path.join(top, name), root), why))
+            else:
+                kept.append(name)
+        subfolders[:] = kept
+        for name in files:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in suffixes:
+                continue
+            why = passed_over(os.path.join(top, name), root)
+            if why:
+                passed.append((os.path.relpath(os.path.join(top, name), root), why))
+            else:
+                found.append(prefix + name)
     return found
 
 
-def classes_of(folder, suffixes):
+def classes_of(folder, suffixes, root, passed):
     """-> (the class subfolders of `folder`, sorted, or None when its pictures lie in it directly;
     {class or None: its pictures' paths relative to `folder`})."""
     folder = Path(folder)
-    subfolders = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    loose = [f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes
-             and not f.name.startswith(".")]
+    entries = sorted(e for e in folder.iterdir() if not e.name.startswith(".")
+                     and (e.is_dir() or e.suffix.lower() in suffixes or os.path.islink(e)))
+    usable = []
+    for entry in entries:
+        why = passed_over(str(entry), root)
+        if why:
+            passed.append((os.path.relpath(entry, root), why))
+        else:
+            usable.append(entry)
+    subfolders = [d.name for d in usable if d.is_dir()]
+    loose = [f.name for f in usable if f.is_file() and f.suffix.lower() in suffixes]
     if loose and subfolders:
         raise UserError(f"{folder} holds pictures both directly ({loose[0]}, ...) and in subfolders ({subfolders[0]}, "
                         "...); put each class in a subfolder, or every picture directly in it for an unlabelled domain")
     if loose:
-        return None, {None: pictures_under(folder, suffixes)}
+        return None, {None: pictures_under(folder, suffixes, root, passed)}
     if not subfolders:
         raise UserError(f"{folder} holds no pictures ({', '.join(sorted(suffixes)[:6])}, ...); add some, one "
                         "subfolder per class")
-    listing = {c: [f"{c}/{p}" for p in pictures_under(folder / c, suffixes)] for c in subfolders}
+    listing = {c: [f"{c}/{p}" for p in pictures_under(folder / c, suffixes, root, passed)] for c in subfolders}
     empty = [c for c in subfolders if not listing[c]]
     if empty:
         raise UserError(f"{folder / empty[0]} holds no pictures; add some or remove the folder")
@@ -67,24 +101,37 @@ def classes_of(folder, suffixes):
     return subfolders, listing
 
 
-def split_files(folder):
+def layout(folder):
+    """"fixed" (train/ and test/), "test only" (test/ alone: a folder to evaluate on), or "one" (to be split)."""
+    subfolders = {d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    if {"train", "test"} <= subfolders:
+        return "fixed"
+    return "test only" if subfolders == {"test"} else "one"
+
+
+def split_files(folder, passed=None):
     """-> (class names or None, {split: [(relative path, class index or None)]}), in a fixed order:
-    by file name, then path (exported domains keep their sets' order)."""
+    by file name, then path (exported domains keep their sets' order). What is not read (links out
+    of the folder or in a loop, broken links, files that are not regular) is appended to `passed`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: neither a built-in domain ({', '.join(DOMAINS)}) nor a folder of pictures")
-    fixed = (folder / "train").is_dir() and (folder / "test").is_dir()
+    passed = [] if passed is None else passed
+    root = os.path.realpath(folder)
     suffixes = picture_suffixes()
     splits = {split: [] for split in SPLITS}
-    if fixed:
-        (names, train), (test_names, test) = (classes_of(folder / split, suffixes) for split in SPLITS)
-        if test_names != names:
+    kind = layout(folder)
+    if kind != "one":
+        present = SPLITS if kind == "fixed" else ("test",)
+        found = {split: classes_of(folder / split, suffixes, root, passed) for split in present}
+        names = found["test"][0]
+        if kind == "fixed" and found["train"][0] != names:
             raise UserError(f"{folder}/train and {folder}/test have different class folders; give both the same")
-        for split, listing in zip(SPLITS, (train, test)):
+        for split, (_, listing) in found.items():
             splits[split] = [(f"{split}/{path}", names.index(c) if names else None)
                              for c, paths in listing.items() for path in paths]
     else:
-        names, listing = classes_of(folder, suffixes)
+        names, listing = classes_of(folder, suffixes, root, passed)
         for c, paths in listing.items():
             for path in paths:
                 held_out = int.from_bytes(hashlib.sha1(path.encode()).digest()[:4], "big") % 100 < TEST_SHARE
@@ -121,12 +168,13 @@ def load_folder(folder, split, root=None):
     """-> {"images": uint8 N x 3 x 28 x 28, "labels": int64 N or None, "classes": names or None,
     "skipped": [(relative path, why)]} for one split of a folder domain, from the cache when fresh."""
     folder = Path(folder)
-    names, splits = split_files(folder)
+    passed = []
+    names, splits = split_files(folder, passed)
     files = splits[split]
     key = cache.fingerprint(folder, files)
     hit = cache.cached(cache_path(folder, split, root), key)
     if hit is not None:
-        return hit
+        return {**hit, "skipped": passed + hit["skipped"]}
     decoded = decode([folder / relative for relative, _ in files])
     kept = [i for i, (array, _) in enumerate(decoded) if array is not None]
     skipped = [(files[i][0], why) for i, (array, why) in enumerate(decoded) if array is None]
@@ -138,4 +186,4 @@ def load_folder(folder, split, root=None):
     labels = torch.tensor([files[i][1] for i in kept], dtype=torch.int64) if names else None
     loaded = {"images": images, "labels": labels, "classes": names, "skipped": skipped}
     cache.keep(cache_path(folder, split, root), key, loaded)
-    return loaded
+    return {**loaded, "skipped": passed + skipped}

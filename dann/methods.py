@@ -63,6 +63,11 @@ class Method:
     stats: tuple  # the names of the statistics its loss reports, in a fixed order
     teacher: Optional[Teacher] = None  # None: the method learns from no teacher
 
+    @property
+    def trains_domain_classifier(self):
+        """Whether the domain classifier is trained (dann and its kin); others keep what they started with."""
+        return "domain_loss" in self.stats
+
 
 def adaptation_weight(p, gamma):
     """lambda_p = 2 / (1 + exp(-gamma p)) - 1 (JMLR 2016, section 5.2): 0 at the start, so the

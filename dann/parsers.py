@@ -8,6 +8,7 @@ import tarfile
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 
 class BadFile(Exception):
@@ -15,6 +16,7 @@ class BadFile(Exception):
 
     def __init__(self, path, what):
         super().__init__(f"{path} is not a valid {what}")
+        self.path = path
 
 
 class StaleFile(BadFile):
@@ -22,6 +24,7 @@ class StaleFile(BadFile):
 
     def __init__(self, path, made, now):
         Exception.__init__(self, f"{path} was rendered by version {made} of synth.py, this is version {now}")
+        self.path = path
 
 
 def _read_gzip(path):
@@ -89,8 +92,8 @@ def load_mnist_m(paths, split):
     prefix = f"mnist_m/mnist_m_{split}"
     pngs, label_text = {}, None
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
+        with tarfile.open(path, "r:gz") as tar:  # a first load takes seconds: a bar on a terminal
+            for member in tqdm(tar, desc=f"reading MNIST-M {split}", unit="file", leave=False, disable=None):
                 if member.name == f"{prefix}_labels.txt":
                     label_text = tar.extractfile(member).read().decode()
                 elif member.name.startswith(prefix + "/") and member.name.endswith(".png"):
@@ -100,7 +103,9 @@ def load_mnist_m(paths, split):
     if label_text is None:
         raise BadFile(path, f"MNIST-M archive (no {prefix}_labels.txt inside)")
     images, labels = [], []
-    for line_no, line in enumerate(label_text.splitlines(), 1):
+    lines = label_text.splitlines()
+    for line_no, line in enumerate(tqdm(lines, desc=f"decoding MNIST-M {split}", unit="picture", leave=False,
+                                        disable=None), 1):
         fields = line.split()
         if not fields:
             continue

@@ -2,6 +2,7 @@
 domain's decoder and image_annotate.py go through picture_to_digit (3 x 28 x 28 uint8), and every
 picture file a user names or a folder holds is opened by read_picture, which refuses what cannot be
 read safely in one line."""
+import os
 import warnings
 
 import numpy as np
@@ -77,6 +78,8 @@ def read_picture(path):
     reads); UnreadablePicture for a file that is missing, damaged, not a picture, or has more pixels
     than PIL decodes safely (checked before decoding)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or device would block the reader forever
+        raise UnreadablePicture("cannot read it as a picture (not a regular file)")
     try:
         with warnings.catch_warnings():
             # PIL only warns between 89M and 179M pixels; both are refused, before decoding

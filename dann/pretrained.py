@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from dann import runs
-from dann.checkpoints import load_checkpoint, unfinished
+from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.common import REPO, UserError
 from dann.download import download, matches
 
@@ -41,15 +41,17 @@ def bundled_model(name, device="cpu"):
     return load_checkpoint(bundled_checkpoint(name), device)[0]
 
 
-def format_bundled():
-    """The bundled models as a table, for --list."""
+def format_bundled(runs_dir="runs"):
+    """The bundled models as a table, for --list, and the model a command without --checkpoint uses now."""
     registry = bundled_models()
     lines = [f"{'name':<28} {'task':<16} {'method':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10}"]
     for name, e in registry["models"].items():
         lines.append(f"{name:<28} {e['source'] + ' -> ' + e['target']:<16} {e['method']:<12} {e['epochs']:>6} "
                      f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f}")
-    return "\n".join(lines + [f"(test-set accuracies measured by valid.py; default: {registry['default']}; "
-                              f"details in pretrained/README.md)"])
+    latest = runs.latest_finished(runs_dir)
+    now = (f"without --checkpoint: {latest} (the latest finished run under {runs_dir}/; the bundled default is "
+           f"{registry['default']})" if latest else f"without --checkpoint: the bundled default, {registry['default']}")
+    return "\n".join(lines + ["(test-set accuracies measured by valid.py; details in pretrained/README.md)", now])
 
 
 # ---------------------------------------------------------------- --checkpoint
@@ -101,9 +103,10 @@ def bundled_entry(path):
     return next((e for e in bundled_models()["models"].values() if e["file"] == path.name), None)
 
 
-def start_from(model, spec):
+def start_from(model, spec, classes):
     """--init: copy into model the weights another model is evaluated with (a run folder, a
-    checkpoint file or URL, or a bundled model's name). Returns unfinished()'s note on it."""
+    checkpoint file or URL, or a bundled model's name), if it knows the same `classes` in the same
+    order (the class names of the task). Returns unfinished()'s note on it."""
     path = resolve_checkpoint(spec)[0]
     if not path.is_file():
         raise UserError(f"--init {spec}: no run folder, checkpoint file or bundled model by that name "
@@ -111,5 +114,14 @@ def start_from(model, spec):
     trained, ckpt = load_checkpoint(path)
     if trained.arch != model.arch:
         raise UserError(f"--init {spec} holds a '{trained.arch}' network; add --arch {trained.arch}")
+    known = class_names(ckpt)
+    if tuple(known) != tuple(classes):
+        raise UserError(f"--init {spec} knows the classes {shown_classes(known)}, and this task has "
+                        f"{shown_classes(classes)}; name the class folders as the model does, or train without --init")
     model.load_state_dict(trained.state_dict())
     return unfinished(ckpt, path)
+
+
+def shown_classes(names, most=6):
+    """Class names for a message: their count, and the first few."""
+    return f"{len(names)} ({', '.join(names[:most])}{', ...' if len(names) > most else ''})"

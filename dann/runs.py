@@ -6,14 +6,25 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import re
+import shlex
 import shutil
 import time
 from pathlib import Path
 
-from dann.common import UserError, make_folder, save_atomic
+from dann.common import UserError, make_folder, save_atomic, write_failure
 from dann.config import Config
 
 CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.pt", "metrics.json"
+# What a run writes before its first checkpoint: a folder holding only these is a run that can start
+# again there. A --seeds row's folder holds its runs' folders and summary.json.
+BEFORE_FIRST_SAVE = re.compile(r"(config\.json|\.lock|events.*|skipped_pictures\.tsv|\..*\.tmp)")
+ROW = re.compile(r"(seed-?\d+|summary\.json|\.summary\.json\..*\.tmp)")
+
+
+def shown(folder):
+    """A folder as it can be pasted into a shell."""
+    return shlex.quote(str(folder))
 
 
 def status(folder):
@@ -32,20 +43,47 @@ def latest_finished(runs_dir="runs"):
     return found[-1] if found else None
 
 
-def new_run_folder(cfg, out=None):
-    """The folder a new run will write to (created only once the data has loaded)."""
-    out = Path(out or Path("runs") / f"{cfg.source}-{cfg.target}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_new(out)
+def new_run_folder(cfg, out=None, holds=BEFORE_FIRST_SAVE):
+    """The folder a new run (or, with holds=ROW, a --seeds row) will write to. Without --out:
+    runs/<source>-<target>-<method>-<time>, made here so that a run started in the same second
+    gets the next free name (-2, -3, ...); an --out folder is made only once the data has loaded."""
+    if out is None:
+        return reserve(Path("runs") / f"{Path(cfg.source).name}-{Path(cfg.target).name}-{cfg.method}-"
+                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(out)
+    check_new(out, holds)
     return out
 
 
-def check_new(out):
+def reserve(base):
+    """Make a new empty folder named base, or base-2, base-3, ... whichever is free first."""
+    make_folder(base.parent)
+    for n in range(1, 10_000):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+        except OSError as e:
+            what, todo = write_failure(base.parent, e)
+            raise UserError(f"cannot create the run folder {folder} ({what}); {todo}, or give --out") from None
+    raise UserError(f"{base.parent} holds 10,000 runs named {base.name}; give --out")
+
+
+def check_new(out, holds=BEFORE_FIRST_SAVE):
     """A new run may write to an absent or empty folder, or to one whose run stopped before its
-    first checkpoint (nothing in it to lose); never over a run that saved something."""
+    first checkpoint (nothing in it to lose); never over a run that saved something, and never
+    into a folder of other files, which the run's own files could replace."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; name a folder for the run")
     if status(out) != "new":
-        raise UserError(f"--out {out} already holds a run; continue it with --resume {out}, or choose another --out")
+        raise UserError(f"--out {out} already holds a run; continue it with --resume {shown(out)}, or choose "
+                        "another --out")
+    foreign = sorted(p.name for p in out.iterdir() if not holds.fullmatch(p.name)) if out.is_dir() else []
+    if foreign:
+        raise UserError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder")
 
 
 @contextlib.contextmanager
@@ -53,10 +91,15 @@ def claimed(out):
     """Hold run folder `out` for this process: a second main.py writing to it is refused in one
     line. The lock is the operating system's (flock), so a process that crashes or is killed
     releases it. A folder this call created is removed again if the run ends before its
-    config.json was written (it could not start: a bad --init, Ctrl-C while setting up)."""
-    created = not out.exists()
+    config.json was written (it could not start: a bad --init, Ctrl-C while setting up); so is an
+    empty one, as new_run_folder reserves them."""
+    created = not out.exists() or not any(out.iterdir())
     make_folder(out)
-    lock = open(out / ".lock", "a")
+    try:
+        lock = open(out / ".lock", "a")
+    except OSError as e:
+        what, todo = write_failure(out, e)
+        raise UserError(f"cannot write in the run folder {out} ({what}); {todo}") from None
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -14,7 +14,7 @@ and add a `Score` to SCORES; every report then carries it.
 - class shift: the total variation distance between the share of target pictures predicted as
   each class and the share of each class among the source's labels (0: the same mix);
 - domain accuracy: how well the model's own domain classifier tells source from target features
-  on balanced batches (.5: the adversary is fooled; meaningful for methods that train it);
+  on balanced batches (.5: the adversary is fooled); None for methods that do not train it;
 - SND, soft neighbourhood density (Saito et al., ICCV 2021): the mean entropy of each target
   picture's softmax-weighted similarities to the others in prediction space (temperature 0.05);
   higher when target pictures form tight, well-separated clusters.
@@ -48,6 +48,7 @@ class Score:
     compute: Callable  # Evidence -> float
     oriented: Callable  # value -> the same value made "higher is better"
     column: str  # choose.py's column title
+    reads_domain_classifier: bool = False  # None for a model whose method did not train it
 
 
 def entropy(probs):
@@ -103,14 +104,17 @@ SCORES = {s.name: s for s in (
     Score("entropy", mean_entropy, lower, "entropy"),
     Score("information_maximisation", information_maximisation, higher, "IM"),
     Score("class_shift", class_shift, lower, "class shift"),
-    Score("domain_accuracy", domain_accuracy, lambda v: -abs(v - 0.5), "domain acc"),  # .5: the adversary is fooled
+    Score("domain_accuracy", domain_accuracy, lambda v: -abs(v - 0.5), "domain acc", True),  # .5: adversary fooled
     Score("snd", soft_neighbourhood_density, higher, "SND"),
 )}
 
 
 @torch.no_grad()
-def label_free_scores(model, target_images, source_images, source_labels):
-    """Every score of SCORES for `model` on the first SAMPLE target and source training pictures."""
+def label_free_scores(model, target_images, source_images, source_labels, method):
+    """Every score of SCORES for `model`, trained by `method` (a methods.Method), on the first SAMPLE
+    target and source training pictures; None for a score of a domain classifier the method did not
+    train (DIRT-T's is the DANN model's it started from, source-only's was never trained)."""
     target, source = target_images[:SAMPLE], source_images[:SAMPLE]
     evidence = Evidence(model, target, source, source_labels[:SAMPLE], model.predict_proba(target).double())
-    return {name: score.compute(evidence) for name, score in SCORES.items()}
+    return {name: None if score.reads_domain_classifier and not method.trains_domain_classifier
+            else score.compute(evidence) for name, score in SCORES.items()}

@@ -67,6 +67,7 @@ class CandidateRun:
     note: str = ""  # why it failed or was skipped
     metrics: Optional[dict] = None
     log: Optional[Path] = None  # where its main.py process writes
+    eligible: bool = True  # False for a run trained only because a candidate refines it: never chosen
 
     @property
     def name(self):
@@ -89,7 +90,8 @@ def plan(base, candidates, seeds, out):
                                           epochs=max(1, round(base.epochs * c.epochs_share)))
             except ValueError as e:
                 raise UserError(f"candidate {name}: {e}") from None
-            runs[name, seed] = read_status(CandidateRun(name, seed, cfg, out / name / f"seed{seed}", first))
+            run = CandidateRun(name, seed, cfg, out / name / f"seed{seed}", first, eligible=name in candidates)
+            runs[name, seed] = read_status(run)
     return list(runs.values())
 
 
@@ -190,15 +192,15 @@ def last_line(log):
 # ---------------------------------------------------------------- choosing
 
 def choose(runs):
-    """The finished run RULE picks, or None when none finished."""
-    done = [r for r in runs if r.status == "done"]
+    """The finished candidate run RULE picks, or None when none finished."""
+    done = [r for r in runs if r.status == "done" and r.eligible]
     return min(done, key=lambda r: rank_key(r.metrics["label_free"]), default=None)
 
 
 def most_accurate(runs):
-    """The finished run with the best target test accuracy: known only with target labels, which
-    the choice never reads; None for an unlabelled target."""
-    done = [r for r in runs if r.status == "done" and r.metrics["target_test_acc"] is not None]
+    """The finished candidate run with the best target test accuracy: known only with target labels,
+    which the choice never reads; None for an unlabelled target."""
+    done = [r for r in runs if r.status == "done" and r.eligible and r.metrics["target_test_acc"] is not None]
     return max(done, key=lambda r: r.metrics["target_test_acc"], default=None)
 
 
@@ -215,7 +217,8 @@ def report(runs, chosen, threads):
     """choose.py's record of a sweep (choice.json): the rule, every run with its scores, the choice."""
     def row(r):
         m = r.metrics or {}
-        return {"candidate": r.candidate, "seed": r.seed, "folder": str(r.folder), "status": r.status,
+        return {"candidate": r.candidate, "seed": r.seed, "eligible": r.eligible, "folder": str(r.folder),
+                "status": r.status,
                 "note": r.note, "command": f"OMP_NUM_THREADS={threads} {r.cfg.command()}",
                 "label_free": m.get("label_free"), "target_test_acc": m.get("target_test_acc"),
                 "source_test_acc": m.get("source_test_acc"), "wall_time_s": m.get("wall_time_s")}

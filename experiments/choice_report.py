@@ -22,8 +22,9 @@ def rows_of(sweep_dir):
 
 def outcome(rows):
     """The accuracies of the chosen run, the most accurate one and each fixed recipe among `rows`."""
-    chosen = min(rows, key=lambda r: sweep.rank_key(r["label_free"]))
-    best = max(rows, key=lambda r: r["target_test_acc"])
+    candidates = [r for r in rows if r.get("eligible", True)]  # not what a candidate only refines
+    chosen = min(candidates, key=lambda r: sweep.rank_key(r["label_free"]))
+    best = max(candidates, key=lambda r: r["target_test_acc"])
     fixed = {name: statistics.mean(r["target_test_acc"] for r in rows if r["candidate"] == name)
              for name in FIXED if any(r["candidate"] == name for r in rows)}
     return {"chosen": chosen, "best": best, "fixed": fixed}

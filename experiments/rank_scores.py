@@ -18,6 +18,7 @@ from scipy.stats import spearmanr
 from dann import datasets
 from dann.checkpoints import load_checkpoint
 from dann.config import Config
+from dann.methods import METHODS
 from dann.pretrained import bundled_checkpoint, bundled_models
 from dann.scores import SCORES, label_free_scores
 
@@ -27,16 +28,16 @@ def score_run(run, data_dir):
     if (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
         cfg = Config.from_saved(metrics["config"], run / "metrics.json")
-        task, data_dir = (cfg.source, cfg.target), data_dir or cfg.data_dir
+        task, data_dir, method = (cfg.source, cfg.target), data_dir or cfg.data_dir, cfg.method
         path, name, accuracy = run / "checkpoint.pt", f"{run.parent.name}/{run.name}", metrics["target_test_acc"]
     else:
         entry = bundled_models()["models"][str(run)]
-        task = entry["source"], entry["target"]
+        task, method = (entry["source"], entry["target"]), entry["method"]
         path, name, accuracy = bundled_checkpoint(str(run)), str(run), entry["target_test_acc"]
     model, _ = load_checkpoint(path)
     sets = datasets.load_datasets(task, ["train"], data_dir, False)
     source, target = (sets[domain, "train"] for domain in task)
-    return {"run": name, "target_test_acc": accuracy, **label_free_scores(model, target[0], *source)}
+    return {"run": name, "target_test_acc": accuracy, **label_free_scores(model, target[0], *source, METHODS[method])}
 
 
 def main():
@@ -51,17 +52,22 @@ def main():
     names = list(SCORES)
     print(f"{'run':<28} {'target acc':>10} " + " ".join(f"{n[:12]:>12}" for n in names))
     for r in sorted(rows, key=lambda r: r["target_test_acc"]):
-        print(f"{r['run'][:28]:<28} {r['target_test_acc']:>10.4f} " + " ".join(f"{r[n]:>12.4f}" for n in names))
+        print(f"{r['run'][:28]:<28} {r['target_test_acc']:>10.4f} "
+              + " ".join(f"{'-' if r[n] is None else format(r[n], '.4f'):>12}" for n in names))
     best = max(r["target_test_acc"] for r in rows)
     summary = {}
     print(f"\nover {len(rows)} runs (best target accuracy {best:.4f}):")
     for name, score in SCORES.items():
-        oriented = score.oriented
-        rho = spearmanr([oriented(r[name]) for r in rows], [r["target_test_acc"] for r in rows]).statistic \
-            if len(rows) > 2 else float("nan")
-        chosen = max(rows, key=lambda r: oriented(r[name]))
-        summary[name] = {"spearman": rho, "chosen_run": chosen["run"], "chosen_acc": chosen["target_test_acc"]}
-        print(f"  {name:<26} Spearman {rho:+.3f}; it would choose {chosen['run']} ({chosen['target_test_acc']:.4f})")
+        scored = [r for r in rows if r[name] is not None]  # a domain classifier's score: the runs that train one
+        if not scored:
+            continue
+        rho = spearmanr([score.oriented(r[name]) for r in scored], [r["target_test_acc"] for r in scored]).statistic \
+            if len(scored) > 2 else float("nan")
+        chosen = max(scored, key=lambda r: score.oriented(r[name]))
+        summary[name] = {"spearman": rho, "runs": len(scored), "chosen_run": chosen["run"],
+                         "chosen_acc": chosen["target_test_acc"]}
+        print(f"  {name:<26} Spearman {rho:+.3f} over {len(scored)} runs; it would choose {chosen['run']} "
+              f"({chosen['target_test_acc']:.4f})")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "scores": summary}, indent=2))
 

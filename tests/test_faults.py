@@ -231,8 +231,9 @@ def test_annotated_copies_of_the_repository_pictures_go_to_a_folder_of_their_own
     r = run_script("image_annotate.py", "-f", "pencil_7.jpg", "-f", REPO / "images" / "printed_5.png", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (REPO / "images").iterdir()) == before
-    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == ["pencil_7_annotated.png",
-                                                                         "printed_5_annotated.png"]
+    default = pretrained.bundled_models()["default"]
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == [f"pencil_7.jpg.{default}.annotated.png",
+                                                                         f"printed_5.png.{default}.annotated.png"]
 
 
 # ---------------------------------------------------------------- 7. any picture that decodes, in bounded memory
@@ -246,7 +247,7 @@ def test_pictures_of_extreme_shape_are_read_in_bounded_memory_and_shown_at_a_san
                                 str(tmp_path / "after.png"), "--checkpoint", str(run / "checkpoint.pt")])
     assert code == 0
     for name in ("line", "pole", "after"):
-        with Image.open(tmp_path / f"{name}_annotated.png") as copy:
+        with Image.open(tmp_path / f"{name}.png.run.annotated.png") as copy:
             assert copy.width <= annotate.DISPLAY_WIDTH and copy.height <= annotate.DISPLAY_HEIGHT + 56
 
 
@@ -256,7 +257,7 @@ def test_a_16_bit_grey_picture_keeps_its_grey_levels_in_the_annotated_copy(train
     Image.fromarray(ramp).save(tmp_path / "ramp16.png")
     assert Image.open(tmp_path / "ramp16.png").mode.startswith("I")
     assert image_annotate.main(["-f", str(tmp_path / "ramp16.png"), "--checkpoint", str(run / "checkpoint.pt")]) == 0
-    copy = np.asarray(Image.open(tmp_path / "ramp16_annotated.png").convert("L"))[:224]
+    copy = np.asarray(Image.open(tmp_path / "ramp16.png.run.annotated.png").convert("L"))[:224]
     assert len(np.unique(copy)) > 100  # clipping to 8 bits left two levels
 
 

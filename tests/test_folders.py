@@ -13,6 +13,7 @@ import image_annotate
 from dann.common import UserError
 from dann.config import Config
 from conftest import REPO, digit_images
+from dann.methods import METHODS
 from dann import folders, scores, training
 import download_data
 
@@ -181,11 +182,13 @@ def test_label_free_scores_reward_confident_diverse_predictions():
     labels = torch.arange(40) % 4
     sharp = torch.nn.functional.one_hot(labels, 4).float() * 0.97 + 0.01
     flat = torch.full((40, 4), 0.25)
-    good, bad = (scores.label_free_scores(Fixed(p), images, images, labels) for p in (sharp, flat))
+    good, bad = (scores.label_free_scores(Fixed(p), images, images, labels, METHODS["dann"]) for p in (sharp, flat))
     assert good["entropy"] < bad["entropy"] and good["information_maximisation"] > bad["information_maximisation"]
     assert good["class_shift"] < 1e-9 and bad["class_shift"] == pytest.approx(0.75)  # all in class 0 against 4
     for result in (good, bad):  # SND is an entropy over the 39 other pictures
         assert np.isfinite(list(result.values())).all() and 0 <= result["snd"] <= np.log(39) + 1e-6
+    # a method that does not train the domain classifier has no domain accuracy to report
+    assert scores.label_free_scores(Fixed(sharp), images, images, labels, METHODS["dirt-t"])["domain_accuracy"] is None
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from conftest import ctrl_c_after
 from dann.common import UserError
 from dann.methods import METHODS, Batch, Method
 from dann.config import Config
-from dann import checkpoints, methods, models, pretrained, runs, training
+from dann import checkpoints, domains, methods, models, pretrained, runs, training
 
 
 def tiny_batch(unlabelled=True, n=6, method=None):
@@ -254,7 +254,7 @@ def test_init_starts_from_a_runs_evaluated_weights_and_refuses_another_network(s
                 batch_size=8, device="cpu")
     training.train(Config(**base, ema=0.5), tmp_path / "first")
     model = models.DANN("mnist")
-    pretrained.start_from(model, str(tmp_path / "first"))
+    pretrained.start_from(model, str(tmp_path / "first"), domains.DIGITS)
     ema = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)["ema"]
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
     with pytest.raises(UserError, match="holds a 'mnist' network; add --arch mnist"):

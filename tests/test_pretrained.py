@@ -103,7 +103,7 @@ def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_p
                      f"(bundled model {default}, since there is no finished run under runs/ yet); "
                      f"not sure below a top probability of {REGISTRY['models'][default]['unsure_below']:.3f}")
     assert answer.startswith(f"{REPO / 'images' / DIGIT_7}: 7 ")
-    assert (tmp_path / DIGIT_7.replace(".png", "_annotated.png")).is_file()
+    assert (tmp_path / f"{DIGIT_7}.{default}.annotated.png").is_file()
 
 
 def test_torch_hub_loads_the_bundled_dann_ready_for_inference():
