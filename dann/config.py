@@ -41,7 +41,10 @@ class Config:
                         "the same paper); self-train trains a fresh model on the labels a model (--init) gives the "
                         "target images, a student meant to be noised with --augment (Noisy Student, Xie et al. 2020); "
                         "source-only ignores the target (lower bound); target-only trains on target "
-                        "labels (upper bound)", "task", choices=METHODS)
+                        "labels (upper bound); self-ensemble matches a mean teacher's confident predictions on "
+                        "augmented target pictures (French et al. 2018); adamatch learns pseudo-labels of weakly "
+                        "augmented target pictures on strongly augmented ones (Berthelot et al. 2022)", "task",
+                        choices=METHODS)
     arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
                                          "otherwise)", "task", choices=ARCHS)
     init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
@@ -76,6 +79,17 @@ class Config:
                                  "(reference code: 5000)", "method", metavar="K")
     teacher_weight: float = setting(1.0, "dirt-t: weight of KL(teacher || model) on the target, beside entropy and "
                                     "VAT at 1 (the reference's 1e-2 : 1e-2 : 1e-2)", "method")
+    teacher_ema: float = setting(0.99, "self-ensemble: decay of the mean teacher, the average of the model's weights "
+                                 "that is evaluated and shared (French et al.: 0.99)", "method")
+    confidence: float = setting(0.968, "self-ensemble: a target picture's consistency counts where the teacher's "
+                                "top probability exceeds this (French et al.: 0.968)", "method")
+    consistency_weight: float = setting(3.0, "self-ensemble: weight of the consistency and class-balance terms "
+                                        "(French et al.: 3)", "method")
+    balance_weight: float = setting(0.005, "self-ensemble: weight of the class-balance term within them (French et "
+                                    "al.: 0.005)", "method")
+    relative_confidence: float = setting(0.9, "adamatch: a pseudo-label counts where its probability is at least "
+                                         "this times the mean top probability on the weak source copies "
+                                         "(Berthelot et al.: 0.9)", "method")
     device: str = setting("auto", "where to compute; auto: cuda when present", "run", choices=("auto", "cpu", "cuda"))
     bf16: bool = setting(False, "forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update "
                          "stay float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); "
@@ -111,18 +125,28 @@ class Config:
             raise ValueError("--dropout must be in [0, 1)")
         if self.lr <= 0:
             raise ValueError("--lr must be positive")
-        if not 0 <= self.ema < 1:
-            raise ValueError("--ema must be in [0, 1)")
+        for name in ("ema", "teacher_ema"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{flag_name(name)} must be in [0, 1)")
+        for name in ("confidence", "relative_confidence"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{flag_name(name)} must be in [0, 1]")
         for name in ("weight_decay", "lr_alpha", "lr_beta", "gamma", "im_weight", "vat_source_weight",
-                     "vat_target_weight", "vat_radius", "teacher_weight"):
+                     "vat_target_weight", "vat_radius", "teacher_weight", "consistency_weight", "balance_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{flag_name(name)} must be 0 or more")
         if self.limit is not None and self.limit < 1:
             raise ValueError("--limit must be at least 1")
         if self.source == self.target and METHODS[self.method].uses_unlabelled:
             raise ValueError("--source and --target are the same domain: there is nothing to adapt")
-        if METHODS[self.method].teacher and self.init is None:
+        method = METHODS[self.method]
+        if method.teacher and method.teacher.needs_init and self.init is None:
             raise ValueError(f"--method {self.method} learns from a trained model: name it with --init RUN|CHECKPOINT")
+        if method.augments and self.augment:
+            raise ValueError(f"--method {self.method} augments its pictures as its paper does; leave out --augment")
+        if method.teacher and method.teacher.averages_student and self.ema:
+            raise ValueError(f"--method {self.method} evaluates its mean teacher, an average of the weights already "
+                             "(--teacher-ema); leave out --ema")
 
     @classmethod
     def from_flags(cls, args):

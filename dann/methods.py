@@ -7,7 +7,7 @@ on labelled target images, DANN on labelled source and unlabelled target images.
 
 A method is a `Method`: its loss function, the domain its labelled batch comes from, whether it
 takes an unlabelled batch, the names of the statistics it reports, and the `Teacher` it follows
-if it learns from a trained model (dirt-t, self-train). The loss function gets
+if it learns from another model (a trained one: dirt-t, self-train; its own average: self-ensemble). The loss function gets
 the model, the step's `Batch`, the training progress p (0 -> 1, a device tensor) and the run's
 configuration, and returns (the loss to minimise, {name: scalar tensor}). It must read no value
 back to the host (no .item(), no Python branch on a tensor), so that on a GPU the whole step
@@ -16,12 +16,14 @@ stays one CUDA graph. To add a method: write its loss function here and add it t
 the others.
 """
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+from dann.augment import augment, strong_augment
 from dann.models import initialise, standardize
 
 
@@ -30,15 +32,24 @@ class Batch:
     images: torch.Tensor  # labelled images, uint8 (or float 0..255 when augmented)
     labels: torch.Tensor
     unlabelled: Optional[torch.Tensor] = None  # None for methods that take no unlabelled batch
-    teacher_probs: Optional[torch.Tensor] = None  # the teacher's predictions on the unlabelled batch (dirt-t, self-train)
+    teacher_probs: Optional[torch.Tensor] = None  # the teacher's predictions on the unlabelled batch
 
 
 @dataclass(frozen=True)
 class Teacher:
-    """How a method follows a teacher: a copy of the --init model that no gradient reaches, whose
-    predictions on the unlabelled batch the step puts in `Batch.teacher_probs`."""
+    """How a method follows a teacher: a model that no gradient reaches, whose predictions on the
+    unlabelled batch (or on `view` of it) the step puts in `Batch.teacher_probs`. The teacher is a
+    copy of the --init model, or with averages_student a mean teacher: an exponential moving average
+    of the model (decay --teacher-ema), which is then the model evaluated and shared."""
     fresh_student: bool  # the model trained starts from its own initialisation, not the teacher's weights
     refreshed: bool  # the teacher becomes a copy of the evaluated model every --teacher-every steps
+    averages_student: bool = False  # a mean teacher, moved towards the model every step
+    view: Optional[Callable] = None  # what the teacher sees of the unlabelled batch; None: the plain pictures
+
+    @property
+    def needs_init(self):
+        """Whether the teacher is a trained model named by --init."""
+        return not self.averages_student
 
     def prepare_student(self, model):
         """Called once, after the teacher was copied from the --init weights in `model`."""
@@ -55,6 +66,15 @@ REFRESHED = Teacher(fresh_student=False, refreshed=True)
 FIXED = Teacher(fresh_student=True, refreshed=False)
 
 
+def french_augment(images):
+    """Self-ensembling's augmentation: French et al.'s digit set (warp, colour, inversion, noise), no blur or cutout."""
+    return strong_augment(images, blur_and_cutout=False)
+
+
+# Self-ensembling's teacher averages the model and sees its own augmented copy of each picture.
+MEAN_TEACHER = Teacher(fresh_student=False, refreshed=False, averages_student=True, view=french_augment)
+
+
 @dataclass(frozen=True)
 class Method:
     loss: Callable  # (model, batch, p, cfg) -> (loss, {name: scalar tensor})
@@ -62,6 +82,7 @@ class Method:
     uses_unlabelled: bool  # whether it takes an unlabelled target batch
     stats: tuple  # the names of the statistics its loss reports, in a fixed order
     teacher: Optional[Teacher] = None  # None: the method learns from no teacher
+    augments: bool = False  # augments its batches itself, as its paper does (then --augment is refused)
 
     @property
     def trains_domain_classifier(self):
@@ -155,6 +176,62 @@ def self_train(model, batch, p, cfg):
     return class_loss, {"class_loss": class_loss, "agreement": agreement}
 
 
+def self_ensemble(model, batch, p, cfg):
+    """Self-ensembling (French, Mackiewicz & Fisher, ICLR 2018): the class loss on augmented
+    labelled pictures, plus, on the unlabelled batch, the squared difference between the model's
+    predictions and its mean teacher's (the average of its weights, --teacher-ema, on another
+    augmented copy of each picture), counted only where the teacher is confident (--confidence),
+    and a class-balance term (binary cross-entropy of the mean prediction against a uniform one,
+    scaled by the confident share) that keeps the predictions from collapsing onto a few classes.
+    Weights as in the paper: --consistency-weight 3 on both, --balance-weight 0.005 on the second."""
+    n = len(batch.images)
+    logits = model(french_augment(torch.cat([batch.images, batch.unlabelled]))).float()
+    class_loss = F.cross_entropy(logits[:n], batch.labels)
+    student, teacher = F.softmax(logits[n:], 1), batch.teacher_probs
+    confident = (teacher.max(1).values > cfg.confidence).float()
+    consistency = (((student - teacher) ** 2).mean(1) * confident).mean()
+    balance = class_balance(student) * confident.mean()
+    loss = class_loss + cfg.consistency_weight * (consistency + cfg.balance_weight * balance)
+    return loss, {"class_loss": class_loss, "consistency": consistency, "balance": balance,
+                  "confident": confident.mean()}
+
+
+def class_balance(probs):
+    """Binary cross-entropy of each class's mean predicted probability against 1 / classes, summed."""
+    mean = probs.mean(0)
+    uniform = torch.full_like(mean, 1 / len(mean))
+    return F.binary_cross_entropy(mean.clamp(1e-6, 1 - 1e-6), uniform, reduction="sum")
+
+
+def adamatch(model, batch, p, cfg):
+    """AdaMatch (Berthelot et al., ICLR 2022): the class loss on a weakly (shift) and a strongly
+    augmented copy of each labelled picture, plus the class loss on strongly augmented unlabelled
+    pictures towards pseudo-labels from their weakly augmented copies. The pseudo-labels' class mix is
+    aligned to the source's (distribution alignment: the target predictions times the ratio of the
+    mean source prediction to the mean target prediction), and only those at least --relative-confidence
+    times the mean confidence on the weak source copies count (relative threshold). The target term's
+    weight rises from 0 to 1 over the first half of training as 1/2 - cos(min(pi, 2 pi p)) / 2.
+    The paper's random logit interpolation mixes logits made with the batch-norm statistics of the
+    joint and the source-only batch; these networks have no batch norm, so both are the same, and it
+    is left out. The pseudo-labels get no gradient; the weak target copies are classified without one."""
+    n = len(batch.images)
+    weak_source, weak_target = (augment(x, jitter=0.0) for x in (batch.images, batch.unlabelled))
+    logits = model(torch.cat([weak_source, strong_augment(torch.cat([batch.images, batch.unlabelled]))])).float()
+    source_weak, source_strong, target_strong = logits[:n], logits[n:2 * n], logits[2 * n:]
+    class_loss = (F.cross_entropy(source_weak, batch.labels) + F.cross_entropy(source_strong, batch.labels)) / 2
+    with torch.no_grad():
+        source_probs, target_probs = F.softmax(source_weak.detach(), 1), F.softmax(model(weak_target).float(), 1)
+        aligned = target_probs * source_probs.mean(0) / target_probs.mean(0)
+        confidence, pseudo_labels = (aligned / aligned.sum(1, keepdim=True)).max(1)
+        threshold = cfg.relative_confidence * source_probs.max(1).values.mean()
+        confident = (confidence >= threshold).float()
+    target_loss = (F.cross_entropy(target_strong, pseudo_labels, reduction="none") * confident).mean()
+    weight = 0.5 - torch.cos(torch.clamp(2 * math.pi * p, max=math.pi)) / 2
+    loss = 2 * class_loss + weight * target_loss  # the paper sums the two copies' class losses
+    return loss, {"class_loss": class_loss, "target_loss": target_loss, "confident": confident.mean(),
+                  "threshold": threshold}
+
+
 def supervised(model, batch, p, cfg):
     """The class loss on the labelled batch alone: the paper's lower (source) and upper (target) bounds."""
     class_loss = F.cross_entropy(model(batch.images).float(), batch.labels)
@@ -221,6 +298,11 @@ METHODS = {
                      teacher=REFRESHED),
     "self-train": Method(self_train, labelled=None, uses_unlabelled=True, stats=("class_loss", "agreement"),
                          teacher=FIXED),
+    "self-ensemble": Method(self_ensemble, labelled="source", uses_unlabelled=True,
+                            stats=("class_loss", "consistency", "balance", "confident"), teacher=MEAN_TEACHER,
+                            augments=True),
+    "adamatch": Method(adamatch, labelled="source", uses_unlabelled=True,
+                       stats=("class_loss", "target_loss", "confident", "threshold"), augments=True),
     "source-only": Method(supervised, labelled="source", uses_unlabelled=False, stats=("class_loss",)),
     "target-only": Method(supervised, labelled="target", uses_unlabelled=False, stats=("class_loss",)),
 }

@@ -51,6 +51,8 @@ CANDIDATES = {
     "dann-im": Candidate("dann-im"),
     "vada": Candidate("vada"),
     "dirt-t": Candidate("dirt-t", after="dann", epochs_share=0.5),
+    "self-ensemble": Candidate("self-ensemble"),
+    "adamatch": Candidate("adamatch"),
 }
 DEFAULT_CANDIDATES = ("source-only", "dann", "dann-im", "dirt-t")
 

@@ -184,14 +184,15 @@ class StepState:
     last: torch.Tensor  # the last step's statistics (method.stats order)
 
 
-def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=None, teacher=None):
+def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=None, teacher=None, decay=None):
     """The whole training step (batch gather, augmentation, schedule, loss, backward, update) as
     a function of tensors on the training device only: the step counter, this epoch's batch
     indices and the running sums of the method's statistics live in the returned state, so
     that on a GPU the step is captured once in a CUDA graph and replayed with no host round trip
     (unless cfg turns the graph off). train_sets: (labelled images, labels, unlabelled images),
     None where the method takes no such batch; ema: the averaged copy of the model that the step
-    updates, or None; teacher: the model whose predictions the method follows, or None.
+    updates (by 1 - decay; decay defaults to cfg.ema), or None; teacher: the model whose
+    predictions the method follows (a mean teacher is the ema), or None.
     Returns (step, state): step() runs one training step; state is its StepState."""
     images, labels, unlabelled = train_sets
     device = (unlabelled if images is None else images).device
@@ -199,6 +200,8 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
     lr = opt.param_groups[0]["lr"]
     n_stats, n_batches = len(method.stats), (images is not None) + (unlabelled is not None)
     averaged, trained = ([], []) if ema is None else (averaged_tensors(ema), averaged_tensors(model))
+    decay = cfg.ema if decay is None else decay
+    teacher_view = (method.teacher and method.teacher.view) or (lambda x: x)
     state = StepState(step=torch.tensor(first_step, device=device), lr=lr,
                       batches=torch.zeros(steps_per_epoch, n_batches, cfg.batch_size, dtype=torch.long, device=device),
                       sums=torch.zeros(n_stats, device=device), last=torch.zeros(n_stats, device=device))
@@ -213,15 +216,15 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
             batch.images, batch.labels = images.index_select(0, chosen), labels.index_select(0, chosen)
         if unlabelled is not None:
             batch.unlabelled = unlabelled.index_select(0, next(indices))
-        if teacher is not None:  # on the plain images: a teacher unsure of shifted ones would hold the model there
-            with torch.no_grad():
-                batch.teacher_probs = torch.softmax(teacher(batch.unlabelled).float(), 1)
+        if teacher is not None:  # on the plain images unless the method says otherwise: a teacher
+            with torch.no_grad():  # unsure of --augment's shifted ones would hold the model there
+                batch.teacher_probs = torch.softmax(teacher(teacher_view(batch.unlabelled)).float(), 1)
         if cfg.augment:
             batch.images, batch.unlabelled = (x if x is None else augment(x) for x in (batch.images, batch.unlabelled))
         stats = sgd_step(model, opt, method, batch, p, cfg)
         if ema is not None:
             with torch.no_grad():  # one fused kernel for all weights: ema += (1 - decay) (w - ema)
-                torch._foreach_lerp_(averaged, trained, 1 - cfg.ema)
+                torch._foreach_lerp_(averaged, trained, 1 - decay)
         state.last.copy_(stats)
         state.sums.add_(stats)
         state.step.add_(1)
@@ -330,8 +333,8 @@ class Run:
 
     @property
     def companions(self):
-        """The models a checkpoint carries beside the trained one (None where absent)."""
-        return {"ema": self.ema, "teacher": self.teacher}
+        """The models a checkpoint carries beside the trained one (None where absent; a mean teacher is the ema)."""
+        return {"ema": self.ema, "teacher": None if self.teacher is self.ema else self.teacher}
 
     def start_epoch(self, epoch):
         """Load the epoch's batches (a pure function of seed and epoch) and reset its sums."""
@@ -359,12 +362,14 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
     teacher = frozen_copy(model).eval() if method.teacher else None  # the --init model (a resume restores it)
     if method.teacher:
         method.teacher.prepare_student(model)
-    ema = frozen_copy(model) if cfg.ema else None
+    mean_teacher = method.teacher is not None and method.teacher.averages_student
+    ema = teacher if mean_teacher else frozen_copy(model) if cfg.ema else None
+    decay = cfg.teacher_ema if mean_teacher else cfg.ema
     progress = {"step": first_step, "history": [], "wall_time_s": 0.0}
     if resume_from is not None:
-        progress = restore(resume_from, model, opt, {"ema": ema, "teacher": teacher})
+        progress = restore(resume_from, model, opt, {"ema": ema, "teacher": None if mean_teacher else teacher})
     step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
-                            ema, teacher)
+                            ema, teacher, decay)
     sizes = drawn_sizes((images, labels, unlabelled))
     return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps, class_names,
                init_note), progress

@@ -240,7 +240,7 @@ def test_the_step_reads_no_value_back_to_the_host(name):
     # the fused SGD that runs on a GPU is capturable by design and has no meta kernel.
     meta = torch.device("meta")
     method = methods.METHODS[name]
-    cfg = Config(source="mnist", target="mnist_m", method=name, batch_size=8, epochs=2, augment=True,
+    cfg = Config(source="mnist", target="mnist_m", method=name, batch_size=8, epochs=2, augment=not method.augments,
                  init="run" if method.teacher else None)
     model = models.DANN("mnist", dropout=0.3).to(meta)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -252,11 +252,13 @@ def test_the_step_reads_no_value_back_to_the_host(name):
     train_sets = (images if method.labelled else None, labels if method.labelled else None,
                   images if method.uses_unlabelled else None)
     teacher = training.frozen_copy(model).eval() if method.teacher else None
-    step, state = training.make_step(model, opt, method, train_sets, cfg, 10, 0, teacher=teacher)
+    mean_teacher = teacher if method.teacher and method.teacher.averages_student else None
+    step, state = training.make_step(model, opt, method, train_sets, cfg, 10, 0, ema=mean_teacher, teacher=teacher,
+                                     decay=cfg.teacher_ema)
     for _ in range(3):
         step()
     # the domain classifier (4 tensors) learns in adversarial methods only
-    grads = 14 if method.uses_unlabelled and method.labelled else 10
+    grads = 14 if method.trains_domain_classifier else 10
     assert len(steps) == 3 and all(len(s) == grads for s in steps)
     assert state.step.device == meta and state.lr.device == meta
 
