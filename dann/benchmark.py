@@ -169,7 +169,9 @@ def variants(device):
              ("+ --ema 0.998", {"ema": 0.998}, False), ("--method dann-im", {"method": "dann-im"}, False),
              ("--method vada", {"method": "vada"}, False),
              ("--method dirt-t", {"method": "dirt-t", "init": "unread"}, False),
-             ("--method self-train --augment", {"method": "self-train", "init": "unread", "augment": True}, False)]
+             ("--method self-train --augment", {"method": "self-train", "init": "unread", "augment": True}, False),
+             ("--method self-ensemble", {"method": "self-ensemble"}, False),
+             ("--method adamatch", {"method": "adamatch"}, False)]
     if device.type == "cuda":
         found += [("no CUDA graph", {"cuda_graph": False}, False), ("+ torch.compile", {}, True),
                   ("+ compile + bf16", {"bf16": True}, True)]

@@ -220,16 +220,28 @@ def adamatch(model, batch, p, cfg):
     source_weak, source_strong, target_strong = logits[:n], logits[n:2 * n], logits[2 * n:]
     class_loss = (F.cross_entropy(source_weak, batch.labels) + F.cross_entropy(source_strong, batch.labels)) / 2
     with torch.no_grad():
-        source_probs, target_probs = F.softmax(source_weak.detach(), 1), F.softmax(model(weak_target).float(), 1)
-        aligned = target_probs * source_probs.mean(0) / target_probs.mean(0)
-        confidence, pseudo_labels = (aligned / aligned.sum(1, keepdim=True)).max(1)
-        threshold = cfg.relative_confidence * source_probs.max(1).values.mean()
-        confident = (confidence >= threshold).float()
+        pseudo_labels, confident, threshold = aligned_pseudo_labels(
+            F.softmax(source_weak.detach(), 1), F.softmax(model(weak_target).float(), 1), cfg.relative_confidence)
     target_loss = (F.cross_entropy(target_strong, pseudo_labels, reduction="none") * confident).mean()
-    weight = 0.5 - torch.cos(torch.clamp(2 * math.pi * p, max=math.pi)) / 2
-    loss = 2 * class_loss + weight * target_loss  # the paper sums the two copies' class losses
+    loss = 2 * class_loss + warmup(p) * target_loss  # the paper sums the two copies' class losses
     return loss, {"class_loss": class_loss, "target_loss": target_loss, "confident": confident.mean(),
                   "threshold": threshold}
+
+
+def aligned_pseudo_labels(source_probs, target_probs, relative_confidence):
+    """AdaMatch's pseudo-labels -> (each target picture's class, 1.0 where it counts else 0.0, the
+    threshold): the target predictions' class mix aligned to the source's, each row renormalised, and
+    a class counted where its aligned probability reaches relative_confidence times the mean top
+    probability of the source predictions."""
+    aligned = target_probs * source_probs.mean(0) / target_probs.mean(0)
+    confidence, labels = (aligned / aligned.sum(1, keepdim=True)).max(1)
+    threshold = relative_confidence * source_probs.max(1).values.mean()
+    return labels, (confidence >= threshold).float(), threshold
+
+
+def warmup(p):
+    """AdaMatch's weight of the target term: 1/2 - cos(min(pi, 2 pi p)) / 2, from 0 to 1 at half of training."""
+    return 0.5 - torch.cos(torch.clamp(2 * math.pi * p, max=math.pi)) / 2
 
 
 def supervised(model, batch, p, cfg):

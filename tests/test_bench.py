@@ -30,7 +30,8 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     rows = result["rows"]
     assert [r["pipeline"] for r in rows] == ["baseline", "this project", "+ --augment", "+ --bf16", "+ --ema 0.998",
                                              "--method dann-im", "--method vada", "--method dirt-t",
-                                             "--method self-train --augment"]
+                                             "--method self-train --augment", "--method self-ensemble",
+                                             "--method adamatch"]
     for r in rows:
         assert r["ms_per_step"] > 0 and abs(r["pairs_per_s"] - 128_000 / r["ms_per_step"]) < 1e-6 * r["pairs_per_s"]
         assert abs(r["projected_100_epochs_s"] - 100 * 461 * r["ms_per_step"] / 1000) < 1e-6 * r["projected_100_epochs_s"]

@@ -230,3 +230,62 @@ def test_a_new_built_in_domain_is_one_entry_in_the_registry(synthetic_root, monk
     assert torch.equal(images, datasets.load_domain("mnist", "test", synthetic_root)[0])
     assert domains.default_arch("digits2") == "svhn" and not domains.is_folder("digits2")
     assert datasets.missing_files("digits2", synthetic_root) == [] and datasets.class_names("digits2") == domains.DIGITS
+
+
+def test_strong_augmentation_of_a_batch_equals_each_picture_augmented_alone_with_its_draws():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 28, 28), dtype=torch.uint8)
+    draws = augment.draw_strong(images.shape, images.device)
+    batch = augment.apply_strong(images, draws)
+    for i in range(16):
+        alone = augment.apply_strong(images[i:i + 1], {name: d[i:i + 1] for name, d in draws.items()})
+        assert torch.allclose(batch[i:i + 1], alone, atol=1e-3), i
+    assert batch.dtype == torch.float32 and batch.min() >= 0 and batch.max() <= 255
+    assert len({tuple(d.flatten().tolist()) for d in draws["affine"]}) == 16  # drawn per picture
+
+
+def test_strong_augmentation_is_the_same_for_the_same_seed_and_differs_for_another():
+    images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
+    runs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        runs.append(augment.strong_augment(images))
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def strong_draws(n, **changed):
+    """Draws that change nothing (identity warp, no colour change, no blur, noise or cutout), but `changed`."""
+    draws = {"affine": torch.eye(2).expand(n, 2, 2), "shift": torch.zeros(n, 2), "colour": torch.ones(n, 3),
+             "invert": torch.zeros(n, dtype=torch.bool), "blur": torch.zeros(n), "noise": torch.zeros(n, 3, 28, 28),
+             "cutout": torch.zeros(n, 3)}
+    return {**draws, **changed}
+
+
+def test_each_strong_distortion_does_what_it_says():
+    images = torch.randint(0, 256, (2, 3, 28, 28), dtype=torch.uint8)
+    x = images.float()
+    apply = augment.apply_strong
+    assert torch.allclose(apply(images, strong_draws(2)), x, atol=1e-3)
+    quarter_turn = torch.tensor([[0.0, -1.0], [1.0, 0.0]]).expand(2, 2, 2)
+    assert torch.allclose(apply(images, strong_draws(2, affine=quarter_turn)), torch.rot90(x, 1, (2, 3)), atol=1e-3)
+    shifted = apply(images, strong_draws(2, shift=torch.tensor([[2.0, 0.0], [2.0, 0.0]])))
+    assert torch.allclose(shifted[..., :-2], x[..., 2:], atol=1e-3) and shifted[..., -2:].abs().max() < 1e-3
+    inverted = apply(images, strong_draws(2, invert=torch.tensor([True, False])))
+    assert torch.allclose(inverted, torch.stack([255 - x[0], x[1]]), atol=1e-3)
+    smooth = apply(images, strong_draws(2, blur=torch.ones(2)))
+    assert smooth.std() < x.std() and torch.allclose(smooth.mean(), x.mean(), rtol=0.02)
+    cut = apply(images, strong_draws(2, cutout=torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.0]])))
+    changed = ((cut[0] - x[0]).abs() > 1e-2).any(dim=0)
+    assert changed.sum() <= 14 * 14 and torch.allclose(cut[0, :, 7:21, 7:21], x[0].mean().expand(3, 14, 14), atol=1e-2)
+    assert torch.allclose(cut[1], x[1], atol=1e-3)  # a side of 0 cuts nothing
+    noisy = apply(images, strong_draws(2, noise=torch.randn(2, 3, 28, 28)))
+    assert 0 < (noisy - x).std() < 0.2 * x.std()
+
+
+def test_french_et_al_augmentation_leaves_out_blur_and_cutout():
+    torch.manual_seed(0)
+    draws = augment.draw_strong((64, 3, 28, 28), "cpu", blur_and_cutout=False)
+    assert (draws["blur"] == 0).all() and (draws["cutout"][:, 2] == 0).all()
+    torch.manual_seed(0)
+    draws = augment.draw_strong((64, 3, 28, 28), "cpu")
+    assert draws["blur"].max() > 0.5 and draws["cutout"][:, 2].max() > 0.25

@@ -298,3 +298,78 @@ def test_self_train_starts_a_fresh_student_not_a_copy_of_its_teacher(synthetic_r
     output_layer = "label_classifier.6.weight"
     assert saved["teacher"][output_layer].abs().sum() > 0  # trained
     assert saved["model"][output_layer].abs().max() < 1e-20  # initialised to zeros, and barely moved
+
+
+# ---------------------------------------------------------------- self-ensembling and AdaMatch
+
+def test_self_ensembling_counts_consistency_only_where_the_teacher_is_confident():
+    method, model = METHODS["self-ensemble"], models.DANN("mnist")  # zero output layers: the model predicts 0.1 each
+    cfg = Config(source="mnist", target="mnist_m", method="self-ensemble")
+    p = torch.tensor(0.5, dtype=torch.float64)
+    batch = tiny_batch(method=method)  # a teacher at 0.1 each: never confident
+    loss, stats = method.loss(model, batch, p, cfg)
+    assert stats["confident"] == 0 and stats["consistency"] == 0 and stats["balance"] == 0
+    assert torch.isclose(loss, stats["class_loss"])
+    sure, unsure = torch.full((10,), 0.001).index_fill(0, torch.tensor(3), 0.991), torch.full((10,), 0.1)
+    batch.teacher_probs = torch.stack([sure, sure, sure, unsure, unsure, unsure])  # confident on half
+    loss, stats = method.loss(model, batch, p, cfg)
+    assert stats["confident"] == 0.5
+    assert torch.isclose(stats["consistency"], ((0.1 - sure) ** 2).mean() / 2)
+    balance = 0.5 * 10 * -(0.1 * math.log(0.1) + 0.9 * math.log(0.9))  # the uniform mean's BCE, times the share
+    assert torch.isclose(stats["balance"], torch.tensor(balance))
+    assert torch.isclose(loss, stats["class_loss"] + 3 * (stats["consistency"] + 0.005 * stats["balance"]))
+
+
+def test_the_class_balance_term_is_smallest_for_a_uniform_mean_prediction():
+    uniform = methods.class_balance(torch.full((4, 10), 0.1))
+    collapsed = methods.class_balance(torch.eye(10)[[2, 2, 2, 2]])
+    mixed = methods.class_balance(torch.randn(4, 10).softmax(1))
+    assert uniform < mixed < collapsed
+
+
+def test_the_mean_teacher_is_an_average_of_the_model_that_gets_no_gradient_and_is_what_is_evaluated():
+    torch.manual_seed(0)
+    cfg = Config(source="mnist", target="mnist_m", method="self-ensemble", batch_size=4, epochs=1, teacher_ema=0.9)
+    images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
+    sets = {"source_train": (images, torch.arange(8) % 10), "target_train": (images.flip(0), None)}
+    run, _ = training.setup(cfg, sets, torch.device("cpu"))
+    assert run.teacher is run.ema is run.evaluated and run.companions == {"ema": run.ema, "teacher": None}
+    start = [p.detach().clone() for p in run.teacher.parameters()]
+    run.start_epoch(0)
+    for _ in range(2):
+        before = [p.detach().clone() for p in run.teacher.parameters()]
+        run.step()
+        for t, b, m in zip(run.teacher.parameters(), before, run.model.parameters()):
+            assert torch.allclose(t, 0.9 * b + 0.1 * m.detach(), atol=1e-7)
+    assert all(not t.requires_grad and t.grad is None for t in run.teacher.parameters())
+    assert any(not torch.equal(t, s) for t, s in zip(run.teacher.parameters(), start))
+
+
+def test_adamatch_aligns_the_target_class_mix_to_the_source_and_thresholds_relative_to_source_confidence():
+    source = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.2, 0.8]])  # mean (0.5, 0.5), mean top 0.85
+    target = torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.8, 0.2], [0.8, 0.2]])  # mean (0.8, 0.2): skewed to class 0
+    labels, confident, threshold = methods.aligned_pseudo_labels(source, target, 0.9)
+    assert math.isclose(threshold.item(), 0.9 * 0.85, rel_tol=1e-6)
+    aligned = target * torch.tensor([0.5 / 0.8, 0.5 / 0.2])  # (0.5625, 0.25), (0.4375, 0.75), (0.5, 0.5) ...
+    aligned = aligned / aligned.sum(1, keepdim=True)
+    assert labels.tolist() == [0, 1, 0, 0]  # the second picture's pseudo-label moved to the rarer class
+    assert confident.tolist() == (aligned.max(1).values >= 0.765).float().tolist() == [0.0, 0.0, 0.0, 0.0]
+    labels, confident, _ = methods.aligned_pseudo_labels(source, target, 0.5)
+    assert confident.tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_adamatch_brings_the_target_term_in_over_the_first_half_of_training():
+    weights = [methods.warmup(torch.tensor(p, dtype=torch.float64)).item() for p in (0.0, 0.25, 0.5, 0.9)]
+    assert [round(w, 6) for w in weights] == [0.0, 0.5, 1.0, 1.0]
+    method, model = METHODS["adamatch"], models.DANN("mnist")
+    cfg = Config(source="mnist", target="mnist_m", method="adamatch")
+    loss, stats = method.loss(model, tiny_batch(), torch.tensor(0.0, dtype=torch.float64), cfg)
+    assert torch.isclose(loss.float(), 2 * stats["class_loss"])  # at the start the target term weighs nothing
+
+
+def test_methods_that_augment_themselves_refuse_augment_and_the_mean_teacher_refuses_ema():
+    with pytest.raises(ValueError, match="augments its pictures"):
+        Config(source="mnist", target="mnist_m", method="adamatch", augment=True)
+    with pytest.raises(ValueError, match="leave out --ema"):
+        Config(source="mnist", target="mnist_m", method="self-ensemble", ema=0.99)
+    Config(source="mnist", target="mnist_m", method="self-ensemble")  # needs no --init: its teacher is its own

@@ -99,7 +99,8 @@ def test_same_seed_same_numbers_on_cpu(synthetic_root, tmp_path):
                                                    (6, {"augment": True, "bf16": True}, "dann"),
                                                    (6, {"augment": True}, "source-only"),
                                                    (6, {"augment": True}, "target-only"),
-                                                   (6, {}, "dann-im"), (6, {"ema": 0.9}, "vada")])
+                                                   (6, {}, "dann-im"), (6, {"ema": 0.9}, "vada"),
+                                                   (6, {}, "self-ensemble"), (6, {}, "adamatch")])
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path, monkeypatch, stop_after, flags,
                                                         method):
     # stop exactly after epoch 1, or in the middle of epoch 2; dropout, augmentation and bf16 draw random numbers
