@@ -59,11 +59,17 @@ class Config:
                             "the paper's recipe", "task")
     epochs: int = setting(100, "epochs; one epoch = the smaller training set once", "optimisation")
     batch_size: int = setting(128, "images per domain per step", "optimisation")
-    lr: float = setting(0.01, "mu_0, the initial learning rate", "optimisation")
-    lr_alpha: float = setting(10.0, "alpha in mu_p = mu_0 / (1 + alpha p)^beta", "optimisation")
+    optimizer: typing.Optional[str] = setting(None, "sgd or adam; default: the method's paper's (adam for "
+                                              "self-ensemble, as French et al.; sgd otherwise)", "optimisation",
+                                              choices=("sgd", "adam"))
+    lr: typing.Optional[float] = setting(None, "mu_0, the initial learning rate; default: the method's (0.01 with sgd, "
+                                         "the DANN paper's; 0.001 with self-ensemble's adam)", "optimisation")
+    lr_alpha: typing.Optional[float] = setting(None, "alpha in mu_p = mu_0 / (1 + alpha p)^beta; default: the "
+                                               "method's (10; 0, a constant rate, with self-ensemble's adam)",
+                                               "optimisation")
     lr_beta: float = setting(0.75, "beta in the learning-rate schedule", "optimisation")
     gamma: float = setting(10.0, "gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1", "optimisation")
-    momentum: float = setting(0.9, "SGD momentum", "optimisation")
+    momentum: float = setting(0.9, "SGD momentum (adam: its beta1 stays 0.9)", "optimisation")
     weight_decay: float = setting(1e-5, "L2 weight decay", "optimisation")
     ema: float = setting(0.0, "decay of an exponential moving average of the weights, which is then the model "
                          "evaluated and shared (VADA's reference code: 0.998); 0: off", "optimisation")
@@ -123,7 +129,7 @@ class Config:
             raise ValueError("--momentum must be in [0, 1)")
         if not 0 <= self.dropout < 1:
             raise ValueError("--dropout must be in [0, 1)")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ValueError("--lr must be positive")
         for name in ("ema", "teacher_ema"):
             if not 0 <= getattr(self, name) < 1:
@@ -133,7 +139,7 @@ class Config:
                 raise ValueError(f"{flag_name(name)} must be in [0, 1]")
         for name in ("weight_decay", "lr_alpha", "lr_beta", "gamma", "im_weight", "vat_source_weight",
                      "vat_target_weight", "vat_radius", "teacher_weight", "consistency_weight", "balance_weight"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{flag_name(name)} must be 0 or more")
         if self.limit is not None and self.limit < 1:
             raise ValueError("--limit must be at least 1")
@@ -147,6 +153,13 @@ class Config:
         if method.teacher and method.teacher.averages_student and self.ema:
             raise ValueError(f"--method {self.method} evaluates its mean teacher, an average of the weights already "
                              "(--teacher-ema); leave out --ema")
+
+    @property
+    def recipe(self):
+        """The optimiser, initial rate and annealing the run trains with: the method's paper's, but
+        where --optimizer, --lr or --lr-alpha say otherwise."""
+        given = {name: getattr(self, name) for name in RECIPE if getattr(self, name) is not None}
+        return dataclasses.replace(METHODS[self.method].recipe, **given)
 
     @classmethod
     def from_flags(cls, args):
@@ -182,8 +195,7 @@ class Config:
         words = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if (f.name in self.NOT_IN_COMMAND and not everything) or value == f.default or (
-                    f.name == "arch" and value == default_arch(self.source)):
+            if (f.name in self.NOT_IN_COMMAND and not everything) or self._is_default(f, value):
                 continue
             if isinstance(value, bool):  # a switch: --NAME turns an off one on, --no-NAME an on one off
                 words.append(flag_name(f.name) if value else "--no-" + f.name.replace("_", "-"))
@@ -191,10 +203,19 @@ class Config:
                 words += [flag_name(f.name), str(value)]
         return words
 
+    def _is_default(self, f, value):
+        """Whether a setting's value is what the run would have without its flag."""
+        return value == f.default or (f.name == "arch" and value == default_arch(self.source)) or (
+            f.name in RECIPE and value == getattr(METHODS[self.method].recipe, f.name))
+
     def same_model(self, other):
         """Whether two configurations train the same model (they may differ in how it is carried out)."""
-        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self)
-                   if f.name not in self.NOT_IN_COMMAND)
+        return self.recipe == other.recipe and all(
+            getattr(self, f.name) == getattr(other, f.name) for f in fields(self)
+            if f.name not in self.NOT_IN_COMMAND and f.name not in RECIPE)
+
+
+RECIPE = ("optimizer", "lr", "lr_alpha")  # the settings whose default is the method's (methods.Recipe)
 
 
 def in_current_words(saved):

@@ -76,6 +76,18 @@ MEAN_TEACHER = Teacher(fresh_student=False, refreshed=False, averages_student=Tr
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How a method's paper optimises: SGD with the DANN paper's annealed rate 0.01 / (1 + 10 p)^0.75,
+    or Adam at a constant 0.001 (self-ensembling). --optimizer, --lr and --lr-alpha override it."""
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    lr_alpha: float = 10.0
+
+
+ADAM = Recipe("adam", lr=0.001, lr_alpha=0.0)
+
+
+@dataclass(frozen=True)
 class Method:
     loss: Callable  # (model, batch, p, cfg) -> (loss, {name: scalar tensor})
     labelled: Optional[str]  # "source" or "target": the domain whose labels it trains on; None: no labels
@@ -83,6 +95,7 @@ class Method:
     stats: tuple  # the names of the statistics its loss reports, in a fixed order
     teacher: Optional[Teacher] = None  # None: the method learns from no teacher
     augments: bool = False  # augments its batches itself, as its paper does (then --augment is refused)
+    recipe: Recipe = Recipe()  # its paper's optimiser, unless the run's flags say otherwise
 
     @property
     def trains_domain_classifier(self):
@@ -312,7 +325,7 @@ METHODS = {
                          teacher=FIXED),
     "self-ensemble": Method(self_ensemble, labelled="source", uses_unlabelled=True,
                             stats=("class_loss", "consistency", "balance", "confident"), teacher=MEAN_TEACHER,
-                            augments=True),
+                            augments=True, recipe=ADAM),
     "adamatch": Method(adamatch, labelled="source", uses_unlabelled=True,
                        stats=("class_loss", "target_loss", "confident", "threshold"), augments=True),
     "source-only": Method(supervised, labelled="source", uses_unlabelled=False, stats=("class_loss",)),

@@ -139,12 +139,17 @@ def model_and_optimizer(cfg, device, classes=10):
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
     torch.backends.cudnn.benchmark = True  # every step has the same shapes: time the algorithms once
-    lr = torch.tensor(cfg.lr, device=device)  # a tensor, so that the step itself can set it
+    recipe, gpu = cfg.recipe, device.type == "cuda"
+    lr = torch.tensor(recipe.lr, device=device)  # a tensor, so that the step itself can set it
     # fused on a GPU: one kernel updates every parameter (the update is memory-bound there). On
     # the CPU it gains nothing, and it misreads a momentum buffer whose layout differs from its
     # parameter's (torch 2.14), which a checkpoint from another device can bring.
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          fused=device.type == "cuda")
+    if recipe.optimizer == "adam":  # capturable: its step count stays on the GPU, inside a CUDA graph
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay,
+                               fused=gpu or None, foreach=False if not gpu else None, capturable=gpu)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                              fused=gpu)
     return model, opt
 
 
@@ -197,7 +202,7 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
     images, labels, unlabelled = train_sets
     device = (unlabelled if images is None else images).device
     steps_per_epoch = total_steps // cfg.epochs
-    lr = opt.param_groups[0]["lr"]
+    lr, recipe = opt.param_groups[0]["lr"], cfg.recipe
     n_stats, n_batches = len(method.stats), (images is not None) + (unlabelled is not None)
     averaged, trained = ([], []) if ema is None else (averaged_tensors(ema), averaged_tensors(model))
     decay = cfg.ema if decay is None else decay
@@ -209,7 +214,7 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
     def step():
         indices = iter(state.batches.index_select(0, (state.step % steps_per_epoch).view(1))[0])
         p = state.step.double() / total_steps
-        lr.copy_(learning_rate(p, cfg.lr, cfg.lr_alpha, cfg.lr_beta))
+        lr.copy_(learning_rate(p, recipe.lr, recipe.lr_alpha, cfg.lr_beta))
         batch = Batch(None, None)
         if images is not None:
             chosen = next(indices)

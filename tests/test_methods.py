@@ -373,3 +373,23 @@ def test_methods_that_augment_themselves_refuse_augment_and_the_mean_teacher_ref
     with pytest.raises(ValueError, match="leave out --ema"):
         Config(source="mnist", target="mnist_m", method="self-ensemble", ema=0.99)
     Config(source="mnist", target="mnist_m", method="self-ensemble")  # needs no --init: its teacher is its own
+
+
+def test_each_method_trains_with_its_papers_optimiser_unless_the_flags_say_otherwise():
+    task = {"source": "mnist", "target": "mnist_m"}
+    cpu = torch.device("cpu")
+    se = Config(**task, method="self-ensemble")
+    _, opt = training.model_and_optimizer(se, cpu)
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"].item() == pytest.approx(0.001)
+    assert training.learning_rate(torch.tensor(0.9), se.recipe.lr, se.recipe.lr_alpha, se.lr_beta) == pytest.approx(0.001)
+    assert se.command() == "python main.py --source mnist --target mnist_m --method self-ensemble"
+    _, opt = training.model_and_optimizer(Config(**task, method="self-ensemble", optimizer="sgd"), cpu)
+    assert isinstance(opt, torch.optim.SGD)
+    for name in ("dann", "adamatch"):
+        cfg = Config(**task, method=name)
+        assert (cfg.recipe.optimizer, cfg.recipe.lr, cfg.recipe.lr_alpha) == ("sgd", 0.01, 10.0)
+        assert isinstance(training.model_and_optimizer(cfg, cpu)[1], torch.optim.SGD)
+    # a configuration that spells out its method's own values (config.json of older runs) is the same run
+    spelled = Config(**task, lr=0.01, lr_alpha=10.0, optimizer="sgd")
+    assert spelled.same_model(Config(**task)) and "--lr" not in spelled.command()
+    assert not Config(**task, method="self-ensemble", lr=0.01).same_model(se)
