@@ -18,4 +18,5 @@ for task in "${tasks[@]}"; do
   python choose.py --source "$source" --target "$target" "${sweep[@]}" --out "$RUNS/choose-$source-$target-7000" \
     "${OVERRIDES[@]}"
 done
+python -m experiments.carry_over_table "$RUNS"/choose-*-7000
 python -m experiments.choice_report "$RUNS"/choose-*-7000

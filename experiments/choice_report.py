@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dann import sweep
 
-FIXED = ("source-only", "dann", "dann-im", "dirt-t")  # a user who always takes one recipe
+FIXED = ("source-only", "dann", "dann-im", "dirt-t", "self-ensemble", "adamatch")  # a user who always takes one recipe
 
 
 def rows_of(sweep_dir):
