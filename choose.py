@@ -1,12 +1,12 @@
 """Choose a method without target labels: train the candidate methods on one task, score each final
 model on the unlabelled target training pictures, and recommend the one with the lowest class shift.
 
-    python choose.py --source mnist --target mnist_m --limit 7000          # four candidates, seed 0
+    python choose.py --source mnist --target mnist_m --limit 7000          # the default candidates, seed 0
     python choose.py --source my_pictures/labelled --target my_pictures/unlabelled --seeds 0 1 2
     python choose.py --source mnist --target mnist_m --candidates dann dirt-t --epochs 30
 
 Candidates (--candidates): source-only, dann, dann-im, vada, dirt-t (DANN, then DIRT-T for half as
-many epochs, from the DANN run of the same seed, which it shares). The rule, fixed before any sweep
+many epochs, from the DANN run of the same seed, which it shares), self-ensemble, adamatch. The rule, fixed before any sweep
 was measured: the final model with the lowest class shift (how far its predicted class mix on the
 target is from the source's label mix), a tie going to the lower entropy; RESULTS.md, 'Choosing
 without labels', says how often it picked well. It assumes the target's class mix is the source's.
