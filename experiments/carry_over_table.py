@@ -1,4 +1,4 @@
-"""The carry-over table (RESULTS.md, 'Carry-over'): from choose.py sweep folders, each candidate's
+"""The carry-over table (RESULTS.md, 'Carry-over'): from choose.py sweep folders, each run folder's
 target test accuracy per seed and its mean +- std, whether it beat source-only in every seed it
 shares with it, and its wall time.
 
@@ -11,8 +11,15 @@ from pathlib import Path
 
 
 def finished_runs(sweep_dir):
-    runs = json.loads((Path(sweep_dir) / "choice.json").read_text())["runs"]
-    return [r for r in runs if r["status"] == "done" and r["target_test_acc"] is not None]
+    """Every finished run of a sweep folder, read from its run folders (<candidate>/seed<S>/metrics.json):
+    choice.json holds only the candidates and seeds of the sweep's last call."""
+    found = []
+    for path in sorted(Path(sweep_dir).glob("*/seed*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        if metrics.get("target_test_acc") is not None:
+            found.append({"candidate": path.parent.parent.name, "seed": int(path.parent.name.removeprefix("seed")),
+                          "target_test_acc": metrics["target_test_acc"], "wall_time_s": metrics["wall_time_s"]})
+    return found
 
 
 def row(task, name, runs, baseline):
