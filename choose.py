@@ -6,10 +6,10 @@ model on the unlabelled target training pictures, and recommend the one with the
     python choose.py --source mnist --target mnist_m --candidates dann dirt-t --epochs 30
 
 Candidates (--candidates): source-only, dann, dann-im, vada, dirt-t (DANN, then DIRT-T for half as
-many epochs, from the DANN run of the same seed, which it shares), self-ensemble, adamatch. The rule, fixed before any sweep
-was measured: the final model with the lowest class shift (how far its predicted class mix on the
-target is from the source's label mix), a tie going to the lower entropy; RESULTS.md, 'Choosing
-without labels', says how often it picked well. It assumes the target's class mix is the source's.
+many epochs, from the DANN run of the same seed, which it shares), self-ensemble, adamatch. The
+rule, fixed before any sweep was measured: the final model with the lowest class shift (how far its
+predicted class mix on the target is from the source's label mix), a tie going to the lower entropy;
+RESULTS.md, 'Choosing without labels', says how often it picked well. It assumes the target's class mix is the source's.
 
 Writes <out>/<candidate>/seed<S>/ (main.py run folders), <out>/logs/, <out>/choice.json (every run,
 its scores, the choice) and <out>/chosen/ (the chosen model: valid.py and image_annotate.py use it by

@@ -80,19 +80,18 @@ def warp(x, affine, shift):
     """Each picture warped about its centre: output pixel at p reads the input at affine @ p + shift
     (p in pixels from the centre), bilinear, zero outside, as cv2.warpAffine does for French et al."""
     n, _, h, w = x.shape
-    pixels = torch.tensor([w / 2, h / 2], device=x.device)
+    # made on the device, not copied there: a copy from the host cannot be captured in a CUDA graph
+    pixels = torch.stack([torch.full((), w / 2, device=x.device), torch.full((), h / 2, device=x.device)])
     theta = torch.cat([affine * pixels.view(1, 1, 2) / pixels.view(1, 2, 1),  # to grid_sample's [-1, 1] units
                        (shift / pixels).unsqueeze(2)], 2)
     grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-BLUR_KERNEL = torch.tensor([1.0, 2.0, 1.0]) / 4  # a 3 x 3 binomial filter, about a Gaussian of sigma 0.7
-
-
 def blurred(x):
-    """Each channel smoothed by the binomial filter, the border repeated."""
-    k = BLUR_KERNEL.to(x.device)
+    """Each channel smoothed by a 3 x 3 binomial filter (1 2 1 / 4 each way, about a Gaussian of sigma
+    0.7), the border repeated. The filter is made on the device, as in warp()."""
+    k = torch.full((3,), 0.25, device=x.device).index_fill(0, torch.ones(1, dtype=torch.long, device=x.device), 0.5)
     kernel = (k.view(3, 1) * k.view(1, 3)).expand(x.shape[1], 1, 3, 3)
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1])
 

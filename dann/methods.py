@@ -6,10 +6,10 @@ images whose labels are never read). Source-only trains on labelled source image
 on labelled target images, DANN on labelled source and unlabelled target images.
 
 A method is a `Method`: its loss function, the domain its labelled batch comes from, whether it
-takes an unlabelled batch, the names of the statistics it reports, and the `Teacher` it follows
-if it learns from another model (a trained one: dirt-t, self-train; its own average: self-ensemble). The loss function gets
-the model, the step's `Batch`, the training progress p (0 -> 1, a device tensor) and the run's
-configuration, and returns (the loss to minimise, {name: scalar tensor}). It must read no value
+takes an unlabelled batch, the names of the statistics it reports, the `Teacher` it follows if it
+learns from another model (a trained one: dirt-t, self-train; its own average: self-ensemble), and
+the `Recipe` its paper optimises with. The loss function gets the model, the step's `Batch`, the
+training progress p (0 -> 1, a device tensor) and the run's configuration, and returns (the loss to minimise, {name: scalar tensor}). It must read no value
 back to the host (no .item(), no Python branch on a tensor), so that on a GPU the whole step
 stays one CUDA graph. To add a method: write its loss function here and add it to METHODS;
 `main.py --method NAME` then trains it, with checkpoints, resume, logging and evaluation as for
@@ -66,9 +66,17 @@ REFRESHED = Teacher(fresh_student=False, refreshed=True)
 FIXED = Teacher(fresh_student=True, refreshed=False)
 
 
+def strong_copies(images, blur_and_cutout=True):
+    """augment.strong_augment in float32 even under --bf16's autocast, which would round the pictures
+    and make the blur's convolution bfloat16: the augmentation prepares the input, it is no part of
+    the network."""
+    with bf16_autocast(images.device, False):
+        return strong_augment(images, blur_and_cutout)
+
+
 def french_augment(images):
     """Self-ensembling's augmentation: French et al.'s digit set (warp, colour, inversion, noise), no blur or cutout."""
-    return strong_augment(images, blur_and_cutout=False)
+    return strong_copies(images, blur_and_cutout=False)
 
 
 # Self-ensembling's teacher averages the model and sees its own augmented copy of each picture.
@@ -213,7 +221,8 @@ def class_balance(probs):
     """Binary cross-entropy of each class's mean predicted probability against 1 / classes, summed."""
     mean = probs.mean(0)
     uniform = torch.full_like(mean, 1 / len(mean))
-    return F.binary_cross_entropy(mean.clamp(1e-6, 1 - 1e-6), uniform, reduction="sum")
+    with bf16_autocast(mean.device, False):  # CUDA's autocast refuses binary_cross_entropy, even in float32
+        return F.binary_cross_entropy(mean.clamp(1e-6, 1 - 1e-6), uniform, reduction="sum")
 
 
 def adamatch(model, batch, p, cfg):
@@ -229,7 +238,7 @@ def adamatch(model, batch, p, cfg):
     is left out. The pseudo-labels get no gradient; the weak target copies are classified without one."""
     n = len(batch.images)
     weak_source, weak_target = (augment(x, jitter=0.0) for x in (batch.images, batch.unlabelled))
-    logits = model(torch.cat([weak_source, strong_augment(torch.cat([batch.images, batch.unlabelled]))])).float()
+    logits = model(torch.cat([weak_source, strong_copies(torch.cat([batch.images, batch.unlabelled]))])).float()
     source_weak, source_strong, target_strong = logits[:n], logits[n:2 * n], logits[2 * n:]
     class_loss = (F.cross_entropy(source_weak, batch.labels) + F.cross_entropy(source_strong, batch.labels)) / 2
     with torch.no_grad():

@@ -6,8 +6,8 @@
 # later, wider call trains only what is missing); TASKS picks tasks and JOBS the runs side by side,
 # so that two calls on different tasks can share a machine:
 #   SEEDS="0" CANDIDATES="adamatch self-ensemble source-only" experiments/carry_over.sh
-# Run times on a 2-core CPU, two runs side by side at one thread each: adamatch ~17 min, self-ensemble
-# ~13 min, source-only ~4 min, dann ~5 min. synth is rendered first if absent (30 s).
+# Run times on a 2-core CPU, two runs side by side at one thread each: adamatch 15-20 min,
+# self-ensemble 12-15 min, source-only 4-6 min, dann 5-9 min. synth is rendered first if absent (30 s).
 source "$(dirname "$0")/lib.sh"
 read -r -a seeds <<< "${SEEDS:-0 1 2}"
 read -r -a candidates <<< "${CANDIDATES:-adamatch self-ensemble source-only dann dann-im dirt-t vada}"

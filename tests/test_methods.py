@@ -393,3 +393,15 @@ def test_each_method_trains_with_its_papers_optimiser_unless_the_flags_say_other
     spelled = Config(**task, lr=0.01, lr_alpha=10.0, optimizer="sgd")
     assert spelled.same_model(Config(**task)) and "--lr" not in spelled.command()
     assert not Config(**task, method="self-ensemble", lr=0.01).same_model(se)
+
+
+@pytest.mark.parametrize("name", [name for name, m in METHODS.items() if m.augments])
+def test_methods_that_augment_take_a_bf16_step(name):
+    # under --bf16's autocast the blur's convolution would come out in bfloat16 and the step would fail
+    cfg = Config(source="mnist", target="mnist_m", method=name, batch_size=8, epochs=1, bf16=True)
+    x = torch.randint(0, 256, (16, 3, 28, 28), dtype=torch.uint8)
+    run, _ = training.setup(cfg, {"source_train": (x, torch.arange(16) % 10), "target_train": (x.flip(0), None)},
+                            torch.device("cpu"))
+    run.start_epoch(0)
+    run.step()
+    assert torch.isfinite(run.state.last).all() and run.state.step.item() == 1
