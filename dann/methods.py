@@ -11,9 +11,9 @@ learns from another model (a trained one: dirt-t, self-train; its own average: s
 the `Recipe` its paper optimises with. The loss function gets the model, the step's `Batch`, the
 training progress p (0 -> 1, a device tensor) and the run's configuration, and returns (the loss
 to minimise, {name: scalar tensor}). It must read no value back to the host (no .item(), no Python
-branch on a tensor), so that on a GPU the whole step stays one CUDA graph. To add a method: write its loss function here and add it to METHODS;
-`main.py --method NAME` then trains it, with checkpoints, resume, logging and evaluation as for
-the others.
+branch on a tensor), so that on a GPU the whole step stays one CUDA graph. To add a method: write
+its loss function here and add it to METHODS; `main.py --method NAME` then trains it, with
+checkpoints, resume, logging and evaluation as for the others.
 """
 import contextlib
 import math
