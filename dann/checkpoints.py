@@ -15,7 +15,7 @@ import torch
 from dann.common import UserError, save_atomic
 from dann.config import in_current_words
 from dann.domains import DIGITS
-from dann.models import ARCHS, DANN
+from dann.models import ARCHS, DANN, INPUT_NORMS
 from dann.runs import CHECKPOINT, shown, status
 
 CHECKPOINT_FORMAT = "dann-checkpoint-1"
@@ -24,7 +24,7 @@ REGISTRY = PRETRAINED_DIR / "registry.json"
 
 
 def model_config(model):
-    return {"arch": model.arch, "dropout": model.dropout, "classes": model.classes}
+    return {"arch": model.arch, "dropout": model.dropout, "classes": model.classes, "input_norm": model.input_norm}
 
 
 def checkpoint_state(model, cfg, step, **rest):
@@ -148,8 +148,9 @@ def _complete(ckpt):
     """The parts of a checkpoint that valid.py and image_annotate.py read, with the right types."""
     net, cfg = ckpt.get("model_config"), ckpt.get("config")
     names = ckpt.get("class_names", DIGITS)
-    return (isinstance(net, dict) and {"arch", "dropout"} <= set(net) <= {"arch", "dropout", "classes"}
+    return (isinstance(net, dict) and {"arch", "dropout"} <= set(net) <= {"arch", "dropout", "classes", "input_norm"}
             and net["arch"] in ARCHS and isinstance(net["dropout"], (int, float))
+            and net.get("input_norm", INPUT_NORMS[0]) in INPUT_NORMS
             and isinstance(net.get("classes", 10), int) and isinstance(names, (list, tuple))
             and len(names) == net.get("classes", 10) and isinstance(ckpt.get("model"), dict)
             and isinstance(ckpt.get("ema", {}), dict)

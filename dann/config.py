@@ -14,7 +14,7 @@ import torch
 from dann.common import UserError
 from dann.domains import DOMAINS, default_arch
 from dann.methods import METHODS
-from dann.models import ARCHS
+from dann.models import ARCHS, INPUT_NORMS
 
 
 def setting(default, help, group, **flag):
@@ -53,6 +53,9 @@ class Config:
                                          "run. With --seeds, {seed} in it becomes each run's seed: "
                                          "runs/dann-row/seed{seed}", "task", metavar="RUN|CHECKPOINT")
     dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
+    input_norm: str = setting("standardize", "what the network makes of each picture: standardize sets its channels "
+                              "to zero mean and unit variance (instance normalisation, as DIRT-T), scale maps its "
+                              "pixels to [-1, 1]", "task", choices=INPUT_NORMS)
     augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
                             "and saturation by up to 40%%, drawn per image, in batches on the device (dirt-t: the model "
                             "sees the augmented images, its teacher the plain ones; self-train: likewise); not in "

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from dann.augment import augment, strong_augment
-from dann.models import initialise, standardize
+from dann.models import initialise
 
 
 @dataclass
@@ -160,8 +160,8 @@ def vada(model, batch, p, cfg):
     logits, loss, stats = adversarial_terms(model, batch, p, cfg, classify_unlabelled=True)
     n = len(batch.images)
     entropy, _ = prediction_entropies(logits[n:])
-    vat_source = vat_loss(model, standardize(batch.images), logits[:n], cfg.vat_radius)
-    vat_target = vat_loss(model, standardize(batch.unlabelled), logits[n:], cfg.vat_radius)
+    vat_source = vat_loss(model, model.prepare(batch.images), logits[:n], cfg.vat_radius)
+    vat_target = vat_loss(model, model.prepare(batch.unlabelled), logits[n:], cfg.vat_radius)
     loss = loss + cfg.vat_source_weight * vat_source + cfg.vat_target_weight * (entropy + vat_target)
     return loss, {**stats, "entropy": entropy, "vat_source": vat_source, "vat_target": vat_target}
 
@@ -174,7 +174,7 @@ def dirt_t(model, batch, p, cfg):
     natural-gradient-like proximal step. The reference code weights the three terms 1e-2 each
     under Adam, which ignores a common scale; with SGD the terms keep that 1 : 1 : 1 ratio
     (--teacher-weight scales the KL term)."""
-    x = standardize(batch.unlabelled)
+    x = model.prepare(batch.unlabelled)
     logits = model.classify(x)
     entropy, _ = prediction_entropies(logits)
     vat_target = vat_loss(model, x, logits, cfg.vat_radius)

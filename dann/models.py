@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from dann.common import UserError
 
 ARCHS = ("mnist", "svhn")  # the paper's networks; which one a task uses by default: domains.default_arch
+INPUT_NORMS = ("standardize", "scale")  # what a network makes of its pixels: DANN.prepare
 
 
 class GradientReversalFunction(torch.autograd.Function):
@@ -97,12 +98,19 @@ def standardize(images):
     return (x - mean) / (std + 1.0)  # +1 (in pixel units) keeps blank images finite
 
 
+def scale(images):
+    """uint8 (or 0..255 float) images -> float in [-1, 1], every picture's own colour and contrast kept."""
+    return images.float() / 127.5 - 1
+
+
 class DANN(nn.Module):
     """forward(images) -> class logits; adversarial(labelled, unlabelled) is the training pass."""
 
-    def __init__(self, arch="mnist", dropout=0.0, classes=10):
+    def __init__(self, arch="mnist", dropout=0.0, classes=10, input_norm="standardize"):
         super().__init__()
-        self.arch, self.dropout, self.classes = arch, dropout, classes
+        self.arch, self.dropout, self.classes, self.input_norm = arch, dropout, classes, input_norm
+        if input_norm not in INPUT_NORMS:
+            raise UserError(f"unknown input normalisation {input_norm!r}; choose one of {', '.join(INPUT_NORMS)}")
         self.features = feature_extractor(arch)
         self.label_classifier = _mlp((FEATURES[arch], *LABEL_HIDDEN[arch], classes), dropout)
         self.grl = GradientReversal()
@@ -110,17 +118,22 @@ class DANN(nn.Module):
         initialise(self)
 
     def forward(self, images):
-        return self.classify(standardize(images))
+        return self.classify(self.prepare(images))
+
+    def prepare(self, images):
+        """The network's input from pictures: standardized (each picture's channels at zero mean and unit
+        variance, DIRT-T's instance normalisation) or scaled to [-1, 1] (RESULTS.md compares them)."""
+        return standardize(images) if self.input_norm == "standardize" else scale(images)
 
     def classify(self, x):
-        """Class logits of standardized images (what virtual adversarial training perturbs)."""
+        """Class logits of prepared images (what virtual adversarial training perturbs)."""
         return self.label_classifier(self.features(x))
 
     def adversarial(self, labelled, unlabelled, classify_unlabelled=False):
         """-> (class logits of the labelled images, and of the unlabelled ones if asked; domain
         logits of all of them). DANN's own loss needs the labelled half's class logits only,
         and with the svhn network that halves the work of its largest layers."""
-        f = self.features(standardize(torch.cat([labelled, unlabelled])))
+        f = self.features(self.prepare(torch.cat([labelled, unlabelled])))
         logits = self.label_classifier(f if classify_unlabelled else f[:len(labelled)])
         return logits, self.domain_classifier(self.grl(f))
 

@@ -114,6 +114,9 @@ def start_from(model, spec, classes):
     trained, ckpt = load_checkpoint(path)
     if trained.arch != model.arch:
         raise UserError(f"--init {spec} holds a '{trained.arch}' network; add --arch {trained.arch}")
+    if trained.input_norm != model.input_norm:
+        raise UserError(f"--init {spec} was trained on pictures made '{trained.input_norm}'; "
+                        f"add --input-norm {trained.input_norm}")
     known = class_names(ckpt)
     if tuple(known) != tuple(classes):
         raise UserError(f"--init {spec} knows the classes {shown_classes(known)}, and this task has "

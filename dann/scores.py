@@ -25,7 +25,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from dann.models import standardize
 
 SAMPLE = 2000  # target (and source) pictures scored: enough for stable scores, cheap at every evaluation
 SND_TEMPERATURE = 0.05  # Saito et al.'s
@@ -86,7 +85,7 @@ def domain_accuracy(e, batch_size=1024):
     correct = 0
     for domain, images in enumerate((source[:len(target)], target[:len(source)])):
         for i in range(0, len(images), batch_size):
-            logits = model.domain_classifier(model.features(standardize(images[i:i + batch_size])))
+            logits = model.domain_classifier(model.features(model.prepare(images[i:i + batch_size])))
             correct += (logits.argmax(1) == domain).sum().item()
     model.train(was_training)
     return correct / (2 * min(len(source), len(target)))

@@ -135,7 +135,7 @@ def epoch_batches(n, steps, batch_size, seed, epoch, device):
 # ---------------------------------------------------------------- the step
 
 def model_and_optimizer(cfg, device, classes=10):
-    model = DANN(cfg.arch, cfg.dropout, classes).to(device)
+    model = DANN(cfg.arch, cfg.dropout, classes, cfg.input_norm).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # 3x faster convolutions on the CPU
     torch.backends.cudnn.benchmark = True  # every step has the same shapes: time the algorithms once

@@ -261,7 +261,9 @@ def test_init_starts_from_a_runs_evaluated_weights_and_refuses_another_network(s
         training.train(Config(**base, arch="svhn", init=str(tmp_path / "first")), tmp_path / "second")
     with pytest.raises(UserError, match="no run folder, checkpoint file or bundled model"):
         training.train(Config(**base, init=str(tmp_path / "nothing")), tmp_path / "third")
-    assert not (tmp_path / "second").exists() and not (tmp_path / "third").exists()
+    with pytest.raises(UserError, match="made 'standardize'; add --input-norm standardize"):
+        training.train(Config(**base, input_norm="scale", init=str(tmp_path / "first")), tmp_path / "fourth")
+    assert not any((tmp_path / name).exists() for name in ("second", "third", "fourth"))
 
 
 @pytest.mark.parametrize("stop_after", [2, 5])

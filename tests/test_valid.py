@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO
 from httpserver import FileServer
-from dann import checkpoints, datasets, evaluation, pretrained, runs
+from dann import checkpoints, datasets, evaluation, models, pretrained, runs
 from dann.common import UserError
 
 
@@ -103,6 +103,9 @@ def test_a_checkpoint_carrying_pickled_code_is_refused(trained_run, tmp_path):
     (lambda p, run: torch.save({**torch.load(run / "checkpoint.pt", weights_only=True),
                                 "model_config": {"arch": "mnist", "dropout": 0.0, "depth": 9}}, p),
      "has the DANN checkpoint marker but not"),
+    (lambda p, run: torch.save({**torch.load(run / "checkpoint.pt", weights_only=True),
+                                "model_config": {"arch": "mnist", "dropout": 0.0, "input_norm": "whiten"}}, p),
+     "has the DANN checkpoint marker but not"),
     (lambda p, run: torch.save({k: v for k, v in torch.load(run / "checkpoint.pt", weights_only=True).items()
                                 if k != "config"}, p), "has the DANN checkpoint marker but not"),
 ])
@@ -122,6 +125,22 @@ def test_a_whole_number_dropout_loads(trained_run, tmp_path):
     torch.save({**ckpt, "model_config": {**ckpt["model_config"], "dropout": 0}}, tmp_path / "x.pt")
     model, _ = checkpoints.load_checkpoint(tmp_path / "x.pt")
     assert model.dropout == 0 and model.arch == ckpt["model_config"]["arch"]
+
+
+def test_the_input_normalisation_travels_with_the_checkpoint(trained_run, tmp_path):
+    # a checkpoint from before the setting (the bundled models among them) standardizes, as every model then did
+    _, run = trained_run
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    older = {k: v for k, v in ckpt["model_config"].items() if k != "input_norm"}
+    torch.save({**ckpt, "model_config": older}, tmp_path / "older.pt")
+    torch.save({**ckpt, "model_config": {**older, "input_norm": "scale"}}, tmp_path / "scaled.pt")
+    model, scaled = (checkpoints.load_checkpoint(tmp_path / name)[0] for name in ("older.pt", "scaled.pt"))
+    images = torch.randint(0, 256, (4, 3, 28, 28), dtype=torch.uint8)
+    assert model.input_norm == "standardize" and scaled.input_norm == "scale"
+    assert torch.equal(model.prepare(images), models.standardize(images))
+    assert scaled.prepare(images).min() >= -1 and scaled.prepare(images).max() <= 1
+    assert torch.equal(scaled.prepare(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
+    assert not torch.allclose(model(images), scaled(images))
 
 
 def test_latest_checkpoint_is_the_newest_finished_run(tmp_path):
