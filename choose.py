@@ -26,7 +26,9 @@ import os
 import shlex
 from pathlib import Path
 
-from dann import datasets, sweep
+import torch
+
+from dann import datasets, sweep, training
 from dann.common import UserError, save_atomic
 from dann.config import Config, add_flags
 from dann.domains import is_folder
@@ -65,14 +67,15 @@ def short_name(domain):
 
 def print_table(runs, chosen, labelled):
     """One row per run: its label-free scores (the rule's first), its target accuracy where known."""
-    columns = [*sweep.RULE_SCORES, *(name for name in SCORES if name not in sweep.RULE_SCORES)]
-    widths = [max(8, len(SCORES[name].column) + 2) for name in columns]
-    header = f"{'candidate':<14}{'seed':>5}" + "".join(f"{SCORES[n].column:>{w}}" for n, w in zip(columns, widths))
+    titles = {**{name: score.column for name, score in SCORES.items()}, "agreement": "agreement"}
+    columns = [*sweep.RULE_SCORES, *(name for name in titles if name not in sweep.RULE_SCORES)]
+    widths = [max(8, len(titles[name]) + 2) for name in columns]
+    header = f"{'candidate':<14}{'seed':>5}" + "".join(f"{titles[n]:>{w}}" for n, w in zip(columns, widths))
     print(header + (f"{'target test':>13}" if labelled else "") + "   status")
     for r in runs:
-        s = (r.metrics or {}).get("label_free")
+        s = r.scores
         line = f"{r.candidate:<14}{r.seed:>5}"
-        line += "".join(f"{'-' if s[n] is None else format(s[n], '.4f'):>{w}}" for n, w in zip(columns, widths)) \
+        line += "".join(f"{'-' if s.get(n) is None else format(s[n], '.4f'):>{w}}" for n, w in zip(columns, widths)) \
             if s else " " * sum(widths)
         if labelled:
             line += f"{r.metrics['target_test_acc']:>13.4f}" if r.metrics else " " * 13
@@ -92,6 +95,8 @@ def main(argv=None):
                                  args.config.data_dir, not args.config.no_download)
     stopped = not sweep.run_all(runs, args.jobs, threads, args.out / "logs") or any(r.status == "stopped"
                                                                                  for r in runs)
+    if not stopped:
+        sweep.score_all(runs, training.load_data(args.config, torch.device("cpu")))
     chosen = None if stopped else sweep.choose(runs)
     labelled = any(r.metrics and r.metrics["target_test_acc"] is not None for r in runs)
     print_table(runs, chosen, labelled)
@@ -102,7 +107,7 @@ def main(argv=None):
     if chosen is None:
         raise UserError(f"no candidate finished; see the logs in {args.out / 'logs'}")
     sweep.share_chosen(chosen, args.out / "chosen")
-    print(f"chosen: {chosen.name} (class shift {chosen.metrics['label_free']['class_shift']:.4f}), "
+    print(f"chosen: {chosen.name} (class shift {chosen.scores['class_shift']:.4f}), "
           f"copied to {args.out / 'chosen'}: python valid.py --checkpoint {args.out / 'chosen'}")
     best = sweep.most_accurate(runs)
     if best is not None:

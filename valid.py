@@ -27,7 +27,7 @@ from dann.fonts import drawable
 from dann.methods import METHODS
 from dann.domains import DOMAINS, default_root, fetch_command, is_folder
 from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint
-from dann.scores import label_free_scores
+from dann.scores import label_free_report
 
 
 def parse_args(argv=None):
@@ -42,8 +42,9 @@ def parse_args(argv=None):
                         "named after the checkpoint: figures/runs-X-checkpoint/, or figures/NAME/ for a bundled model)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
     p.add_argument("--scores", action="store_true",
-                   help="also the label-free scores of adaptation (dann/scores.py), from the training pictures of the "
-                        "checkpoint's target and source, which are then fetched too")
+                   help="also the label-free scores of adaptation (dann/scores.py), among them the estimated target accuracy, "
+                        "and the estimated target class mix, from the training pictures of the checkpoint's target and "
+                        "source and the source's test pictures, which are then fetched too")
     return p.parse_args(argv)
 
 
@@ -73,11 +74,11 @@ def main(argv=None):
     if args.scores:
         print(f"label-free scores: reading the training pictures of {cfg['source']} and {cfg['target']} (decoded once, "
               "then cached)", file=sys.stderr)
-        train = datasets.load_datasets({cfg["source"]: 0, cfg["target"]: 0}, ["train"], args.data_dir,
-                                       not args.no_download)
-        source, target = train[cfg["source"], "train"], train[cfg["target"], "train"]
-        report["label_free"] = label_free_scores(model, target[0].to(device), source[0].to(device),
-                                                 source[1].to(device), METHODS[cfg["method"]])
+        loaded = datasets.load_datasets({cfg["source"]: 0, cfg["target"]: 0}, ["train", "test"], args.data_dir,
+                                        not args.no_download)
+        sets = {f"{role}_{split}": [t.to(device) for t in loaded[cfg[role], split] if t is not None]
+                for role in ("source", "target") for split in ("train", "test")}
+        report.update(label_free_report(model, sets, METHODS[cfg["method"]]))
     failures = evaluation.save_outputs(report, out_dir, names)  # the accuracies are printed whatever happens to files
     numbered = drawable(tuple(names))[2]
     if numbered and any(r["figure"] for r in results.values()):
@@ -91,6 +92,8 @@ def main(argv=None):
         if args.scores:
             print(f"label-free scores on {cfg['target']}'s training pictures (no label read): "
                   + ", ".join(f"{k} {v:.4f}" for k, v in report["label_free"].items() if v is not None))
+            print("estimated target class mix: " + ", ".join(f"{name} {share:.3f}" for name, share
+                                                             in zip(names, report["target_class_mix"])))
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else results

@@ -11,8 +11,18 @@ and add a `Score` to SCORES; every report then carries it.
 - entropy: the mean entropy of the target predictions (nats; lower is more confident);
 - information maximisation: the entropy of the mean target prediction minus that mean entropy
   (Krause et al. 2010; SHOT's objective): confident and diverse predictions score high;
+- estimated accuracy: ATC (Garg et al., ICLR 2022), the share of target pictures whose prediction
+  is more confident (negative entropy) than a threshold set on held-out labelled source pictures
+  (the source's test split), where as many pictures lie above it as the model classifies correctly;
 - class shift: the total variation distance between the share of target pictures predicted as
   each class and the share of each class among the source's labels (0: the same mix);
+- estimated class shift: the same distance to the estimated target class mix, for a target whose
+  mix may not be the source's. The mix is estimated as in BBSE (Lipton et al., ICML 2018): the mean
+  target prediction is the model's confusions on held-out source pictures, averaged over the
+  target's unknown class mix, solved for that mix (non-negative least squares). It assumes the
+  model confuses classes on the target as it does on the source;
+- BNM (Cui et al., CVPR 2020): the nuclear norm of the target predictions over their number, high
+  when they are both confident and spread over many classes;
 - domain accuracy: how well the model's own domain classifier tells source from target features
   on balanced batches (.5: the adversary is fooled); None for methods that do not train it;
 - SND, soft neighbourhood density (Saito et al., ICCV 2021): the mean entropy of each target
@@ -24,6 +34,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from scipy.optimize import nnls
 
 
 SAMPLE = 2000  # target (and source) pictures scored: enough for stable scores, cheap at every evaluation
@@ -33,12 +44,15 @@ SND_TEMPERATURE = 0.05  # Saito et al.'s
 @dataclasses.dataclass
 class Evidence:
     """What the scores read: the model, the first SAMPLE target and source training pictures, the
-    source's labels, and the model's predictions on the target pictures (float64)."""
+    source's labels, the model's predictions on the target pictures (float64), and its predictions
+    on held-out source pictures (the source's test split, which training never reads) with their labels."""
     model: torch.nn.Module
     target: torch.Tensor
     source: torch.Tensor
     source_labels: torch.Tensor
     probs: torch.Tensor
+    held_out_probs: torch.Tensor
+    held_out_labels: torch.Tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +76,40 @@ def information_maximisation(e):
     return (entropy(e.probs.mean(0)) - entropy(e.probs).mean()).item()
 
 
+def predicted_share(e):
+    return torch.bincount(e.probs.argmax(1), minlength=e.probs.shape[1]).double().cpu() / len(e.probs)
+
+
 def class_shift(e):
+    source_share = torch.bincount(e.source_labels, minlength=e.probs.shape[1]).double().cpu() / len(e.source)
+    return 0.5 * (predicted_share(e) - source_share).abs().sum().item()
+
+
+def estimated_class_shift(e):
+    return 0.5 * (predicted_share(e) - estimated_class_mix(e)).abs().sum().item()
+
+
+def estimated_class_mix(e):
+    """BBSE with soft predictions: confusion[i, j] is the mean probability of class i over held-out
+    source pictures of class j, so a target of class mix q has the mean prediction confusion @ q."""
     classes = e.probs.shape[1]
-    source_share = torch.bincount(e.source_labels, minlength=classes).double()
-    predicted_share = torch.bincount(e.probs.argmax(1), minlength=classes).double()
-    return 0.5 * (predicted_share / len(e.probs) - source_share / len(e.source)).abs().sum().item()
+    members = F.one_hot(e.held_out_labels, classes).double()
+    confusion = e.held_out_probs.T @ members / members.sum(0).clamp_min(1)
+    mix = torch.from_numpy(nnls(confusion.cpu().numpy(), e.probs.mean(0).cpu().numpy())[0])
+    return mix / mix.sum()  # a least-squares fit of a mean prediction that sums to 1 is never all zero
+
+
+def estimated_accuracy(e):
+    """ATC-NE: the threshold t leaves below it as many held-out source pictures as the model gets wrong;
+    the estimate is the share of target pictures at or above t."""
+    confidence = (-entropy(e.held_out_probs)).sort().values
+    wrong = (e.held_out_probs.argmax(1) != e.held_out_labels).sum().item()
+    threshold = confidence[wrong] if wrong < len(confidence) else float("inf")
+    return (-entropy(e.probs) >= threshold).double().mean().item()
+
+
+def batch_nuclear_norm(e):
+    return torch.linalg.matrix_norm(e.probs, ord="nuc").item() / len(e.probs)
 
 
 def soft_neighbourhood_density(e):
@@ -102,18 +145,45 @@ def higher(v):
 SCORES = {s.name: s for s in (
     Score("entropy", mean_entropy, lower, "entropy"),
     Score("information_maximisation", information_maximisation, higher, "IM"),
+    Score("estimated_accuracy", estimated_accuracy, higher, "est. acc"),
     Score("class_shift", class_shift, lower, "class shift"),
+    Score("estimated_class_shift", estimated_class_shift, lower, "est. shift"),
+    Score("bnm", batch_nuclear_norm, higher, "BNM"),
     Score("domain_accuracy", domain_accuracy, lambda v: -abs(v - 0.5), "domain acc", True),  # .5: adversary fooled
     Score("snd", soft_neighbourhood_density, higher, "SND"),
 )}
 
 
 @torch.no_grad()
-def label_free_scores(model, target_images, source_images, source_labels, method):
-    """Every score of SCORES for `model`, trained by `method` (a methods.Method), on the first SAMPLE
-    target and source training pictures; None for a score of a domain classifier the method did not
-    train (DIRT-T's is the DANN model's it started from, source-only's was never trained)."""
-    target, source = target_images[:SAMPLE], source_images[:SAMPLE]
-    evidence = Evidence(model, target, source, source_labels[:SAMPLE], model.predict_proba(target).double())
+def evidence(model, sets):
+    """What the scores read of `model`: the first SAMPLE pictures of sets["target_train"] and
+    sets["source_train"] (images, labels), and of the held-out sets["source_test"] (training.load_data's keys)."""
+    target = sets["target_train"][0][:SAMPLE]  # an unlabelled target's labels are None, and unread anyway
+    source, source_labels = (t[:SAMPLE] for t in sets["source_train"])
+    held_out, held_out_labels = (t[:SAMPLE] for t in sets["source_test"])
+    return Evidence(model, target, source, source_labels, model.predict_proba(target).double(),
+                    model.predict_proba(held_out).double(), held_out_labels)
+
+
+@torch.no_grad()
+def label_free_scores(e, method):
+    """Every score of SCORES of the evidence on a model trained by `method` (a methods.Method); None for
+    a score of a domain classifier the method did not train (DIRT-T's is the DANN model's it started
+    from, source-only's was never trained)."""
     return {name: None if score.reads_domain_classifier and not method.trains_domain_classifier
-            else score.compute(evidence) for name, score in SCORES.items()}
+            else score.compute(e) for name, score in SCORES.items()}
+
+
+def ensemble_agreement(predictions):
+    """EnsV (Hu et al., NeurIPS 2024 Datasets and Benchmarks): each model's share of target pictures on
+    which its class is the ensemble's, the ensemble being the mean of all the models' predictions.
+    Higher is better; an ensemble of one agrees with itself."""
+    consensus = torch.stack(predictions).mean(0).argmax(1)
+    return [(p.argmax(1) == consensus).double().mean().item() for p in predictions]
+
+
+def label_free_report(model, sets, method):
+    """What a run, valid.py and choose.py record: every score, and the estimated target class mix."""
+    e = evidence(model, sets)
+    return {"label_free": label_free_scores(e, method),
+            "target_class_mix": [round(share, 4) for share in estimated_class_mix(e).tolist()]}

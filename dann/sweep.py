@@ -23,7 +23,8 @@ from dann import runs as run_folder
 from dann.checkpoints import load_checkpoint, weights_only
 from dann.common import REPO, UserError, make_folder, save_atomic
 from dann.config import Config
-from dann.scores import SCORES
+from dann.methods import METHODS
+from dann.scores import SCORES, ensemble_agreement, estimated_class_mix, evidence, label_free_scores
 from dann.stopping import stop_requests
 
 # Class shift ranked 25 short MNIST -> MNIST-M runs best of the label-free scores (Spearman .50 with
@@ -72,6 +73,8 @@ class CandidateRun:
     metrics: Optional[dict] = None
     log: Optional[Path] = None  # where its main.py process writes
     eligible: bool = True  # False for a run trained only because a candidate refines it: never chosen
+    scores: Optional[dict] = None  # of its final model, by score_all: SCORES and the ensemble agreement
+    class_mix: Optional[list] = None  # the target class mix its final model estimates
 
     @property
     def name(self):
@@ -195,10 +198,26 @@ def last_line(log):
 
 # ---------------------------------------------------------------- choosing
 
+def score_all(runs, sets):
+    """Score every finished run's final model on `sets` (training.load_data's) with the scores as they
+    are now, so that a sweep made before a score existed gains it without training anything, and each
+    candidate by its agreement with the ensemble of all of them (the mean of their predictions)."""
+    done = [r for r in runs if r.status == "done"]
+    predictions = {}
+    for r in done:
+        e = evidence(load_checkpoint(r.folder / run_folder.CHECKPOINT)[0], sets)
+        r.scores = label_free_scores(e, METHODS[r.cfg.method])
+        r.class_mix = [round(share, 4) for share in estimated_class_mix(e).tolist()]
+        predictions[r.name] = e.probs
+    candidates = [r for r in done if r.eligible]
+    for r, agreement in zip(candidates, ensemble_agreement([predictions[r.name] for r in candidates])):
+        r.scores["agreement"] = agreement
+
+
 def choose(runs):
     """The finished candidate run RULE picks, or None when none finished."""
     done = [r for r in runs if r.status == "done" and r.eligible]
-    return min(done, key=lambda r: rank_key(r.metrics["label_free"]), default=None)
+    return min(done, key=lambda r: rank_key(r.scores), default=None)
 
 
 def most_accurate(runs):
@@ -224,7 +243,7 @@ def report(runs, chosen, threads):
         return {"candidate": r.candidate, "seed": r.seed, "eligible": r.eligible, "folder": str(r.folder),
                 "status": r.status,
                 "note": r.note, "command": f"OMP_NUM_THREADS={threads} {r.cfg.command()}",
-                "label_free": m.get("label_free"), "target_test_acc": m.get("target_test_acc"),
+                "label_free": r.scores, "target_class_mix": r.class_mix, "target_test_acc": m.get("target_test_acc"),
                 "source_test_acc": m.get("source_test_acc"), "wall_time_s": m.get("wall_time_s")}
     best = most_accurate(runs)
     return {"rule": RULE, "chosen": chosen and chosen.name, "most_accurate": best and best.name,

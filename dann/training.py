@@ -33,7 +33,7 @@ from dann.evaluation import evaluate, shown, unsure_threshold
 from dann.methods import METHODS, Batch, Method, bf16_autocast
 from dann.models import DANN
 from dann.pretrained import start_from
-from dann.scores import label_free_scores
+from dann.scores import label_free_report
 from dann.stopping import stop_requests
 
 # ---------------------------------------------------------------- schedule and batches
@@ -283,7 +283,8 @@ class CapturedStep:
 # ---------------------------------------------------------------- results
 
 def write_metrics(out, cfg, progress, final, device):
-    metrics = {"config": cfg.as_dict(), **final, "label_free": progress["history"][-1]["label_free"],
+    metrics = {"config": cfg.as_dict(), **final,
+               **{k: progress["history"][-1][k] for k in ("label_free", "target_class_mix")},
                "unsure_below": progress["unsure_below"],
                "history": progress["history"], "wall_time_s": round(progress["wall_time_s"], 1),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -508,8 +509,7 @@ def end_of_epoch(model, sets, cfg, epoch, means, last, curves, bar):
     record = {**means, "epoch": epoch}
     if epoch % cfg.eval_every == 0 or last:
         record.update(evaluate(model, sets))
-        record["label_free"] = label_free_scores(model, sets["target_train"][0], *sets["source_train"],
-                                                 METHODS[cfg.method])
+        record.update(label_free_report(model, sets, METHODS[cfg.method]))
         curves.add({f"accuracy_by_epoch/{k}": record[k] for k in ("source_test_acc", "target_test_acc")
                     if record[k] is not None}, epoch)
         curves.add({f"label_free_by_epoch/{k}": v for k, v in record["label_free"].items() if v is not None}, epoch)

@@ -3,14 +3,16 @@
     python -m experiments.rank_scores runs/experiments/lf-*/seed* [mnist-mnist_m-dann ...] [--data-dir DIR]
 
 For every run folder (finished: metrics.json), or bundled model by name, it computes
-dann.scores.label_free_scores of the final model on its task's training pictures (target labels
-unread), reads the target test accuracy the run reported (a bundled model's: the registry's),
+dann.scores.label_free_report of the final model on its task's training pictures and its source's
+test pictures (target labels unread), reads the target test accuracy the run reported (a bundled model's: the registry's),
 and prints one row per run, then each score's Spearman rank correlation with that
-accuracy (each oriented so that higher is better, as dann.scores.SCORES says), and the accuracy of the run each score would choose against the best.
+accuracy (each oriented so that higher is better, as dann.scores.SCORES says), the accuracy of the run
+each score would choose against the best, and how far the estimated target accuracy is from the true one.
 Other main.py flags (an experiments/ script's overrides) are accepted and ignored but --data-dir.
 """
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from scipy.stats import spearmanr
@@ -20,7 +22,7 @@ from dann.checkpoints import load_checkpoint
 from dann.config import Config
 from dann.methods import METHODS
 from dann.pretrained import bundled_checkpoint, bundled_models
-from dann.scores import SCORES, label_free_scores
+from dann.scores import SCORES, label_free_report
 
 
 def score_run(run, data_dir):
@@ -35,9 +37,10 @@ def score_run(run, data_dir):
         task, method = (entry["source"], entry["target"]), entry["method"]
         path, name, accuracy = bundled_checkpoint(str(run)), str(run), entry["target_test_acc"]
     model, _ = load_checkpoint(path)
-    sets = datasets.load_datasets(task, ["train"], data_dir, False)
-    source, target = (sets[domain, "train"] for domain in task)
-    return {"run": name, "target_test_acc": accuracy, **label_free_scores(model, target[0], *source, METHODS[method])}
+    loaded = datasets.load_datasets(task, ["train", "test"], data_dir, False)
+    sets = {f"{role}_{split}": loaded[domain, split] for role, domain in zip(("source", "target"), task)
+            for split in ("train", "test")}
+    return {"run": name, "target_test_acc": accuracy, **label_free_report(model, sets, METHODS[method])["label_free"]}
 
 
 def main():
@@ -68,6 +71,10 @@ def main():
                          "chosen_acc": chosen["target_test_acc"]}
         print(f"  {name:<26} Spearman {rho:+.3f} over {len(scored)} runs; it would choose {chosen['run']} "
               f"({chosen['target_test_acc']:.4f})")
+    errors = [abs(r["estimated_accuracy"] - r["target_test_acc"]) for r in rows]
+    summary["estimate_error"] = {"mean": statistics.mean(errors), "median": statistics.median(errors), "max": max(errors)}
+    print("  estimated accuracy against the true one: |error| mean {mean:.4f}, median {median:.4f}, "
+          "max {max:.4f}".format(**summary["estimate_error"]))
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "scores": summary}, indent=2))
 

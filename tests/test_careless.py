@@ -263,8 +263,7 @@ def test_the_run_dirt_t_refines_is_never_the_choice_unless_it_is_a_candidate(tmp
     dann_run, dirt_t = planned
     assert not dann_run.eligible and dirt_t.eligible
     for run, shift in ((dann_run, 0.01), (dirt_t, 0.2)):
-        run.status, run.metrics = "done", {"label_free": {"class_shift": shift, "entropy": 0.1},
-                                           "target_test_acc": 0.5}
+        run.status, run.metrics, run.scores = "done", {"target_test_acc": 0.5}, {"class_shift": shift, "entropy": 0.1}
     assert sweep.choose(planned) is dirt_t and sweep.most_accurate(planned) is dirt_t
 
 

@@ -19,7 +19,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def finished(candidate, seed, class_shift, entropy, accuracy=None):
     run = sweep.CandidateRun(candidate, seed, Config(source="mnist", target="mnist_m", method="dann"), None, None)
     run.status = "done"
-    run.metrics = {"label_free": {"class_shift": class_shift, "entropy": entropy}, "target_test_acc": accuracy}
+    run.metrics, run.scores = {"target_test_acc": accuracy}, {"class_shift": class_shift, "entropy": entropy}
     return run
 
 
@@ -59,6 +59,9 @@ def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_re
     candidates = [row for row in done if row["eligible"]]  # not the DANN runs, there only for DIRT-T to refine
     assert {row["candidate"] for row in candidates} == {"source-only", "dirt-t"}
     chosen = min(candidates, key=lambda row: (row["label_free"]["class_shift"], row["label_free"]["entropy"]))
+    # every candidate scored afresh, the DANN runs that DIRT-T refines outside the ensemble
+    assert all(0 <= row["label_free"]["agreement"] <= 1 and len(row["target_class_mix"]) == 10 for row in candidates)
+    assert all("agreement" not in row["label_free"] for row in done if not row["eligible"])
     assert report["chosen"] == f"{chosen['candidate']}/seed{chosen['seed']}" and "<- chosen" in r.stdout
     shared = json.loads((out / "chosen" / "metrics.json").read_text())
     assert shared["config"]["method"] == chosen["candidate"] and shared["config"]["seed"] == chosen["seed"]
@@ -124,25 +127,27 @@ def test_the_table_and_the_record_carry_every_registered_score_the_rules_first(c
     from dann.scores import SCORES
     runs = [finished("dann", 0, 0.20, 0.4, accuracy=0.9), finished("dirt-t", 0, 0.05, 0.3, accuracy=0.6)]
     for run in runs:
-        run.metrics["label_free"].update({name: 0.5 for name in SCORES if name not in run.metrics["label_free"]})
+        run.scores.update({name: 0.5 for name in SCORES if name not in run.scores}, agreement=0.75)
     choose.print_table(runs, sweep.choose(runs), labelled=True)
     header, *rows = capsys.readouterr().out.splitlines()
     titles = [SCORES[name].column for name in (*sweep.RULE_SCORES, *(n for n in SCORES if n not in sweep.RULE_SCORES))]
     assert all(title in header for title in titles) and header.index("class shift") < header.index("entropy")
+    assert "agreement" in header and all("0.7500" in row for row in rows)
     assert "<- chosen" in rows[1] and "<- chosen" not in rows[0]
     record = sweep.report(runs, sweep.choose(runs), threads=1)
     assert record["chosen"] == "dirt-t/seed0" and record["most_accurate"] == "dann/seed0" and record["rule"] == sweep.RULE
-    assert [row["label_free"] for row in record["runs"]] == [run.metrics["label_free"] for run in runs]
+    assert [row["label_free"] for row in record["runs"]] == [run.scores for run in runs]
 
 
 def test_a_new_score_is_one_entry_and_every_report_carries_it(trained_run, monkeypatch):
-    """What README's 'A score' promises: one Score in SCORES, and label_free_scores computes it."""
+    """What README's 'A score' promises: one Score in SCORES, and label_free_report computes it."""
     from dann import checkpoints, datasets, scores
     from dann.methods import METHODS
     monkeypatch.setitem(scores.SCORES, "top_probability", scores.Score(
         "top_probability", lambda e: e.probs.max(1).values.mean().item(), scores.higher, "top p"))
     root, run = trained_run
     model, _ = checkpoints.load_checkpoint(run / "checkpoint.pt")
-    target, source = (datasets.load_domain(name, "train", root) for name in ("mnist_m", "mnist"))
-    found = scores.label_free_scores(model, target[0], *source, METHODS["dann"])
+    sets = {f"{role}_{split}": datasets.load_domain(name, split, root)
+            for role, name in (("target", "mnist_m"), ("source", "mnist")) for split in ("train", "test")}
+    found = scores.label_free_report(model, sets, METHODS["dann"])["label_free"]
     assert list(found) == list(scores.SCORES) and 0.1 <= found["top_probability"] <= 1

@@ -69,7 +69,7 @@ def test_a_new_method_plugs_in_with_one_entry(synthetic_root, tmp_path, monkeypa
                  epochs=2, batch_size=8, eval_every=1, save_every=1, device="cpu")
     metrics = training.train(cfg, tmp_path / "run")
     assert [sorted(h) for h in metrics["history"]] == [["class_loss", "entropy", "epoch", "label_free",
-                                                        "source_test_acc", "target_test_acc"]] * 2
+                                                        "source_test_acc", "target_class_mix", "target_test_acc"]] * 2
     assert 0 < metrics["history"][0]["entropy"] <= math.log(10) + 1e-6
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert runs.resumed_config(tmp_path / "run", "cpu") == Config(**{**saved, "device": "cpu"})
