@@ -21,7 +21,7 @@ import torch
 from dann import cache
 from dann.common import UserError
 from dann.domains import DOMAINS, SPLITS, default_root
-from dann.pictures import UnreadablePicture, picture_suffixes, read_picture
+from dann.pictures import UnreadablePicture, picture_suffixes, read_picture, resize_functions
 
 TEST_SHARE = 20  # percent of a folder's pictures held out for testing when it has no test/ subfolder
 
@@ -154,6 +154,7 @@ def decode(paths):
     spawned, not forked: a child forked from a process whose torch thread pool has run hangs."""
     if len(paths) < 256 or (os.cpu_count() or 1) < 2:
         return [read_picture_file(p) for p in paths]
+    resize_functions()  # one that cannot load stops the script here: in a worker, the pool would wait forever
     with multiprocessing.get_context("spawn").Pool(os.cpu_count(), initializer=torch.set_num_threads,
                                                    initargs=(1,)) as pool:
         return pool.map(read_picture_file, paths, chunksize=256)

@@ -7,7 +7,8 @@ import warnings
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
+
+from dann.cli import mismatched_torchvision
 
 IMAGE_SIZE = 28
 NOT_PICTURES = (".pdf", ".eps", ".ps")  # PIL opens them through Ghostscript, as pages, not pictures
@@ -23,6 +24,19 @@ def picture_suffixes():
     return {s for s in Image.registered_extensions() if s not in NOT_PICTURES}
 
 
+def resize_functions():
+    """torchvision's image functions, imported on first use: torchvision takes as long to import as torch,
+    and 28 x 28 pictures never need it. One built for another torch stops the script in one line (it
+    would fail every picture alike)."""
+    try:
+        import torchvision.transforms.v2.functional as TF
+    except RuntimeError as e:
+        if "torchvision::" not in str(e):
+            raise
+        raise SystemExit(f"error: {mismatched_torchvision()}") from None
+    return TF
+
+
 def to_28x28_rgb(images):
     """N x C x H x W uint8 (C = 1 or 3) -> N x 3 x 28 x 28 uint8, resized with antialiasing.
 
@@ -30,7 +44,7 @@ def to_28x28_rgb(images):
     image_annotate.py both go through it.
     """
     if images.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-        images = TF.resize(images, [IMAGE_SIZE, IMAGE_SIZE], antialias=True)
+        images = resize_functions().resize(images, [IMAGE_SIZE, IMAGE_SIZE], antialias=True)
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     return images.contiguous()

@@ -34,7 +34,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import nnls
 
 
 SAMPLE = 2000  # target (and source) pictures scored: enough for stable scores, cheap at every evaluation
@@ -92,6 +91,7 @@ def estimated_class_shift(e):
 def estimated_class_mix(e):
     """BBSE with soft predictions: confusion[i, j] is the mean probability of class i over held-out
     source pictures of class j, so a target of class mix q has the mean prediction confusion @ q."""
+    from scipy.optimize import nnls  # here: scipy.optimize takes a quarter of torch's time to import
     classes = e.probs.shape[1]
     members = F.one_hot(e.held_out_labels, classes).double()
     confusion = e.held_out_probs.T @ members / members.sum(0).clamp_min(1)
