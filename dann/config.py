@@ -56,6 +56,10 @@ class Config:
     input_norm: str = setting("standardize", "what the network makes of each picture: standardize sets its channels "
                               "to zero mean and unit variance (instance normalisation, as DIRT-T), scale maps its "
                               "pixels to [-1, 1]", "task", choices=INPUT_NORMS)
+    target_imbalance: float = setting(1.0, "keep only the first R^(-c/(C-1)) of each class c of a labelled target's "
+                                      "training and test pictures (class 0 whole, the last 1/R): a target whose "
+                                      "class mix is not the source's, to measure the label-free estimates on; 1: "
+                                      "every picture", "task", metavar="R")
     augment: bool = setting(False, "shift every training image by up to 4 pixels and vary its brightness, contrast "
                             "and saturation by up to 40%%, drawn per image, in batches on the device (dirt-t: the model "
                             "sees the augmented images, its teacher the plain ones; self-train: likewise); not in "
@@ -146,6 +150,8 @@ class Config:
                 raise ValueError(f"{flag_name(name)} must be 0 or more")
         if self.limit is not None and self.limit < 1:
             raise ValueError("--limit must be at least 1")
+        if self.target_imbalance < 1:
+            raise ValueError("--target-imbalance must be at least 1 (1: the target as it is)")
         if self.source == self.target and METHODS[self.method].uses_unlabelled:
             raise ValueError("--source and --target are the same domain: there is nothing to adapt")
         method = METHODS[self.method]

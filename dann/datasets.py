@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from dann import cache, folders
@@ -182,6 +183,19 @@ def load_datasets(names, splits, root=None, allow_download=True, skipped=None):
             else:
                 loaded[name, split] = load_domain(name, split, root)
     return loaded
+
+
+def imbalanced(images, labels, ratio, classes, name):
+    """The first round(n_c * ratio^(-c / (classes - 1))) pictures of each class c, in their order: a
+    skewed version of a labelled domain (--target-imbalance), the same for every seed."""
+    if labels is None:
+        raise UserError(f"--target-imbalance keeps a share of each class, and {name} has no labels; "
+                        "use a labelled target, or leave the flag out")
+    keep = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+    for c in range(classes):
+        members = (labels == c).nonzero().squeeze(1)
+        keep[members[:round(len(members) * ratio ** (-c / max(1, classes - 1)))]] = True
+    return images[keep], labels[keep]
 
 
 def class_names(name):

@@ -58,6 +58,8 @@ def load_data(cfg, device, skipped=None):
             x, y = loaded[getattr(cfg, domain), split]
             if split == "train" and cfg.limit:
                 x, y = x[:cfg.limit], y if y is None else y[:cfg.limit]
+            if domain == "target" and cfg.target_imbalance != 1:
+                x, y = datasets.imbalanced(x, y, cfg.target_imbalance, len(source_classes), cfg.target)
             if len(x) == 0:
                 raise UserError(f"the {split} split of {getattr(cfg, domain)} holds no picture that could be read")
             sets[f"{domain}_{split}"] = (x.to(device), y if y is None else y.to(device))

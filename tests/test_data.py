@@ -289,3 +289,31 @@ def test_french_et_al_augmentation_leaves_out_blur_and_cutout():
     torch.manual_seed(0)
     draws = augment.draw_strong((64, 3, 28, 28), "cpu")
     assert draws["blur"].max() > 0.5 and draws["cutout"][:, 2].max() > 0.25
+
+
+def test_an_imbalanced_target_keeps_the_first_pictures_of_each_class_in_a_falling_share():
+    labels = torch.arange(1000) % 10
+    images = torch.arange(1000).view(-1, 1, 1, 1).expand(-1, 3, 28, 28)  # each picture shows its index
+    kept_images, kept = datasets.imbalanced(images, labels, 10.0, 10, "mnist")
+    assert torch.bincount(kept, minlength=10).tolist() == [100, 77, 60, 46, 36, 28, 22, 17, 13, 10]
+    first_of_class_9 = torch.arange(9, 1000, 10)[:10]
+    assert torch.equal(kept_images[kept == 9][:, 0, 0, 0], first_of_class_9)
+    assert torch.equal(datasets.imbalanced(images, labels, 1.0, 10, "mnist")[1], labels)
+    with pytest.raises(UserError, match="has no labels; use a labelled target"):
+        datasets.imbalanced(images, None, 10.0, 10, "my_pictures")
+
+
+def test_the_target_imbalance_applies_to_the_target_alone_after_the_limit(synthetic_root):
+    from dann import training
+    from dann.config import Config
+    base = dict(source="mnist", target="mnist_m", data_dir=str(synthetic_root), no_download=True, limit=20)
+    plain, skewed = (training.load_data(Config(**base, target_imbalance=r), torch.device("cpu")) for r in (1.0, 5.0))
+    for key in ("source_train", "source_test"):
+        assert torch.equal(plain[key][0], skewed[key][0])
+    for key in ("target_train", "target_test"):
+        counts = torch.bincount(plain[key][1], minlength=10)
+        expected = [round(n * 5.0 ** (-c / 9)) for c, n in enumerate(counts.tolist())]
+        assert torch.bincount(skewed[key][1], minlength=10).tolist() == expected
+    assert len(plain["target_train"][0]) == 20
+    with pytest.raises(ValueError, match="--target-imbalance must be at least 1"):
+        Config(**base, target_imbalance=0.5)
