@@ -32,7 +32,7 @@ from dann import datasets, sweep, training
 from dann.common import UserError, save_atomic
 from dann.config import Config, add_flags
 from dann.domains import is_folder
-from dann.scores import SCORES
+from dann.scores import ALL_SCORES
 
 
 def parse_args(argv=None):
@@ -46,6 +46,9 @@ def parse_args(argv=None):
                           "(default: 0)")
     run.add_argument("--out", type=Path, default=None,
                      help="the sweep's folder (default: runs/choose-<source>-<target>); the same --out continues it")
+    run.add_argument("--no-train", action="store_true",
+                     help="train nothing: score and choose among the runs of the sweep that finished already "
+                          "(an older sweep is scored again with today's scores)")
     run.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="J",
                      help="main.py processes side by side (default: the CPU's cores, at most 4), each with "
                           "cores / J threads unless OMP_NUM_THREADS says otherwise")
@@ -67,7 +70,7 @@ def short_name(domain):
 
 def print_table(runs, chosen, labelled):
     """One row per run: its label-free scores (the rule's first), its target accuracy where known."""
-    titles = {**{name: score.column for name, score in SCORES.items()}, "agreement": "agreement"}
+    titles = {name: score.column for name, score in ALL_SCORES.items()}
     columns = [*sweep.RULE_SCORES, *(name for name in titles if name not in sweep.RULE_SCORES)]
     widths = [max(8, len(titles[name]) + 2) for name in columns]
     header = f"{'candidate':<14}{'seed':>5}" + "".join(f"{titles[n]:>{w}}" for n, w in zip(columns, widths))
@@ -88,13 +91,14 @@ def main(argv=None):
     runs = sweep.plan(args.config, args.candidates, args.seeds, args.out)
     threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
     left = sum(r.status != "done" for r in runs)
-    print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} to train, "
-          f"{args.jobs} at a time with {threads} thread(s) each. Rule: {sweep.RULE}.")
-    if left:  # fetched (or rendered) once here, not by two main.py processes at once into the same files
+    print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} "
+          + ("left untrained (--no-train)" if args.no_train else
+             f"to train, {args.jobs} at a time with {threads} thread(s) each") + f". Rule: {sweep.RULE}.")
+    if left and not args.no_train:  # fetched (or rendered) once here, not by two main.py processes at once
         datasets.ensure_datasets([d for d in (args.config.source, args.config.target) if not is_folder(d)],
                                  args.config.data_dir, not args.config.no_download)
-    stopped = not sweep.run_all(runs, args.jobs, threads, args.out / "logs") or any(r.status == "stopped"
-                                                                                 for r in runs)
+    stopped = not args.no_train and (not sweep.run_all(runs, args.jobs, threads, args.out / "logs")
+                                     or any(r.status == "stopped" for r in runs))
     if not stopped:
         sweep.score_all(runs, training.load_data(args.config, torch.device("cpu")))
     chosen = None if stopped else sweep.choose(runs)
@@ -113,6 +117,9 @@ def main(argv=None):
     if best is not None:
         print(f"target test accuracy, read only to report: chosen {chosen.metrics['target_test_acc']:.4f}, "
               f"most accurate {best.name} {best.metrics['target_test_acc']:.4f}")
+    untrained = [r.name for r in runs if r.status in ("to train", "to resume")]  # left so by --no-train
+    if untrained:
+        print(f"not trained (--no-train): {', '.join(untrained)}; chosen among the finished runs")
     failed = [r.name for r in runs if r.status in ("failed", "skipped")]
     if failed:
         print(f"not finished: {', '.join(failed)}; chosen among the others")

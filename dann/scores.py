@@ -30,7 +30,7 @@ and add a `Score` to SCORES; every report then carries it.
   higher when target pictures form tight, well-separated clusters.
 """
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ class Evidence:
 @dataclasses.dataclass(frozen=True)
 class Score:
     name: str
-    compute: Callable  # Evidence -> float
+    compute: Optional[Callable]  # Evidence -> float; None for a score of a sweep's candidates together
     oriented: Callable  # value -> the same value made "higher is better"
     column: str  # choose.py's column title
     reads_domain_classifier: bool = False  # None for a model whose method did not train it
@@ -152,6 +152,9 @@ SCORES = {s.name: s for s in (
     Score("domain_accuracy", domain_accuracy, lambda v: -abs(v - 0.5), "domain acc", True),  # .5: adversary fooled
     Score("snd", soft_neighbourhood_density, higher, "SND"),
 )}
+# scored over a sweep's candidates together (ensemble_agreement), not one model at a time: choose.py's table
+SWEEP_SCORES = {s.name: s for s in (Score("agreement", None, higher, "agreement"),)}
+ALL_SCORES = {**SCORES, **SWEEP_SCORES}
 
 
 @torch.no_grad()

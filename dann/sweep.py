@@ -24,7 +24,7 @@ from dann.checkpoints import load_checkpoint, weights_only
 from dann.common import REPO, UserError, make_folder, save_atomic
 from dann.config import Config
 from dann.methods import METHODS
-from dann.scores import SCORES, ensemble_agreement, estimated_class_mix, evidence, label_free_scores
+from dann.scores import ALL_SCORES, ensemble_agreement, estimated_class_mix, evidence, label_free_scores
 from dann.stopping import stop_requests
 
 # Class shift ranked 25 short MNIST -> MNIST-M runs best of the label-free scores (Spearman .50 with
@@ -36,7 +36,7 @@ RULE = "the final model with the lowest class shift; a tie goes to the lower ent
 
 def rank_key(scores):
     """Smaller is better: RULE_SCORES in turn, each made "higher is better" by its orientation, negated."""
-    return tuple(-SCORES[name].oriented(scores[name]) for name in RULE_SCORES)
+    return tuple(-ALL_SCORES[name].oriented(scores[name]) for name in RULE_SCORES)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,24 @@
 """How choose.py's rule did on labelled tasks (RESULTS.md, 'Choosing without labels'): for each sweep
 folder, the target test accuracy of the model the rule chose, of the most accurate candidate (known
 only afterwards, from target labels) and of always taking one recipe; for each seed's own sweep and
-for all seeds together.
+for all seeds together. Then every label-free score as a rule of its own: its regret against the
+most accurate candidate and how often it picks below source-only, on the sweeps named by --fit (where
+a rule may be chosen) and on the others (where it is then measured), its Spearman correlation with
+target accuracy within each sweep, and the error of the estimated target accuracy.
 
-    python -m experiments.choice_report runs/experiments/choose-*-7000
+    python -m experiments.choice_report runs/experiments/choose-*-7000 --fit runs/experiments/choose-mnist-mnist_m-7000
 """
 import argparse
 import json
 import statistics
 from pathlib import Path
 
+from scipy.stats import spearmanr
+
 from dann import sweep
+from dann.scores import ALL_SCORES
+
+BELOW = 0.005  # a pick this far below source-only of the same seed counts as below it
 
 FIXED = ("source-only", "dann", "dann-im", "dirt-t", "self-ensemble", "adamatch")  # a user who always takes one recipe
 
@@ -37,9 +45,79 @@ def line(task, seeds, o):
             f"{best['candidate']} s{best['seed']} {best['target_test_acc']:.4f} | {fixed} |")
 
 
+def one_seed_sweeps(folders):
+    """{folder: [the candidate rows of each seed]} of the labelled sweep folders."""
+    return {f: [[r for r in rows if r["seed"] == seed and r.get("eligible", True)] for seed in sorted({r["seed"] for r in rows})]
+            for f in folders for rows in [rows_of(f)]}
+
+
+def as_rule(name, rows):
+    """What the score `name` alone picks among one seed's candidates: -> (regret, below source-only or None)."""
+    scored = [r for r in rows if r["label_free"].get(name) is not None]
+    if not scored:
+        return None
+    pick = max(scored, key=lambda r: ALL_SCORES[name].oriented(r["label_free"][name]))
+    regret = max(r["target_test_acc"] for r in rows) - pick["target_test_acc"]
+    floor = [r["target_test_acc"] for r in rows if r["candidate"] == "source-only"]
+    return regret, (pick["target_test_acc"] < floor[0] - BELOW) if floor else None
+
+
+def rule_line(outcomes):
+    regrets = [o[0] for o in outcomes if o]
+    below = [o[1] for o in outcomes if o and o[1] is not None]
+    if not regrets:
+        return "- | - | -"
+    return f"{statistics.median(regrets):.4f} | {max(regrets):.4f} | {sum(below)} of {len(below)}"
+
+
+def spearman_within(name, folders):
+    """The mean over sweep folders of the Spearman correlation of the oriented score with target accuracy."""
+    values = []
+    for f in folders:
+        rows = [r for r in rows_of(f) if r.get("eligible", True) and r["label_free"].get(name) is not None]
+        if len(rows) > 2:
+            values.append(spearmanr([ALL_SCORES[name].oriented(r["label_free"][name]) for r in rows],
+                                    [r["target_test_acc"] for r in rows]).statistic)
+    return f"{statistics.mean(values):+.3f}" if values else "-"
+
+
+def print_scores_as_rules(folders, fit):
+    seeds = one_seed_sweeps(folders)
+    fitted = [rows for f in folders if f in fit for rows in seeds[f]]
+    others = [rows for f in folders if f not in fit for rows in seeds[f]]
+    print(f"\nevery score as the rule, on {len(fitted)} one-seed sweeps to fix a rule on and {len(others)} others to "
+          f"measure it on (regret: the most accurate candidate's accuracy minus the pick's; below: more than {BELOW} "
+          "below source-only of the same seed)\n")
+    print("| score | fit: median regret | fit: worst | fit: below | others: median regret | others: worst | "
+          "others: below | Spearman within a sweep, mean |")
+    print("| --- " * 8 + "|")
+    for name in ALL_SCORES:
+        print(f"| {name} | {rule_line([as_rule(name, rows) for rows in fitted])} | "
+              f"{rule_line([as_rule(name, rows) for rows in others])} | {spearman_within(name, folders)} |")
+
+
+def print_estimate_errors(folders):
+    """|estimated - true| target accuracy of every candidate run, by sweep folder and over all."""
+    print("\n| sweep | runs | estimated accuracy: mean error | worst | agreement as an estimate: mean error | worst |")
+    print("| --- " * 6 + "|")
+    everything = {"estimated_accuracy": [], "agreement": []}
+    for f in folders:
+        rows = [r for r in rows_of(f) if r.get("eligible", True)]
+        cells = []
+        for name in everything:
+            errors = [abs(r["label_free"][name] - r["target_test_acc"]) for r in rows if r["label_free"].get(name) is not None]
+            everything[name] += errors
+            cells.append(f"{statistics.mean(errors):.4f} | {max(errors):.4f}" if errors else "- | -")
+        print(f"| {f.name} | {len(rows)} | {' | '.join(cells)} |")
+    cells = [f"{statistics.mean(e):.4f} | {max(e):.4f}" if e else "- | -" for e in everything.values()]
+    print(f"| all | {len(everything['estimated_accuracy'])} | {' | '.join(cells)} |")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweeps", nargs="+", type=Path, help="choose.py --out folders of labelled tasks")
+    p.add_argument("--fit", nargs="*", type=Path, default=[],
+                   help="the sweep folders a rule may be fixed on (the others only measure it)")
     args = p.parse_args(argv)
     print(f"rule: {sweep.RULE}; fixed recipes: the mean over the seeds in the row\n")
     print("| sweep | seeds | chosen | most accurate | " + " | ".join(FIXED) + " |")
@@ -61,6 +139,8 @@ def main(argv=None):
                       if all(n in o["fixed"] for o in per_seed)))
     wrong = sum(o["chosen"]["target_test_acc"] < o["best"]["target_test_acc"] for o in per_seed)
     print(f"the rule chose a less accurate model than the best candidate in {wrong} of {len(per_seed)}")
+    print_scores_as_rules(args.sweeps, set(args.fit))
+    print_estimate_errors(args.sweeps)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,11 @@ def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_re
     assert again.returncode == 0 and "6 finished already, 0 to train" in again.stdout, again.stderr[-2000:]
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/checkpoint.pt")} == stamps
     assert json.loads((out / "choice.json").read_text())["chosen"] == report["chosen"]
+    wider = [*sweep_args, "--seeds", "0", "1", "2", "--no-train"]  # seed 2 is not trained: chosen among the others
+    scored = run_script("choose.py", *wider, cwd=tmp_path, env=ENV)
+    assert scored.returncode == 0 and "6 finished already, 3 left untrained (--no-train)" in scored.stdout
+    assert "not trained (--no-train): source-only/seed2, dann/seed2, dirt-t/seed2" in scored.stdout
+    assert not (out / "dann" / "seed2").exists() and json.loads((out / "choice.json").read_text())["chosen"] == report["chosen"]
 
     other = run_script("choose.py", *TINY, "--data-dir", synthetic_root, "--epochs", "3", "--candidates", "source-only",
                        cwd=tmp_path, env=ENV)
