@@ -29,7 +29,7 @@ from PIL import Image
 from dann.annotate import expand, has_display, model_tag, process
 from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.common import UserError
-from dann.evaluation import unsure_below
+from dann.evaluation import SURE_FLOOR, sure_at, unsure_below
 from dann.fonts import drawable
 from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint
 
@@ -58,8 +58,9 @@ def main(argv=None):
     checkpoint, why = resolve_checkpoint(args.checkpoint, args.sha256)
     model, ckpt = load_checkpoint(checkpoint)
     note, threshold, names = unfinished(ckpt, checkpoint), unsure_below(ckpt, checkpoint), class_names(ckpt)
-    marks = (f"not sure below a top probability of {threshold:.3f}" if threshold is not None
-             else "no 'not sure' threshold in this checkpoint")
+    marks = f"not sure below a top probability of {sure_at(threshold):.4f}" + (
+        "" if threshold is not None and threshold >= SURE_FLOOR else
+        f" (the floor{'; no threshold of its own in this checkpoint' if threshold is None else ''})")
     print(f"model: {checkpoint} ({why}{'; ' + note if note else ''}); {marks}")
     numbered = drawable(tuple(names))[2]
     if numbered:

@@ -68,7 +68,8 @@ def main(argv=None):
                   + ("" if is_folder(name) else f"; include it with: {fetch_command(name, args.data_dir or default_root())}"),
                   file=sys.stderr)
     roles.update({d: "extra" for d in args.domains if d not in roles})
-    results = evaluation.test_reports(model, roles, names, args.data_dir, not args.no_download, device)
+    results = evaluation.test_reports(model, roles, names, args.data_dir, not args.no_download, device,
+                                      evaluation.unsure_below(ckpt, path))
     report = {"checkpoint": str(path.resolve()), "chosen": why, "method": cfg["method"], "step": ckpt["step"],
               "finished": note is None, "domains": results}
     if args.scores:

@@ -10,6 +10,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from dann.common import REPO, UserError, write_atomic
 from dann.domains import DIGITS
+from dann.evaluation import sure_at
 from dann.fonts import drawable
 from dann.pictures import UnreadablePicture, eight_bit, picture_suffixes, read_picture
 
@@ -118,7 +119,7 @@ def process(path, subfolder, model, out_dir, threshold, names, tag):
         raise UserError(f"{path}: {e}{missing}") from None
     with torch.no_grad():
         probs = model.predict_proba(digit[None])[0]
-    sure = threshold is None or probs.max().item() >= threshold
+    sure = probs.max().item() >= sure_at(threshold)
     out = copy_folder(path, subfolder, out_dir) / annotated_name(path, tag)
     check_replaceable(out)
     marked = PngInfo()

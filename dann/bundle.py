@@ -1,10 +1,13 @@
 """Add a finished run's final model to the bundled models (for maintainers).
 
     python -m dann.bundle runs/X --name mnist-mnist_m-dann --commit a36932a [--default]
+    python -m dann.bundle --remeasure mnist-mnist_m-dann ...    # measure bundled models again
 
 Writes pretrained/<name>.pt (the checkpoint without optimizer, RNG state or history), measures
-its source and target test accuracy as valid.py does, and records both with the file's sha256,
-the run's settings and the command that reproduces it in pretrained/registry.json.
+its source and target test accuracy as valid.py does and the share of its target test pictures
+it marks "not sure", and records them with the file's sha256, the run's settings and the command
+that reproduces it in pretrained/registry.json. --remeasure measures bundled models again (after
+a measurement was added) without touching their files.
 """
 import argparse
 import hashlib
@@ -29,30 +32,57 @@ def bundle(run, name, commit, make_default, data_dir):
     ckpt = torch.load(run / runs.CHECKPOINT, map_location="cpu", weights_only=True)
     path = pretrained.PRETRAINED_DIR / f"{name}.pt"
     save_atomic(weights_only(ckpt), path)
-    model, shared = load_checkpoint(path)
-    results = test_reports(model, {cfg.source: "source", cfg.target: "target"}, class_names(shared), data_dir,
-                           allow_download=False)
     registry = pretrained.bundled_models() if pretrained.REGISTRY.is_file() else {"default": name, "models": {}}
     registry["models"][name] = {
         "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "source": cfg.source, "target": cfg.target, "method": cfg.method, "arch": cfg.arch,
-        "epochs": cfg.epochs, "seed": cfg.seed, "commit": commit,
-        "source_test_acc": results[cfg.source]["accuracy"], "target_test_acc": results[cfg.target]["accuracy"],
-        "command": cfg.command(), "wall_time_s": metrics["wall_time_s"],
-        "device": metrics["device"], "unsure_below": metrics.get("unsure_below")}
+        "epochs": cfg.epochs, "seed": cfg.seed, "commit": commit, "command": cfg.command(),
+        "wall_time_s": metrics["wall_time_s"], "device": metrics["device"], "unsure_below": metrics.get("unsure_below"),
+        **measured(path, cfg.source, cfg.target, metrics.get("unsure_below"), data_dir)}
     if make_default:
         registry["default"] = name
+    save_registry(registry, [name])
+
+
+def measured(path, source, target, threshold, data_dir):
+    """A bundled file's test accuracies, as valid.py measures them, and the share of its target test
+    pictures image_annotate.py would mark "not sure"."""
+    model, shared = load_checkpoint(path)
+    results = test_reports(model, {source: "source", target: "target"}, class_names(shared), data_dir,
+                           allow_download=False, threshold=threshold)
+    return {"source_test_acc": results[source]["accuracy"], "target_test_acc": results[target]["accuracy"],
+            "target_not_sure": round(results[target]["not_sure_share"], 4)}
+
+
+def remeasure(names, data_dir):
+    registry = pretrained.bundled_models()
+    for name in names:
+        entry = registry["models"].get(name)
+        if entry is None:
+            raise UserError(f"no bundled model {name}; python valid.py --list shows them")
+        entry.update(measured(pretrained.bundled_checkpoint(name), entry["source"], entry["target"],
+                              entry.get("unsure_below"), data_dir))
+    save_registry(registry, names)
+
+
+def save_registry(registry, names):
     save_atomic(json.dumps(registry, indent=2) + "\n", pretrained.REGISTRY)
-    print(json.dumps(registry["models"][name], indent=2))
+    for name in names:
+        print(json.dumps({name: registry["models"][name]}, indent=2))
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="python -m dann.bundle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="a finished run folder of main.py")
-    p.add_argument("--name", required=True, help="the registry name, e.g. mnist-mnist_m-dann")
-    p.add_argument("--commit", required=True, help="the commit whose main.py trained the run")
+    p.add_argument("run", type=Path, nargs="?", help="a finished run folder of main.py")
+    p.add_argument("--name", help="the registry name, e.g. mnist-mnist_m-dann")
+    p.add_argument("--commit", help="the commit whose main.py trained the run")
+    p.add_argument("--remeasure", nargs="+", metavar="NAME", help="measure these bundled models again instead")
     p.add_argument("--default", action="store_true", help="make it the model used when there is no run under runs/")
     p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
     args = p.parse_args()
+    if args.remeasure:
+        run_script(lambda: remeasure(args.remeasure, args.data_dir))
+    if not (args.run and args.name and args.commit):
+        p.error("a run folder, --name and --commit are needed to bundle a run (or --remeasure NAME ...)")
     run_script(lambda: bundle(args.run, args.name, args.commit, args.default, args.data_dir))

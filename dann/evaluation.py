@@ -12,6 +12,14 @@ from dann.pretrained import PRETRAINED_DIR, bundled_entry
 
 
 UNSURE_SHARE = 0.05  # the share of the test digits of its labelled domain a model marks "not sure"
+# Below it the top class is less likely than all the others together: such a reading is never "sure",
+# whatever a model's own threshold (a model without one included)
+SURE_FLOOR = 0.5
+
+
+def sure_at(threshold):
+    """The top probability a reading needs to be "sure": the model's threshold, never below SURE_FLOOR."""
+    return max(SURE_FLOOR, threshold or 0.0)
 
 
 def unsure_threshold(model, images):
@@ -56,24 +64,27 @@ def confusion_matrix(labels, predictions, classes):
     return torch.bincount(labels * classes + predictions, minlength=classes * classes).view(classes, classes)
 
 
-def domain_report(model, images, labels, role, class_names):
+def domain_report(model, images, labels, role, class_names, threshold=None):
     """Accuracy, per-class accuracy and the confusion matrix on one test set; for an unlabelled
-    folder, the share of its pictures predicted as each class instead."""
-    predicted = predictions(model, images)
+    folder, the share of its pictures predicted as each class instead. Both with the share of
+    pictures whose reading image_annotate.py would mark "not sure" (model's `threshold`, SURE_FLOOR)."""
+    top, predicted = model.predict_proba(images).max(1)
+    not_sure = (top < sure_at(threshold)).sum().item() / max(1, len(images))
     n = len(class_names)
     if labels is None:
         share = (torch.bincount(predicted, minlength=n) / max(1, len(predicted))).tolist()
         return {"role": role, "images": len(images), "accuracy": None, "why_no_accuracy": "an unlabelled folder",
-                "predicted_share": share}
+                "predicted_share": share, "not_sure_share": not_sure}
     cm = confusion_matrix(labels, predicted, n)
     per_class = (cm.diag() / cm.sum(1).clamp(min=1)).tolist()
     return {"role": role, "images": len(labels), "accuracy": accuracy(predicted, labels),
-            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist()}
+            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist(), "not_sure_share": not_sure}
 
 
-def test_reports(model, roles, class_names, data_dir=None, allow_download=True, device="cpu"):
+def test_reports(model, roles, class_names, data_dir=None, allow_download=True, device="cpu", threshold=None):
     """domain_report on the test split of each domain of `roles` ({domain: "source", "target" or
-    "extra"}); a domain whose classes are not the model's is refused before anything is loaded."""
+    "extra"}), with the model's "not sure" threshold; a domain whose classes are not the model's is
+    refused before anything is loaded."""
     from dann import datasets
     for name in roles:
         theirs = datasets.class_names(name)
@@ -84,20 +95,22 @@ def test_reports(model, roles, class_names, data_dir=None, allow_download=True, 
     for name, role in roles.items():
         images, labels = test_sets[name, "test"]
         results[name] = domain_report(model, images.to(device), None if labels is None else labels.to(device), role,
-                                      class_names)
+                                      class_names, threshold)
     return results
 
 
 def format_table(results, class_names):
-    """One row per test set: accuracy and per-class accuracy (an unlabelled folder: predicted shares)."""
+    """One row per test set: accuracy, the share image_annotate.py would mark "not sure", and per-class
+    accuracy (an unlabelled folder: predicted shares)."""
     width = max(5, *(len(c) for c in class_names[:12]))
-    head = f"{'domain':<12} {'role':<7} {'images':>6} {'acc':>7} | " + " ".join(f"{c[:width]:>{width}}" for c in class_names)
+    head = (f"{'domain':<12} {'role':<7} {'images':>6} {'acc':>7} {'not sure':>8} | "
+            + " ".join(f"{c[:width]:>{width}}" for c in class_names))
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         acc, cells = ((f"{r['accuracy']:>7.4f}", r["per_class_accuracy"]) if r["accuracy"] is not None
                       else (f"{'none':>7}", r["predicted_share"]))
         note = "" if r["accuracy"] is not None else "  (no labels: share predicted as each class)"
-        lines.append(f"{Path(name).name[:12]:<12} {r['role']:<7} {r['images']:>6} {acc} | "
+        lines.append(f"{Path(name).name[:12]:<12} {r['role']:<7} {r['images']:>6} {acc} {r['not_sure_share']:>8.3f} | "
                      + " ".join(f"{a:>{width}.3f}" for a in cells) + note)
     return "\n".join(lines)
 

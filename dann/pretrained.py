@@ -44,14 +44,22 @@ def bundled_model(name, device="cpu"):
 def format_bundled(runs_dir="runs"):
     """The bundled models as a table, for --list, and the model a command without --checkpoint uses now."""
     registry = bundled_models()
-    lines = [f"{'name':<28} {'task':<16} {'method':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10}"]
+    lines = [f"{'name':<28} {'task':<16} {'method':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10} "
+             f"{'not sure':>8}"]
     for name, e in registry["models"].items():
+        not_sure = e.get("target_not_sure")
         lines.append(f"{name:<28} {e['source'] + ' -> ' + e['target']:<16} {e['method']:<12} {e['epochs']:>6} "
-                     f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f}")
+                     f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f} "
+                     f"{'-' if not_sure is None else format(not_sure, '.4f'):>8}")
+    doubtful = [f"{name} ({e['target_not_sure']:.0%} of {e['target']})" for name, e in registry["models"].items()
+                if (e.get("target_not_sure") or 0) > 0.5]
+    if doubtful:
+        lines.append("marks most of its own target's test digits \"not sure\": " + ", ".join(doubtful))
     latest = runs.latest_finished(runs_dir)
     now = (f"without --checkpoint: {latest} (the latest finished run under {runs_dir}/; the bundled default is "
            f"{registry['default']})" if latest else f"without --checkpoint: the bundled default, {registry['default']}")
-    return "\n".join(lines + ["(test-set accuracies measured by valid.py; details in pretrained/README.md)", now])
+    return "\n".join(lines + ["(test-set accuracies measured by valid.py; not sure: the share of the target's test "
+                               "digits image_annotate.py marks so; details in pretrained/README.md)", now])
 
 
 # ---------------------------------------------------------------- --checkpoint

@@ -6,10 +6,10 @@ here, and on real digits (RESULTS.md, '"Not sure"').
 It draws 28 pictures without a digit into --pictures (default runs/not_digits/): diagrams,
 montages of six test digits, photographs of surfaces, letters and signs, blank pages; all made
 from fixed seeds. For each bundled model it computes the "not sure" threshold by dann/evaluation.py's
-rule (the 5% quantile of the top probability on its labelled domain's test digits, no label
-read), checks it against the registry, and counts what falls below it: the pictures without a
-digit (should be flagged), and MNIST test, MNIST-M test and the digit pictures in images/ (should
-not).
+rule (the 5% quantile of the top probability on its labelled domain's test digits, no label read,
+never below the floor of .5), checks it against the registry, and counts what falls below it: the
+pictures without a digit (should be flagged), and MNIST test, MNIST-M test and the digit pictures
+in images/ (should not).
 """
 import argparse
 from pathlib import Path
@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from dann import datasets
 from dann.common import REPO, make_folder
 from dann.datasets import load_domain
-from dann.evaluation import unsure_threshold
+from dann.evaluation import sure_at, unsure_threshold
 from dann.pictures import picture_to_digit
 from dann.pretrained import bundled_model, bundled_models
 
@@ -134,9 +134,10 @@ def main():
         own_test = tests[labelled] if labelled in tests else (  # synth: rendered here if absent
             datasets.load_datasets([labelled], ["test"], args.data_dir)[labelled, "test"][0])
         threshold = unsure_threshold(model, own_test)
-        flagged = {what: (top_probability(model, pics) < threshold) for what, pics in (("none", pictures),
+        bar = sure_at(threshold)  # as image_annotate.py marks: the threshold, never below the floor
+        flagged = {what: (top_probability(model, pics) < bar) for what, pics in (("none", pictures),
                                                                                         ("drawn", drawn))}
-        share = {d: (model.predict_proba(x).max(1).values < threshold).float().mean().item() for d, x in tests.items()}
+        share = {d: (model.predict_proba(x).max(1).values < bar).float().mean().item() for d, x in tests.items()}
         missed = [n for (n, _), f in zip(pictures, flagged["none"]) if not f]
         print(f"{name:<28} {threshold:>9.4f} {entry.get('unsure_below', float('nan')):>9.4f} "
               f"{int(flagged['none'].sum()):>10} of {len(pictures):<4} {share['mnist']:>11.1%} {share['mnist_m']:>13.1%} "

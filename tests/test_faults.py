@@ -330,7 +330,7 @@ def test_image_annotate_marks_a_picture_without_a_digit_as_not_sure(tmp_path):
                    "--out-dir", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     first, blank, seven = r.stdout.splitlines()
-    assert first.endswith("; not sure below a top probability of 0.979")
+    assert first.endswith("; not sure below a top probability of 0.9787")
     assert blank.startswith(f"{tmp_path / 'blank.png'}: not sure (") and seven.startswith(f"{DIGIT_7}: 7  (top-3")
 
 
@@ -348,3 +348,30 @@ def test_run_script_makes_an_expected_failure_or_ctrl_c_one_line_and_passes_an_e
         with pytest.raises(SystemExit) as stop:
             run_script(main)
         assert stop.value.code == code
+
+
+def test_a_reading_below_the_floor_is_never_sure_whatever_the_models_threshold(tmp_path):
+    assert [evaluation.sure_at(t) for t in (None, 0.3, 0.96)] == [evaluation.SURE_FLOOR, evaluation.SURE_FLOOR, 0.96]
+
+    class Flat(torch.nn.Module):  # top probability .13: the model hardly prefers a class
+        def predict_proba(self, images):
+            return torch.tensor([[0.13] + [0.87 / 9] * 9]).expand(len(images), -1)
+    Image.new("RGB", (28, 28), "white").save(tmp_path / "plain.png")
+    for threshold in (None, 0.1):  # no threshold of its own, or one below the floor
+        probs, sure, _ = annotate.process(tmp_path / "plain.png", "", Flat(), tmp_path / "out", threshold,
+                                          [str(d) for d in range(10)], f"flat{threshold}")
+        assert probs.max().item() == pytest.approx(0.13) and not sure
+    report = evaluation.domain_report(Flat(), torch.zeros(4, 3, 28, 28, dtype=torch.uint8), torch.zeros(4).long(),
+                                      "target", [str(d) for d in range(10)], threshold=None)
+    assert report["not_sure_share"] == 1 and report["accuracy"] == 1
+
+
+def test_list_says_which_bundled_model_marks_most_of_its_own_target_not_sure(tmp_path, monkeypatch):
+    registry = json.loads((REPO / "pretrained" / "registry.json").read_text())
+    name = next(iter(registry["models"]))
+    registry["models"][name]["target_not_sure"] = 0.7
+    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    monkeypatch.setattr(pretrained, "REGISTRY", tmp_path / "registry.json")
+    listed = pretrained.format_bundled(tmp_path / "runs")
+    assert "not sure" in listed.splitlines()[0] and " 0.7000" in listed
+    assert f"marks most of its own target's test digits \"not sure\": {name} (70% of " in listed

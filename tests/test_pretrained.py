@@ -52,6 +52,7 @@ def test_re_evaluating_a_bundled_model_gives_its_recorded_accuracies(name, real_
                           "--device", "cpu", "--out-dir", str(tmp_path)])
     assert results[entry["source"]]["accuracy"] == entry["source_test_acc"]
     assert results[entry["target"]]["accuracy"] == entry["target_test_acc"]
+    assert round(results[entry["target"]]["not_sure_share"], 4) == entry["target_not_sure"]
 
 
 def damaged_copy(tmp_path, monkeypatch):
@@ -101,7 +102,7 @@ def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_p
     default = REGISTRY["default"]
     assert first == (f"model: {pretrained.PRETRAINED_DIR / default}.pt "
                      f"(bundled model {default}, since there is no finished run under runs/ yet); "
-                     f"not sure below a top probability of {REGISTRY['models'][default]['unsure_below']:.3f}")
+                     f"not sure below a top probability of {REGISTRY['models'][default]['unsure_below']:.4f}")
     assert answer.startswith(f"{REPO / 'images' / DIGIT_7}: 7 ")
     assert (tmp_path / f"{DIGIT_7}.{default}.annotated.png").is_file()
 
