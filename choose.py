@@ -109,7 +109,8 @@ def main(argv=None):
         print(f"stopped; every run is saved. Continue with the same command (--out {shlex.quote(str(args.out))}).")
         return 1
     if chosen is None:
-        raise UserError(f"no candidate finished; see the logs in {args.out / 'logs'}")
+        raise UserError(f"no candidate in {args.out} has finished; train them: the same command without --no-train"
+                        if args.no_train else f"no candidate finished; see the logs in {args.out / 'logs'}")
     sweep.share_chosen(chosen, args.out / "chosen")
     print(f"chosen: {chosen.name} (class shift {chosen.scores['class_shift']:.4f}), "
           f"copied to {args.out / 'chosen'}: python valid.py --checkpoint {args.out / 'chosen'}")

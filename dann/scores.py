@@ -181,6 +181,8 @@ def ensemble_agreement(predictions):
     """EnsV (Hu et al., NeurIPS 2024 Datasets and Benchmarks): each model's share of target pictures on
     which its class is the ensemble's, the ensemble being the mean of all the models' predictions.
     Higher is better; an ensemble of one agrees with itself."""
+    if not predictions:  # a sweep with no finished candidate
+        return []
     consensus = torch.stack(predictions).mean(0).argmax(1)
     return [(p.argmax(1) == consensus).double().mean().item() for p in predictions]
 

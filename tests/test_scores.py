@@ -122,4 +122,4 @@ def test_each_model_is_scored_by_its_agreement_with_the_ensemble_of_all():
     zeros = F.one_hot(torch.zeros(8, dtype=torch.long), 2).double()
     half = F.one_hot(torch.tensor([0, 1] * 4), 2).double()
     assert scores.ensemble_agreement([zeros, zeros, half]) == [1.0, 1.0, 0.5]
-    assert scores.ensemble_agreement([half]) == [1.0]
+    assert scores.ensemble_agreement([half]) == [1.0] and scores.ensemble_agreement([]) == []
