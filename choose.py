@@ -31,7 +31,7 @@ import torch
 from dann import datasets, sweep, training
 from dann.common import UserError, save_atomic
 from dann.config import Config, add_flags
-from dann.domains import is_folder
+from dann.domains import is_folder, source_parts
 from dann.scores import ALL_SCORES
 
 
@@ -95,7 +95,7 @@ def main(argv=None):
           + ("left untrained (--no-train)" if args.no_train else
              f"to train, {args.jobs} at a time with {threads} thread(s) each") + f". Rule: {sweep.RULE}.")
     if left and not args.no_train:  # fetched (or rendered) once here, not by two main.py processes at once
-        datasets.ensure_datasets([d for d in (args.config.source, args.config.target) if not is_folder(d)],
+        datasets.ensure_datasets([d for d in (*source_parts(args.config.source), args.config.target) if not is_folder(d)],
                                  args.config.data_dir, not args.config.no_download)
     stopped = not args.no_train and (not sweep.run_all(runs, args.jobs, threads, args.out / "logs")
                                      or any(r.status == "stopped" for r in runs))

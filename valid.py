@@ -25,7 +25,7 @@ from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.config import add_flags, pick_device
 from dann.fonts import drawable
 from dann.methods import METHODS
-from dann.domains import DOMAINS, default_root, fetch_command, is_folder
+from dann.domains import DOMAINS, default_root, fetch_command, is_folder, source_parts
 from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint
 from dann.scores import label_free_report
 
@@ -61,7 +61,8 @@ def main(argv=None):
           f"{cfg['target']}, step {ckpt['step']}", file=sys.stderr if args.json else sys.stdout)
     out_dir = args.out_dir or evaluation.evaluation_folder(path)
     evaluation.claim_evaluation_folder(out_dir, path)
-    roles = {cfg["source"]: "source", cfg["target"]: "target"}
+    sources = source_parts(cfg["source"])
+    roles = {**dict.fromkeys(sources, "source"), cfg["target"]: "target"}
     if args.domains:  # what was asked about; the model's own domains too where their test files are here already
         for name in [d for d in roles if d not in args.domains and not datasets.at_hand(d, ["test"], args.data_dir)]:
             print(f"not evaluated: {name}, the model's {roles.pop(name)} domain, is not at hand"
@@ -75,10 +76,11 @@ def main(argv=None):
     if args.scores:
         print(f"label-free scores: reading the training pictures of {cfg['source']} and {cfg['target']} (decoded once, "
               "then cached)", file=sys.stderr)
-        loaded = datasets.load_datasets({cfg["source"]: 0, cfg["target"]: 0}, ["train", "test"], args.data_dir,
+        loaded = datasets.load_datasets(dict.fromkeys([*sources, cfg["target"]]), ["train", "test"], args.data_dir,
                                         not args.no_download)
-        sets = {f"{role}_{split}": [t.to(device) for t in loaded[cfg[role], split] if t is not None]
-                for role in ("source", "target") for split in ("train", "test")}
+        sets = {f"{role}_{split}": [t.to(device) for t in datasets.joined([loaded[name, split] for name in names])
+                                    if t is not None]
+                for role, names in (("source", sources), ("target", [cfg["target"]])) for split in ("train", "test")}
         report.update(label_free_report(model, sets, METHODS[cfg["method"]]))
     failures = evaluation.save_outputs(report, out_dir, names)  # the accuracies are printed whatever happens to files
     numbered = drawable(tuple(names))[2]

@@ -21,6 +21,7 @@ from dann.checkpoints import class_names, load_checkpoint, weights_only
 from dann.cli import run_script
 from dann.common import UserError, save_atomic
 from dann.config import Config
+from dann.domains import source_parts
 from dann.evaluation import test_reports
 
 
@@ -48,10 +49,12 @@ def measured(path, source, target, threshold, data_dir):
     """A bundled file's test accuracies, as valid.py measures them, and the share of its target test
     pictures image_annotate.py would mark "not sure"."""
     model, shared = load_checkpoint(path)
-    results = test_reports(model, {source: "source", target: "target"}, class_names(shared), data_dir,
-                           allow_download=False, threshold=threshold)
-    return {"source_test_acc": results[source]["accuracy"], "target_test_acc": results[target]["accuracy"],
-            "target_not_sure": round(results[target]["not_sure_share"], 4)}
+    sources = source_parts(source)
+    results = test_reports(model, {**dict.fromkeys(sources, "source"), target: "target"}, class_names(shared),
+                           data_dir, allow_download=False, threshold=threshold)
+    right = sum(round(results[name]["accuracy"] * results[name]["images"]) for name in sources)
+    return {"source_test_acc": right / sum(results[name]["images"] for name in sources),  # all sources' test pictures
+            "target_test_acc": results[target]["accuracy"], "target_not_sure": round(results[target]["not_sure_share"], 4)}
 
 
 def remeasure(names, data_dir):

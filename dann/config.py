@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 import torch
 
 from dann.common import UserError
-from dann.domains import DOMAINS, default_arch
+from dann.domains import DOMAINS, default_arch, source_parts
 from dann.methods import METHODS
 from dann.models import ARCHS, INPUT_NORMS
 
@@ -31,7 +31,10 @@ class Config:
     """A run's settings: main.py's flags are made from these fields, config.json holds them, and a
     Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
     source: str = setting("svhn", f"labelled domain: {', '.join(DOMAINS)}, or a folder with a subfolder of pictures "
-                          "per class (see README, 'Adapt to your own pictures')", "task", metavar="DOMAIN|FOLDER")
+                          "per class (see README, 'Adapt to your own pictures'); several joined by + (mnist+synth) "
+                          "train on all of them, each step drawing an equal share of its labelled batch from each; "
+                          "the domain classifier then tells the target from the sources together",
+                          "task", metavar="DOMAIN|FOLDER[+...]")
     target: str = setting("mnist", "domain to adapt to, its labels unused: a built-in name or a folder, with class "
                           "subfolders (labelled: target accuracy is reported) or its pictures directly in it",
                           "task", metavar="DOMAIN|FOLDER")
@@ -152,8 +155,15 @@ class Config:
             raise ValueError("--limit must be at least 1")
         if self.target_imbalance < 1:
             raise ValueError("--target-imbalance must be at least 1 (1: the target as it is)")
-        if self.source == self.target and METHODS[self.method].uses_unlabelled:
-            raise ValueError("--source and --target are the same domain: there is nothing to adapt")
+        parts = source_parts(self.source)
+        if "" in parts or len(set(parts)) < len(parts):
+            raise ValueError(f"--source {self.source}: join different domains with single +, as in mnist+synth")
+        if self.batch_size < len(parts):
+            raise ValueError(f"--batch-size must be at least the number of sources ({len(parts)})")
+        if self.target in parts and METHODS[self.method].uses_unlabelled:
+            raise ValueError("--source and --target are the same domain: there is nothing to adapt"
+                             if len(parts) == 1 else f"--target {self.target} is one of the sources: there is nothing "
+                             "to adapt to")
         method = METHODS[self.method]
         if method.teacher and method.teacher.needs_init and self.init is None:
             raise ValueError(f"--method {self.method} learns from a trained model: name it with --init RUN|CHECKPOINT")

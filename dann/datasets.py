@@ -198,6 +198,12 @@ def imbalanced(images, labels, ratio, classes, name):
     return images[keep], labels[keep]
 
 
+def joined(pictures):
+    """Several domains' (images, labels) as one set, in their order."""
+    images, labels = zip(*pictures)
+    return torch.cat(images), None if any(y is None for y in labels) else torch.cat(labels)
+
+
 def class_names(name):
     """A domain's class names: the digits for the built-in domains, the class folders of a folder
     (None for an unlabelled one)."""

@@ -85,6 +85,16 @@ def is_folder(name):
     return name not in DOMAINS
 
 
+def source_parts(source):
+    """The domains a --source names: several joined by "+" ("mnist+synth"), else the one it is (a
+    folder whose own name holds a "+" is one domain)."""
+    if "+" not in source or source in DOMAINS or Path(source).is_dir():
+        return (source,)
+    return tuple(source.split("+"))
+
+
 def default_arch(source):
-    """The paper's network for a task whose source is `source` (mnist for a folder)."""
-    return DOMAINS[source].arch if source in DOMAINS else "mnist"
+    """The paper's network for a task whose source is `source` (mnist for a folder); of several
+    sources, the larger network where any of them needs it."""
+    archs = {DOMAINS[part].arch if part in DOMAINS else "mnist" for part in source_parts(source)}
+    return "svhn" if "svhn" in archs else "mnist"

@@ -10,6 +10,7 @@ only to report target accuracy (and, in target-only, to train, which is what tha
 """
 import contextlib
 import copy
+import itertools
 import math
 import platform
 import statistics
@@ -28,7 +29,7 @@ from dann.checkpoints import restore, save_resumable
 from dann.common import UserError, save_atomic
 from dann.config import Config, pick_device
 from dann.curves import Curves
-from dann.domains import DIGITS, SPLITS, is_folder
+from dann.domains import DIGITS, SPLITS, is_folder, source_parts
 from dann.evaluation import evaluate, shown, unsure_threshold
 from dann.methods import METHODS, Batch, Method, bf16_autocast
 from dann.models import DANN
@@ -47,38 +48,60 @@ def learning_rate(p, mu0, alpha, beta):
 def load_data(cfg, device, skipped=None):
     """Train and test sets of both domains: {"source_train": (images, labels), ...}, the training
     sets on the device (as uint8), the test sets too (evaluation reads them there); the labels of an
-    unlabelled target folder are None. Pictures of a folder that could not be read are appended to
-    `skipped`."""
+    unlabelled target folder are None. Several sources are joined one after another, each cut to
+    --limit, and "source_parts" holds their training sets' sizes (the step draws from each).
+    Pictures of a folder that could not be read are appended to `skipped`."""
     source_classes = check_classes(cfg)
-    loaded = datasets.load_datasets(dict.fromkeys([cfg.source, cfg.target]), SPLITS, cfg.data_dir,
-                                         not cfg.no_download, skipped)
-    sets = {}
-    for domain in ("source", "target"):
-        for split in SPLITS:
-            x, y = loaded[getattr(cfg, domain), split]
-            if split == "train" and cfg.limit:
-                x, y = x[:cfg.limit], y if y is None else y[:cfg.limit]
-            if domain == "target" and cfg.target_imbalance != 1:
-                x, y = datasets.imbalanced(x, y, cfg.target_imbalance, len(source_classes), cfg.target)
+    parts = source_parts(cfg.source)
+    loaded = datasets.load_datasets(dict.fromkeys([*parts, cfg.target]), SPLITS, cfg.data_dir,
+                                    not cfg.no_download, skipped)
+    sets = {"classes": tuple(source_classes)}
+    for split in SPLITS:
+        pieces = [training_cut(loaded[part, split], split, cfg) for part in parts]
+        target = training_cut(loaded[cfg.target, split], split, cfg)
+        if cfg.target_imbalance != 1:
+            target = datasets.imbalanced(*target, cfg.target_imbalance, len(source_classes), cfg.target)
+        for name, (x, _) in [*zip(parts, pieces), (cfg.target, target)]:
             if len(x) == 0:
-                raise UserError(f"the {split} split of {getattr(cfg, domain)} holds no picture that could be read")
+                raise UserError(f"the {split} split of {name} holds no picture that could be read")
+        if split == "train":
+            sets["source_parts"] = tuple(len(x) for x, _ in pieces)
+        for domain, (x, y) in (("source", datasets.joined(pieces)), ("target", target)):
             sets[f"{domain}_{split}"] = (x.to(device), y if y is None else y.to(device))
-    sets["classes"] = tuple(source_classes)
     return sets
 
 
+def training_cut(pictures, split, cfg):
+    """A domain's pictures of one split, its training ones cut to --limit."""
+    x, y = pictures
+    if split != "train" or not cfg.limit:
+        return x, y
+    return x[:cfg.limit], y if y is None else y[:cfg.limit]
+
+
 def check_classes(cfg):
-    """The source must be labelled, and a labelled target must name the same classes; returns them."""
-    source, target = datasets.class_names(cfg.source), datasets.class_names(cfg.target)
-    if source is None:
-        raise UserError(f"--source {cfg.source} has no class subfolders; the source must be labelled")
+    """Every source must be labelled with the same classes, and a labelled target must name them
+    too; returns them."""
+    parts = source_parts(cfg.source)
+    for part in parts:
+        if datasets.class_names(part) is None:
+            raise UserError(f"--source {part} has no class subfolders; the source must be labelled")
+    source, target = datasets.class_names(parts[0]), datasets.class_names(cfg.target)
+    for part in parts[1:]:
+        check_same_classes(source, datasets.class_names(part), f"the sources {parts[0]} and {part}", parts[0], part,
+                           "every source")
     if target is None and METHODS[cfg.method].labelled == "target":
         raise UserError(f"--method {cfg.method} trains on target labels, and {cfg.target} has none")
-    if target is not None and tuple(target) != tuple(source):
-        only_source, only_target = sorted(set(source) - set(target)), sorted(set(target) - set(source))
-        raise UserError(f"--source and --target name different classes: only in the source {only_source or 'none'}, "
-                        f"only in the target {only_target or 'none'}; give both the same class folders")
+    if target is not None:
+        check_same_classes(source, target, "--source and --target", "the source", "the target", "both")
     return source
+
+
+def check_same_classes(first, second, which, first_name, second_name, fix):
+    if tuple(first) != tuple(second):
+        only_first, only_second = sorted(set(first) - set(second)), sorted(set(second) - set(first))
+        raise UserError(f"{which} name different classes: only in {first_name} {only_first or 'none'}, only in "
+                        f"{second_name} {only_second or 'none'}; give {fix} the same class folders")
 
 
 # Memory one step takes per labelled + unlabelled pair of pictures, with room to spare: measured on
@@ -113,16 +136,32 @@ def epoch_length(sizes, batch_size):
     return math.ceil(min(sizes) / batch_size)
 
 
-def drawn_sizes(train_sets):
-    """The sizes of the sets a step draws its batches from, in make_step's order (labelled, unlabelled)."""
+def drawn_sizes(train_sets, parts=None):
+    """The sets a step draws its batches from, in make_step's order (labelled, unlabelled), each as
+    the sizes of its parts: `parts` those of a labelled set joined from several sources."""
     images, _, unlabelled = train_sets
-    return [len(x) for x in (images, unlabelled) if x is not None]
+    labelled = [] if images is None else [tuple(parts or (len(images),))]
+    return labelled + ([] if unlabelled is None else [(len(unlabelled),)])
 
 
 def epoch_indices(sizes, steps, batch_size, seed, epoch, device):
-    """steps x len(sizes) x batch_size indices: each step's labelled (and unlabelled) batch."""
-    return torch.stack([epoch_batches(n, steps, batch_size, seed, 2 * epoch + k, device)
-                        for k, n in enumerate(sizes)], 1)
+    """steps x len(sizes) x batch_size indices: each step's labelled (and unlabelled) batch. sizes:
+    the parts of each set (drawn_sizes)."""
+    return torch.stack([balanced_batches(parts, steps, batch_size, seed, 2 * epoch + k, device)
+                        for k, parts in enumerate(sizes)], 1)
+
+
+PART_SEED = 7_919  # what tells the draws from a set's parts apart: part i draws with seed + i * PART_SEED
+
+
+def balanced_batches(parts, steps, batch_size, seed, epoch, device):
+    """steps x batch_size indices into a set joined from parts of these sizes, each part an equal
+    share of every batch (the first parts one more picture where it does not divide), so that a
+    small source weighs as much as a large one. With one part: epoch_batches."""
+    shares = [batch_size // len(parts) + (i < batch_size % len(parts)) for i in range(len(parts))]
+    starts = itertools.accumulate(parts, initial=0)
+    return torch.cat([start + epoch_batches(n, steps, share, seed + i * PART_SEED, epoch, device)
+                      for i, (n, share, start) in enumerate(zip(parts, shares, starts))], 1)
 
 
 def epoch_batches(n, steps, batch_size, seed, epoch, device):
@@ -378,7 +417,7 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
         progress = restore(resume_from, model, opt, {"ema": ema, "teacher": None if mean_teacher else teacher})
     step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
                             ema, teacher, decay)
-    sizes = drawn_sizes((images, labels, unlabelled))
+    sizes = drawn_sizes((images, labels, unlabelled), sets.get(f"{method.labelled}_parts"))
     return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps, class_names,
                init_note), progress
 
@@ -466,12 +505,15 @@ def train_in(run, sets, out, progress, device):
 
 
 def describe_folders(cfg, sets):
-    """One line per folder domain: how many pictures went to training and to testing."""
-    for role in ("source", "target"):
-        name, (images, labels) = getattr(cfg, role), sets[f"{role}_train"]
-        if is_folder(name):
+    """One line for a source or target that is a folder or several domains: how many pictures went
+    to training and to testing."""
+    for role, parts in (("source", source_parts(cfg.source)), ("target", (cfg.target,))):
+        (images, labels), test = sets[f"{role}_train"], sets[f"{role}_test"][0]
+        if len(parts) > 1 or is_folder(parts[0]):
             kind = "unlabelled" if labels is None else f"classes {', '.join(sets['classes'])}"
-            print(f"{role} {name}: {len(images)} training and {len(sets[f'{role}_test'][0])} test pictures ({kind})",
+            each = (f" ({', '.join(f'{n} {k}' for n, k in zip(parts, sets['source_parts']))})"
+                    if len(parts) > 1 else "")
+            print(f"{role} {getattr(cfg, role)}: {len(images)} training{each} and {len(test)} test pictures ({kind})",
                   file=sys.stderr)
 
 

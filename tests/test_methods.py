@@ -135,7 +135,7 @@ def test_the_averaged_model_moves_by_one_minus_decay_each_step():
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
                                      2, 0, ema)
-    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     for e, s, p in zip(ema.parameters(), start, model.parameters()):
         assert torch.allclose(e, 0.9 * s + 0.1 * p.detach(), atol=1e-7)
@@ -175,7 +175,7 @@ def test_dirt_t_follows_a_teacher_that_no_gradient_reaches(bf16):
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
-    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     stats = dict(zip(METHODS["dirt-t"].stats, state.last.tolist()))
     # the first step starts from the teacher itself (computed in fp32; the bf16 model differs by rounding)
@@ -196,7 +196,7 @@ def test_with_augment_the_teacher_sees_the_plain_target_batch_and_the_model_an_a
     teacher.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
-    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     assert torch.equal(seen[0], target[state.batches[0, 0]])
     # the model starts as the teacher's copy, so only a different (augmented) input can make them disagree
@@ -241,7 +241,7 @@ def test_the_averaged_model_averages_batch_norm_statistics_too():
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
     step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
                                      2, 0, ema)
-    state.batches.copy_(training.epoch_indices((8,), 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     bn, averaged = model.features[1][0], ema.features[1][0]
     assert not torch.equal(bn.running_mean, torch.zeros(32))  # one training step has moved the statistics
