@@ -4,18 +4,24 @@ only afterwards, from target labels) and of always taking one recipe; for each s
 for all seeds together. Then every label-free score as a rule of its own: its regret against the
 most accurate candidate and how often it picks below source-only, on the sweeps named by --fit (where
 a rule may be chosen) and on the others (where it is then measured), its Spearman correlation with
-target accuracy within each sweep, and the error of the estimated target accuracy.
+target accuracy within each sweep, and the error of the estimated target accuracy. With --data-dir,
+also the ensemble of each seed's candidates (the mean of their predictions) on the target test set.
 
     python -m experiments.choice_report runs/experiments/choose-*-7000 --fit runs/experiments/choose-mnist-mnist_m-7000
 """
 import argparse
+import dataclasses
+import functools
 import json
 import statistics
 from pathlib import Path
 
+import torch
 from scipy.stats import spearmanr
 
-from dann import sweep
+from dann import sweep, training
+from dann.checkpoints import load_checkpoint
+from dann.config import Config
 from dann.scores import ALL_SCORES
 
 BELOW = 0.005  # a pick this far below source-only of the same seed counts as below it
@@ -38,11 +44,27 @@ def outcome(rows):
     return {"chosen": chosen, "best": best, "fixed": fixed}
 
 
+@functools.lru_cache(maxsize=None)
+def target_test_set(run_folder, data_dir):
+    """The target test pictures and labels a run was measured on (--limit and --target-imbalance as it had them)."""
+    saved = json.loads((Path(run_folder) / "config.json").read_text())
+    cfg = dataclasses.replace(Config.from_saved(saved, run_folder), data_dir=data_dir, no_download=True)
+    return training.load_data(cfg, torch.device("cpu"))["target_test"]
+
+
+def ensemble_accuracy(rows, data_dir):
+    """Target test accuracy of the mean of the candidates' predictions (one seed's sweep)."""
+    images, labels = target_test_set(rows[0]["folder"], data_dir)
+    probs = sum(load_checkpoint(Path(r["folder"]) / "checkpoint.pt")[0].predict_proba(images) for r in rows)
+    return (probs.argmax(1) == labels).double().mean().item()
+
+
 def line(task, seeds, o):
     chosen, best = o["chosen"], o["best"]
     fixed = " | ".join(f"{o['fixed'][n]:.4f}" if n in o["fixed"] else "-" for n in FIXED)
+    ensemble = f" {o['ensemble']:.4f} |" if "ensemble" in o else ""
     return (f"| {task} | {seeds} | {chosen['candidate']} s{chosen['seed']} {chosen['target_test_acc']:.4f} | "
-            f"{best['candidate']} s{best['seed']} {best['target_test_acc']:.4f} | {fixed} |")
+            f"{best['candidate']} s{best['seed']} {best['target_test_acc']:.4f} | {fixed} |{ensemble}")
 
 
 def one_seed_sweeps(folders):
@@ -118,16 +140,20 @@ def main(argv=None):
     p.add_argument("sweeps", nargs="+", type=Path, help="choose.py --out folders of labelled tasks")
     p.add_argument("--fit", nargs="*", type=Path, default=[],
                    help="the sweep folders a rule may be fixed on (the others only measure it)")
+    p.add_argument("--data-dir", help="dataset folder: also measure the ensemble of each seed's candidates")
     args = p.parse_args(argv)
     print(f"rule: {sweep.RULE}; fixed recipes: the mean over the seeds in the row\n")
-    print("| sweep | seeds | chosen | most accurate | " + " | ".join(FIXED) + " |")
-    print("| --- " * (4 + len(FIXED)) + "|")
+    print("| sweep | seeds | chosen | most accurate | " + " | ".join(FIXED) + " |" + (" ensemble |" if args.data_dir else ""))
+    print("| --- " * (4 + len(FIXED) + bool(args.data_dir)) + "|")
     per_seed = []
     for folder in args.sweeps:
         rows = rows_of(folder)
         seeds = sorted({r["seed"] for r in rows})
         for seed in seeds:
             o = outcome([r for r in rows if r["seed"] == seed])
+            if args.data_dir:
+                o["ensemble"] = ensemble_accuracy([r for r in rows if r["seed"] == seed and r.get("eligible", True)],
+                                                  args.data_dir)
             per_seed.append(o)
             print(line(folder.name, seed, o))
         if len(seeds) > 1:
@@ -137,6 +163,11 @@ def main(argv=None):
     print(f"\nover {len(per_seed)} one-seed sweeps: chosen {chosen:.4f} on average, the most accurate {best:.4f}; "
           + ", ".join(f"always {n} {statistics.mean(o['fixed'][n] for o in per_seed):.4f}" for n in FIXED
                       if all(n in o["fixed"] for o in per_seed)))
+    if args.data_dir:
+        ensemble = [o["ensemble"] for o in per_seed]
+        beats = sum(e > o["chosen"]["target_test_acc"] for e, o in zip(ensemble, per_seed))
+        print(f"the ensemble of each seed's candidates: {statistics.mean(ensemble):.4f} on average, above the "
+              f"chosen model in {beats} of {len(per_seed)}")
     wrong = sum(o["chosen"]["target_test_acc"] < o["best"]["target_test_acc"] for o in per_seed)
     print(f"the rule chose a less accurate model than the best candidate in {wrong} of {len(per_seed)}")
     print_scores_as_rules(args.sweeps, set(args.fit))

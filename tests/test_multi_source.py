@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import valid
+from experiments import choice_report
 from dann import checkpoints, domains, training
 from dann.config import Config
 from dann.methods import METHODS
@@ -90,10 +91,14 @@ def test_sources_with_other_classes_are_refused_in_one_line(synthetic_root, tmp_
 
 
 @pytest.mark.slow
-def test_choose_takes_several_sources(synthetic_root, tmp_path):
+def test_choose_takes_several_sources_and_its_report_measures_the_ensemble(synthetic_root, tmp_path, capsys):
     result = run_script("choose.py", "--source", "mnist+synth", "--target", "mnist_m", "--candidates", "source-only",
                         "--seeds", "0", "--epochs", "1", "--batch-size", "8", "--data-dir", str(synthetic_root),
                         "--no-download", "--out", str(tmp_path / "sweep"), "--device", "cpu")
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "sweep" / "source-only" / "seed0" / "config.json").read_text())
     assert config["source"] == "mnist+synth"
+    choice_report.main([str(tmp_path / "sweep"), "--data-dir", str(synthetic_root)])
+    accuracy = json.loads((tmp_path / "sweep" / "source-only" / "seed0" / "metrics.json").read_text())["target_test_acc"]
+    # an ensemble of one candidate is that candidate, measured on the same target test pictures
+    assert f"the ensemble of each seed's candidates: {accuracy:.4f} on average" in capsys.readouterr().out
