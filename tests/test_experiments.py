@@ -16,9 +16,9 @@ def rows_in(script):
 
 # what a script's environment narrows it to here: carry_over.sh's five tasks and seven candidates would
 # add minutes of process start-ups and test nothing its one task and three new candidates do not, nor
-# label_free_estimates.sh's candidates what one does
+# label_free_estimates.sh's and multi_source.sh's candidates what one does
 NARROWED = {"carry_over.sh": {"TASKS": "synth:mnist", "CANDIDATES": "adamatch self-ensemble source-only"},
-            "label_free_estimates.sh": {"CANDIDATES": "source-only"}}
+            "label_free_estimates.sh": {"CANDIDATES": "source-only"}, "multi_source.sh": {"CANDIDATES": "source-only"}}
 
 
 def sweeps_in(script):
