@@ -44,11 +44,13 @@ def bundled_model(name, device="cpu"):
 def format_bundled(runs_dir="runs"):
     """The bundled models as a table, for --list, and the model a command without --checkpoint uses now."""
     registry = bundled_models()
-    lines = [f"{'name':<28} {'task':<16} {'method':<12} {'epochs':>6} {'seed':>4} {'source acc':>10} {'target acc':>10} "
-             f"{'not sure':>8}"]
+    tasks = {name: f"{e['source']} -> {e['target']}" for name, e in registry["models"].items()}
+    wide, task_wide = max(map(len, ["name", *tasks])), max(map(len, ["task", *tasks.values()]))
+    lines = [f"{'name':<{wide}} {'task':<{task_wide}} {'method':<13} {'epochs':>6} {'seed':>4} {'source acc':>10} "
+             f"{'target acc':>10} {'not sure':>8}"]
     for name, e in registry["models"].items():
         not_sure = e.get("target_not_sure")
-        lines.append(f"{name:<28} {e['source'] + ' -> ' + e['target']:<16} {e['method']:<12} {e['epochs']:>6} "
+        lines.append(f"{name:<{wide}} {tasks[name]:<{task_wide}} {e['method']:<13} {e['epochs']:>6} "
                      f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f} "
                      f"{'-' if not_sure is None else format(not_sure, '.4f'):>8}")
     doubtful = [f"{name} ({e['target_not_sure']:.0%} of {e['target']})" for name, e in registry["models"].items()

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from dann import datasets
 from dann.common import REPO, make_folder
 from dann.datasets import load_domain
+from dann.domains import source_parts
 from dann.evaluation import sure_at, unsure_threshold
 from dann.pictures import picture_to_digit
 from dann.pretrained import bundled_model, bundled_models
@@ -130,9 +131,9 @@ def main():
           f"{'MNIST-M test':>13} {'digit pictures':>15}")
     for name, entry in bundled_models()["models"].items():
         model = bundled_model(name)
-        labelled = "mnist_m" if entry["method"] == "target-only" else entry["source"]
-        own_test = tests[labelled] if labelled in tests else (  # synth: rendered here if absent
-            datasets.load_datasets([labelled], ["test"], args.data_dir)[labelled, "test"][0])
+        labelled = ("mnist_m",) if entry["method"] == "target-only" else source_parts(entry["source"])
+        loaded = datasets.load_datasets(labelled, ["test"], args.data_dir)  # synth: rendered here if absent
+        own_test = datasets.joined([loaded[name, "test"] for name in labelled])[0]  # as training.load_data joins them
         threshold = unsure_threshold(model, own_test)
         bar = sure_at(threshold)  # as image_annotate.py marks: the threshold, never below the floor
         flagged = {what: (top_probability(model, pics) < bar) for what, pics in (("none", pictures),

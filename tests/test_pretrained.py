@@ -12,17 +12,17 @@ import valid
 from conftest import REPO
 from dann.common import UserError
 from dann.config import Config
-from dann import checkpoints, datasets, evaluation, models, pretrained, training
+from dann import checkpoints, datasets, domains, evaluation, models, pretrained, training
 
 REGISTRY = pretrained.bundled_models()
 NAMES = list(REGISTRY["models"])
 DIGIT_7 = "mnist_m_test0_digit7.png"  # a committed MNIST-M test digit, in images/
 
 
-def test_the_registry_lists_the_papers_three_columns_dirt_t_and_the_synth_reader_under_the_size_limits():
+def test_the_registry_lists_the_papers_three_columns_dirt_t_and_the_readers_under_the_size_limits():
     methods_ = {e["method"] for e in REGISTRY["models"].values()}
-    assert methods_ == {"dann", "source-only", "target-only", "dirt-t", "dann-im"}
-    assert REGISTRY["default"] == "synth-mnist_m-dann-im"  # the best reader of photo_digits.py's pictures
+    assert methods_ == {"dann", "source-only", "target-only", "dirt-t", "dann-im", "self-ensemble"}
+    assert REGISTRY["default"] == "mnist+synth-mnist_m-self-ensemble"  # several sources, the carry-over method
     files = [pretrained.PRETRAINED_DIR / e["file"] for e in REGISTRY["models"].values()]
     assert all(f.stat().st_size < 1 << 20 for f in files) and sum(f.stat().st_size for f in files) < 5 << 20
     for e in REGISTRY["models"].values():
@@ -46,11 +46,13 @@ def test_every_bundled_model_matches_its_sha256_and_loads_weights_only(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_re_evaluating_a_bundled_model_gives_its_recorded_accuracies(name, real_root, tmp_path):
     entry = REGISTRY["models"][name]
-    if "synth" in (entry["source"], entry["target"]):
+    sources = domains.source_parts(entry["source"])
+    if "synth" in (*sources, entry["target"]):
         datasets.render_synth(real_root, ["test"], log=lambda _: None)  # the same 10,000 pictures, about 10 s
     results = valid.main(["--checkpoint", name, "--data-dir", str(real_root), "--no-download", "--json",
                           "--device", "cpu", "--out-dir", str(tmp_path)])
-    assert results[entry["source"]]["accuracy"] == entry["source_test_acc"]
+    right = sum(round(results[s]["accuracy"] * results[s]["images"]) for s in sources)  # of every source's pictures
+    assert right / sum(results[s]["images"] for s in sources) == entry["source_test_acc"]
     assert results[entry["target"]]["accuracy"] == entry["target_test_acc"]
     assert round(results[entry["target"]]["not_sure_share"], 4) == entry["target_not_sure"]
 
@@ -103,7 +105,8 @@ def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_p
     assert first == (f"model: {pretrained.PRETRAINED_DIR / default}.pt "
                      f"(bundled model {default}, since there is no finished run under runs/ yet); "
                      f"not sure below a top probability of {REGISTRY['models'][default]['unsure_below']:.4f}")
-    assert answer.startswith(f"{REPO / 'images' / DIGIT_7}: 7 ")
+    # read as 7, sure or not: the default marks about half of MNIST-M's digits "not sure" (pretrained/README.md)
+    assert answer.startswith((f"{REPO / 'images' / DIGIT_7}: 7 ", f"{REPO / 'images' / DIGIT_7}: not sure (7?) "))
     assert (tmp_path / f"{DIGIT_7}.{default}.annotated.png").is_file()
 
 
@@ -122,7 +125,7 @@ def test_torch_hub_loads_the_bundled_dann_ready_for_inference():
 def test_every_bundled_model_has_a_torch_hub_entry_point():
     import hubconf
     for name in NAMES:
-        model = getattr(hubconf, name.replace("-", "_"))()
+        model = getattr(hubconf, name.replace("-", "_").replace("+", "_"))()
         assert isinstance(model, models.DANN) and not model.training
 
 
