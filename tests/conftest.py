@@ -109,7 +109,7 @@ def make_synth(folder, n_train=30, n_test=20):
     datasets.render_synth(folder.parent, train_size=n_train, log=lambda _: None, test_size=n_test)
 
 
-REAL_DATA = {"real_root", "real_mnist_root"}
+REAL_DATA = {"real_root"}
 
 
 def pytest_collection_modifyitems(items):
@@ -144,17 +144,6 @@ def real_root(tmp_path_factory):
     import download_data  # the script: real data is imported as a user would
     root = tmp_path_factory.mktemp("real") / "data"
     download_data.main(["--from", str(SHARED_DATA), "--root", str(root), "--datasets", "mnist", "mnist_m"])
-    return root
-
-
-@pytest.fixture(scope="session")
-def real_mnist_root(tmp_path_factory):
-    """Real MNIST only (cheap to import)."""
-    if not (SHARED_DATA / "mnist").is_dir():
-        pytest.skip(f"real MNIST not found at {SHARED_DATA / 'mnist'}")
-    import download_data  # the script: real data is imported as a user would
-    root = tmp_path_factory.mktemp("real_mnist") / "data"
-    download_data.main(["--from", str(SHARED_DATA / "mnist"), "--root", str(root), "--datasets", "mnist"])
     return root
 
 
