@@ -5,23 +5,38 @@ default model is chosen, rather than by any dataset's test labels.
     python -m experiments.photo_digits                     # make photo_digits/ (once), read it with every bundled model
     python -m experiments.photo_digits --models runs/choose-synth-mnist_m-7000/chosen mnist-mnist_m-dann
 
-Four kinds, 50 pictures each, digits 0-9 equally often, drawn with PIL (FreeType's rasterizer, not
-synth.py's) at photograph sizes and then photographed: turned, unevenly lit, blurred, noisy, JPEG:
+Eight kinds, 50 pictures each, digits 0-9 equally often, drawn at photograph sizes and then
+photographed: turned, unevenly lit, blurred, noisy, JPEG. The first four share synth's faces (the fonts
+matplotlib ships), drawn by PIL (FreeType's rasterizer, not synth.py's):
 - plate: an enamel house-number plate on a brick or rendered wall, a neighbour digit cut at the edge;
 - tag: a price tag on a shelf, with a small currency sign;
 - meter: a seven-segment display, LCD (dark on grey-green, unlit segments faintly visible) or LED;
 - handwritten: pen or pencil strokes of varying width on ruled or squared paper.
+The other four use faces no training set has (font packages from the package index, pinned in
+experiments/requirements.txt) and a second stroke model, filled by matplotlib's Agg rasterizer:
+- sign: a door or room-number sign in one of six printed faces, with a border;
+- marker: a hand-drawn face (Intuitive, Amatic SC) in felt pen on a whiteboard or a sticky note;
+- scrawl: ballpoint strokes of another hand (other letter shapes, smooth curves, slant, pen pressure);
+- crowded: a digit between close neighbours cut at the edges, in a table's rules, under a cast shadow.
 Each picture is read as image_annotate.py reads a file: dann.pictures.picture_to_digit, then the model.
 """
 import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import PathPatch
+from matplotlib.textpath import TextPath
+from matplotlib.transforms import Affine2D
+from PIL import Image, ImageDraw, ImageFilter
+from scipy.interpolate import splev, splprep
 
 from experiments.make_images import handwritten, on, photographed, printed, texture
 
-KINDS = ("plate", "tag", "meter", "handwritten")
+KINDS = ("plate", "tag", "meter", "handwritten", "sign", "marker", "scrawl", "crowded")
 PER_KIND = 50
 FACES = ("DejaVu Sans:bold", "DejaVu Serif:bold", "DejaVu Sans", "DejaVu Sans Mono:bold", "STIXGeneral:bold")
 SEGMENTS = {0: "abcdef", 1: "bc", 2: "abged", 3: "abgcd", 4: "fgbc", 5: "afgcd", 6: "afgedc", 7: "abc",
@@ -83,7 +98,147 @@ def handwriting(rng, digit):
     return photographed(rng, on(paper, strokes), rng.uniform(-8, 8), rng.uniform(0.1, 0.35))
 
 
-MAKERS = {"plate": plate, "tag": tag, "meter": meter, "handwritten": handwriting}
+# ---------------------------------------------------------------- faces and hands no training set has
+
+PRINTED_FACES = (("font_roboto", "RobotoBlack"), ("font_roboto", "RobotoMediumItalic"), ("font_caladea", "CaladeaBold"),
+                 ("font_fredoka_one", "FredokaOne"), ("font_hanken_grotesk", "HankenGroteskSemiBold"),
+                 ("font_source_serif_pro", "SourceSerifProBlack"))
+HAND_FACES = (("font_intuitive", "Intuitive"), ("font_amatic_sc", "AmaticSCBold"))
+
+# A second hand: other letter shapes than make_images.STROKES (open 4, 1 with a flag and foot, 7 crossed,
+# 9 with a straight leg, 2 with a loop), unit box, y down; each stroke a smooth curve through its points.
+HAND = {
+    0: [[(0.55, 0.1), (0.3, 0.25), (0.25, 0.6), (0.45, 0.9), (0.7, 0.75), (0.75, 0.35), (0.6, 0.12), (0.5, 0.15)]],
+    1: [[(0.3, 0.3), (0.55, 0.1), (0.52, 0.9)], [(0.3, 0.9), (0.75, 0.9)]],
+    2: [[(0.25, 0.3), (0.45, 0.1), (0.7, 0.2), (0.6, 0.5), (0.25, 0.85), (0.35, 0.8), (0.45, 0.85), (0.8, 0.88)]],
+    3: [[(0.25, 0.15), (0.75, 0.12), (0.45, 0.42), (0.72, 0.55), (0.7, 0.82), (0.45, 0.92), (0.22, 0.8)]],
+    4: [[(0.45, 0.1), (0.25, 0.6), (0.8, 0.6)], [(0.65, 0.15), (0.62, 0.92)]],
+    5: [[(0.3, 0.12), (0.27, 0.45), (0.55, 0.4), (0.75, 0.62), (0.6, 0.88), (0.3, 0.88)], [(0.3, 0.12), (0.75, 0.1)]],
+    6: [[(0.65, 0.08), (0.35, 0.4), (0.3, 0.75), (0.5, 0.92), (0.7, 0.75), (0.55, 0.55), (0.32, 0.65)]],
+    7: [[(0.2, 0.15), (0.8, 0.12), (0.45, 0.92)], [(0.35, 0.5), (0.75, 0.5)]],
+    8: [[(0.65, 0.15), (0.45, 0.08), (0.3, 0.25), (0.7, 0.65), (0.55, 0.92), (0.3, 0.75), (0.7, 0.3), (0.65, 0.15)]],
+    9: [[(0.7, 0.3), (0.5, 0.5), (0.3, 0.35), (0.45, 0.1), (0.7, 0.2), (0.7, 0.92)]],
+}
+
+
+def font_file(module, name):
+    """The path of a face from a font package; a one-line message when the packages are not installed."""
+    import importlib
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        raise SystemExit("error: the sign, marker and crowded pictures need fonts from the package index: "
+                         "pip install -r experiments/requirements.txt") from None
+
+
+def agg_layer(box, draw):
+    """A transparent RGBA picture of box (w, h) pixels, drawn by draw(axes) in pixel units, y down."""
+    fig = Figure(figsize=(box[0] / 100, box[1] / 100), dpi=100)
+    fig.patch.set_alpha(0)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set(xlim=(0, box[0]), ylim=(box[1], 0))
+    ax.axis("off")
+    draw(ax)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba()).copy())
+
+
+def glyph(ax, text, face, height, centre, colour, slant=0.0, edge=None):
+    """text as a filled outline (Agg, not FreeType's rasterizer), `height` pixels tall, centred at centre."""
+    path = TextPath((0, 0), text, size=100, prop=FontProperties(fname=face))
+    (x0, y0), (x1, y1) = path.get_extents().get_points()
+    scale = height / (y1 - y0)
+    to_pixels = (Affine2D().translate(-(x0 + x1) / 2, -(y0 + y1) / 2).scale(scale, -scale)
+                 + Affine2D(np.array([[1, -slant, 0], [0, 1, 0], [0, 0, 1]])).translate(*centre))
+    ax.add_patch(PathPatch(to_pixels.transform_path(path), facecolor=colour, edgecolor=edge or colour,
+                           linewidth=1 if edge is None else 3))
+
+
+def hand(ax, rng, digit, size, centre, ink, width):
+    """The second hand's digit: jittered points, a random slant and aspect, smooth curves, pen pressure."""
+    slant, aspect = rng.uniform(-0.35, 0.15), rng.uniform(0.7, 1.1)
+    for stroke in HAND[digit]:
+        points = np.array(stroke) + rng.normal(0, 0.025, (len(stroke), 2))
+        x = (points[:, 0] - 0.5) * size * aspect - slant * (points[:, 1] - 0.5) * size + centre[0]
+        y = (points[:, 1] - 0.5) * size + centre[1]
+        tck, _ = splprep([x, y], k=min(3, len(x) - 1), s=0)
+        cx, cy = splev(np.linspace(0, 1, 60), tck)
+        segments = np.stack([np.c_[cx[:-1], cy[:-1]], np.c_[cx[1:], cy[1:]]], 1)
+        pressure = 0.55 + 0.45 * np.sin(np.linspace(0.2, np.pi - 0.2, 59)) * rng.uniform(0.7, 1.0)
+        ax.add_collection(LineCollection(segments, linewidths=width * pressure, colors=[ink], capstyle="round"))
+
+
+def sign(rng, digit):
+    wall = texture(rng, (260, 280), rng.uniform(90, 230, 3), 6, 0.3)
+    colour = rng.uniform(0, 1, 3)
+    ink = (0.97, 0.97, 0.95) if colour.sum() < 1.5 else (0.08, 0.08, 0.1)
+    face = font_file(*PRINTED_FACES[rng.integers(len(PRINTED_FACES))])
+
+    def draw(ax):
+        from matplotlib.patches import FancyBboxPatch
+        ax.add_patch(FancyBboxPatch((18, 18), 164, 194, boxstyle="round,pad=0,rounding_size=18", facecolor=colour,
+                                    edgecolor=ink, linewidth=rng.uniform(2, 6)))
+        glyph(ax, str(digit), face, rng.uniform(120, 150), (100, 115), ink)
+    return photographed(rng, on(wall, agg_layer((200, 230), draw)), rng.uniform(-8, 8), rng.uniform(0.1, 0.4))
+
+
+def marker(rng, digit):
+    if rng.random() < 0.5:  # whiteboard, with the grey ghost of wiped writing
+        board = texture(rng, (260, 260), (232, 234, 236), 3, 0.15)
+    else:  # sticky note
+        board = texture(rng, (260, 260), ((250, 235, 110), (250, 170, 190), (170, 220, 250))[rng.integers(3)], 4, 0.1)
+    ink = ((0.1, 0.2, 0.7), (0.1, 0.1, 0.1), (0.75, 0.1, 0.1), (0.1, 0.5, 0.2))[rng.integers(4)]
+    face = font_file(*HAND_FACES[rng.integers(len(HAND_FACES))])
+
+    def draw(ax):
+        glyph(ax, str(digit), face, rng.uniform(150, 190), (110, 110), ink, slant=rng.uniform(-0.15, 0.2))
+    return photographed(rng, on(board, agg_layer((220, 220), draw)), rng.uniform(-8, 8), rng.uniform(0.1, 0.35))
+
+
+def scrawl(rng, digit):
+    paper = texture(rng, (260, 260), ((245, 243, 235), (215, 190, 150), (238, 238, 242))[rng.integers(3)], 5, 0.2)
+    ink = ((0.1, 0.15, 0.55), (0.05, 0.05, 0.05), (0.35, 0.35, 0.4))[rng.integers(3)]
+    layer = agg_layer((220, 220), lambda ax: hand(ax, rng, digit, rng.uniform(150, 185), (110, 110), ink,
+                                                  rng.uniform(3, 9)))
+    return photographed(rng, on(paper, layer), rng.uniform(-8, 8), rng.uniform(0.1, 0.35))
+
+
+def cast_shadow(rng, picture):
+    """Darken one side of a straight edge across the picture, softly: the shadow of something beside it."""
+    h, w = picture.shape[:2]
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[:h, :w]
+    side = (xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle) - rng.uniform(-0.3, 0.3) * w
+    return picture * (1 - rng.uniform(0.3, 0.6) / (1 + np.exp(-side / 8)))[..., None]
+
+
+def crowded(rng, digit):
+    paper = texture(rng, (300, 240), rng.uniform(170, 245, 3), 5, 0.2)
+    ink = (0.08, 0.08, 0.1)
+    neighbours = rng.integers(10, size=2)
+    printed_row = rng.random() < 0.5
+    face = font_file(*PRINTED_FACES[rng.integers(len(PRINTED_FACES))])
+    pitch = rng.uniform(95, 115)
+
+    def draw(ax):
+        for x, d in zip((150 - pitch, 150, 150 + pitch), (neighbours[0], digit, neighbours[1])):
+            if printed_row:
+                glyph(ax, str(d), face, 140, (x, 120), ink)
+            else:
+                hand(ax, rng, d, 150, (x, 120), ink, rng.uniform(4, 8))
+        for y in rng.uniform(5, 25), 240 - rng.uniform(5, 25):  # the table row's rules
+            ax.plot([0, 300], [y, y + rng.uniform(-4, 4)], color=(0.3, 0.3, 0.35), linewidth=rng.uniform(1, 3))
+        for x in 150 + np.array([-0.5, 0.5]) * pitch + rng.normal(0, 3, 2):  # the column rules
+            ax.plot([x, x], [0, 240], color=(0.3, 0.3, 0.35), linewidth=rng.uniform(1, 2.5))
+    half = pitch * rng.uniform(0.65, 0.8)  # framed as SVHN frames a digit: the neighbours cut at the edges
+    row = on(paper, agg_layer((300, 240), draw)).crop((int(150 - half), 0, int(150 + half), 240))
+    shaded = Image.fromarray(np.uint8(np.clip(cast_shadow(rng, np.asarray(row, float)), 0, 255)))
+    return photographed(rng, shaded.filter(ImageFilter.SMOOTH), rng.uniform(-5, 5), rng.uniform(0.1, 0.3))
+
+
+MAKERS = {"plate": plate, "tag": tag, "meter": meter, "handwritten": handwriting,
+          "sign": sign, "marker": marker, "scrawl": scrawl, "crowded": crowded}
 
 
 def make_set(folder):
