@@ -30,6 +30,7 @@ and add a `Score` to SCORES; every report then carries it.
   higher when target pictures form tight, well-separated clusters.
 """
 import dataclasses
+import itertools
 from typing import Callable, Optional
 
 import torch
@@ -159,13 +160,25 @@ ALL_SCORES = {**SCORES, **SWEEP_SCORES}
 
 @torch.no_grad()
 def evidence(model, sets):
-    """What the scores read of `model`: the first SAMPLE pictures of sets["target_train"] and
-    sets["source_train"] (images, labels), and of the held-out sets["source_test"] (training.load_data's keys)."""
+    """What the scores read of `model`: the first SAMPLE pictures of sets["target_train"] and of
+    sets["source_train"] (images, labels) and the held-out sets["source_test"], an equal share of each
+    source where several are joined (training.load_data's keys)."""
     target = sets["target_train"][0][:SAMPLE]  # an unlabelled target's labels are None, and unread anyway
-    source, source_labels = (t[:SAMPLE] for t in sets["source_train"])
-    held_out, held_out_labels = (t[:SAMPLE] for t in sets["source_test"])
+    source, source_labels = first_of_each_source(sets["source_train"], sets.get("source_parts"))
+    held_out, held_out_labels = first_of_each_source(sets["source_test"], sets.get("source_test_parts"))
     return Evidence(model, target, source, source_labels, model.predict_proba(target).double(),
                     model.predict_proba(held_out).double(), held_out_labels)
+
+
+def first_of_each_source(pictures, parts):
+    """(images, labels) of joined sources of sizes `parts` (None: one source) -> the first SAMPLE //
+    len(parts) of each, so that the first source does not stand for all of them."""
+    if parts is None or len(parts) == 1:
+        return tuple(t[:SAMPLE] for t in pictures)
+    share = SAMPLE // len(parts)
+    keep = torch.cat([torch.arange(start, start + min(size, share))
+                      for start, size in zip(itertools.accumulate((0, *parts[:-1])), parts)])
+    return tuple(t[keep.to(t.device)] for t in pictures)
 
 
 @torch.no_grad()

@@ -49,7 +49,8 @@ def load_data(cfg, device, skipped=None):
     """Train and test sets of both domains: {"source_train": (images, labels), ...}, the training
     sets on the device (as uint8), the test sets too (evaluation reads them there); the labels of an
     unlabelled target folder are None. Several sources are joined one after another, each cut to
-    --limit, and "source_parts" holds their training sets' sizes (the step draws from each).
+    --limit; "source_parts" and "source_test_parts" hold the sizes of each source's training and test
+    sets (the step draws from each, the label-free scores read an equal share of each).
     Pictures of a folder that could not be read are appended to `skipped`."""
     source_classes = check_classes(cfg)
     parts = source_parts(cfg.source)
@@ -64,8 +65,7 @@ def load_data(cfg, device, skipped=None):
         for name, (x, _) in [*zip(parts, pieces), (cfg.target, target)]:
             if len(x) == 0:
                 raise UserError(f"the {split} split of {name} holds no picture that could be read")
-        if split == "train":
-            sets["source_parts"] = tuple(len(x) for x, _ in pieces)
+        sets["source_parts" if split == "train" else "source_test_parts"] = tuple(len(x) for x, _ in pieces)
         for domain, (x, y) in (("source", datasets.joined(pieces)), ("target", target)):
             sets[f"{domain}_{split}"] = (x.to(device), y if y is None else y.to(device))
     return sets

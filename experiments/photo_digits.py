@@ -242,12 +242,17 @@ MAKERS = {"plate": plate, "tag": tag, "meter": meter, "handwritten": handwriting
 
 
 def make_set(folder):
-    """folder/<kind>_<i>_<digit>.jpg, the same pictures every time (a seed per kind and picture)."""
+    """folder/<kind>_<i>_<digit>.jpg, the same pictures every time (a seed per kind and picture); the
+    pictures already there are kept (a set made before the later kinds existed is completed)."""
     folder.mkdir(parents=True, exist_ok=True)
     for k, kind in enumerate(KINDS):
         for i in range(PER_KIND):
-            rng = np.random.default_rng([k, i])
-            MAKERS[kind](rng, i % 10).convert("RGB").save(folder / f"{kind}_{i:02d}_{i % 10}.jpg", quality=int(rng.integers(70, 92)))
+            path = folder / f"{kind}_{i:02d}_{i % 10}.jpg"
+            if not path.exists():
+                rng = np.random.default_rng([k, i])
+                picture = MAKERS[kind](rng, i % 10).convert("RGB")
+                picture.save(path.with_suffix(".part"), "JPEG", quality=int(rng.integers(70, 92)))
+                path.with_suffix(".part").replace(path)
 
 
 def read_set(folder, spec):
@@ -273,8 +278,7 @@ def main():
     p.add_argument("--models", nargs="+", default=list(bundled_models()["models"]), metavar="NAME|PATH",
                    help="bundled model names, checkpoint files or run folders (default: every bundled model)")
     args = p.parse_args()
-    if not any(args.folder.glob("*.jpg")):
-        make_set(args.folder)
+    make_set(args.folder)
     print(f"| model | {' | '.join(KINDS)} | all {len(KINDS) * PER_KIND} |\n|" + " --- |" * (len(KINDS) + 2))
     for spec in args.models:
         shares = read_set(args.folder, spec)

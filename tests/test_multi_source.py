@@ -53,7 +53,19 @@ def test_load_data_joins_the_sources_each_cut_to_limit(synthetic_root):
     sets = training.load_data(tiny_config(synthetic_root, source="mnist+synth", limit=25), torch.device("cpu"))
     assert sets["source_parts"] == (25, 25)  # mnist has 40 training pictures here, synth 30
     assert len(sets["source_train"][0]) == 50 and len(sets["source_test"][0]) == 20 + 20
+    assert sets["source_test_parts"] == (20, 20)
     assert len(sets["target_train"][0]) == 25
+
+
+def test_the_label_free_scores_read_an_equal_share_of_each_source():
+    from dann import scores
+    labels = torch.cat([torch.zeros(3000), torch.ones(500), torch.full((900,), 2)]).long()  # a source a class
+    images = torch.arange(len(labels))
+    _, read = scores.first_of_each_source((images, labels), (3000, 500, 900))
+    share = scores.SAMPLE // 3
+    assert torch.bincount(read).tolist() == [share, 500, share]  # the small source gives all it has
+    _, one = scores.first_of_each_source((images, labels), (len(labels),))
+    assert torch.equal(one, labels[:scores.SAMPLE])  # one source: the first pictures, as always
 
 
 FAST = ("dann", "adamatch", "target-only")  # a domain classifier, the source batch read by the loss, a target-labelled method
