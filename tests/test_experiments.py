@@ -55,3 +55,20 @@ def test_a_finished_row_is_not_trained_again(synthetic_root, tmp_path):
     again = subprocess.run(run, capture_output=True, text=True, env=env)
     assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
     assert "quick-trial (done already): target test" in again.stdout and "final model" not in again.stderr
+
+
+@pytest.mark.slow
+def test_the_photograph_set_is_the_same_every_time_and_a_partial_one_is_completed(tmp_path, monkeypatch):
+    from experiments import photo_digits
+    monkeypatch.setattr(photo_digits, "PER_KIND", 2)
+    photo_digits.make_set(tmp_path / "a")
+    names = sorted(p.name for p in (tmp_path / "a").glob("*.jpg"))
+    assert names == sorted(f"{kind}_{i:02d}_{i}.jpg" for kind in photo_digits.KINDS for i in range(2))
+    (tmp_path / "a" / "crowded_01_1.jpg").unlink()  # a set made before that kind existed, or cut short
+    photo_digits.make_set(tmp_path / "a")
+    photo_digits.make_set(tmp_path / "b")
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert not list((tmp_path / "a").glob("*.part"))
+    shares = photo_digits.read_set(tmp_path / "a", "mnist+synth-mnist_m-self-ensemble")
+    assert set(shares) == set(photo_digits.KINDS) and all(v in (0, 0.5, 1) for v in shares.values())
