@@ -81,7 +81,9 @@ def main(argv=None):
         sets = {f"{role}_{split}": [t.to(device) for t in datasets.joined([loaded[name, split] for name in names])
                                     if t is not None]
                 for role, names in (("source", sources), ("target", [cfg["target"]])) for split in ("train", "test")}
-        report.update(label_free_report(model, sets, METHODS[cfg["method"]]))
+        sets["source_parts"], sets["source_test_parts"] = (tuple(len(loaded[name, split][0]) for name in sources)
+                                                           for split in ("train", "test"))
+        report.update(label_free_report(model, sets, METHODS.get(cfg["method"])))  # an ensemble has no method
     failures = evaluation.save_outputs(report, out_dir, names)  # the accuracies are printed whatever happens to files
     numbered = drawable(tuple(names))[2]
     if numbered and any(r["figure"] for r in results.values()):

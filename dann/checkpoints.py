@@ -15,7 +15,7 @@ import torch
 from dann.common import UserError, save_atomic
 from dann.config import in_current_words
 from dann.domains import DIGITS
-from dann.models import ARCHS, DANN, INPUT_NORMS
+from dann.models import ARCHS, DANN, INPUT_NORMS, Ensemble
 from dann.runs import CHECKPOINT, shown, status
 
 CHECKPOINT_FORMAT = "dann-checkpoint-1"
@@ -24,7 +24,9 @@ REGISTRY = PRETRAINED_DIR / "registry.json"
 
 
 def model_config(model):
-    return {"arch": model.arch, "dropout": model.dropout, "classes": model.classes, "input_norm": model.input_norm}
+    members = {"members": len(model.members)} if isinstance(model, Ensemble) else {}
+    return {"arch": model.arch, "dropout": model.dropout, "classes": model.classes, "input_norm": model.input_norm,
+            **members}
 
 
 def checkpoint_state(model, cfg, step, **rest):
@@ -107,6 +109,18 @@ def weights_only(ckpt):
             "model": {k: v.contiguous() for k, v in evaluated_weights(ckpt).items()}}
 
 
+def ensemble_of(models, cfg, step):
+    """One model and its checkpoint from trained DANNs of one network shape (at least two, as
+    load_checkpoint returns them), read as the mean of their predictions; cfg: its configuration."""
+    shapes = {tuple(sorted(model_config(m).items())) for m in models}
+    if len(shapes) != 1 or len(models) < 2:
+        raise ValueError("an ensemble needs two or more models of one network shape")
+    ensemble = Ensemble(len(models), **model_config(models[0]))
+    for member, model in zip(ensemble.members, models):
+        member.load_state_dict(model.state_dict())
+    return ensemble.eval(), checkpoint_state(ensemble, cfg, step)
+
+
 def evaluated_weights(ckpt):
     """The weights a checkpoint's model is evaluated with: the averaged ones when the run kept them."""
     return ckpt.get("ema", ckpt["model"])
@@ -135,7 +149,7 @@ def load_checkpoint(path, device="cpu"):
     if not _complete(ckpt):
         raise UserError(f"{path} has the DANN checkpoint marker but not the model, configuration and progress "
                         "main.py writes; the file was altered or comes from another program")
-    model = DANN(**ckpt["model_config"]).to(device)
+    model = (Ensemble if "members" in ckpt["model_config"] else DANN)(**ckpt["model_config"]).to(device)
     try:
         model.load_state_dict(evaluated_weights(ckpt))
     except RuntimeError:
@@ -148,7 +162,8 @@ def _complete(ckpt):
     """The parts of a checkpoint that valid.py and image_annotate.py read, with the right types."""
     net, cfg = ckpt.get("model_config"), ckpt.get("config")
     names = ckpt.get("class_names", DIGITS)
-    return (isinstance(net, dict) and {"arch", "dropout"} <= set(net) <= {"arch", "dropout", "classes", "input_norm"}
+    return (isinstance(net, dict) and {"arch", "dropout"} <= set(net) <= {"arch", "dropout", "classes", "input_norm", "members"}
+            and (type(net.get("members", 2)) is int and net.get("members", 2) >= 2)
             and net["arch"] in ARCHS and isinstance(net["dropout"], (int, float))
             and net.get("input_norm", INPUT_NORMS[0]) in INPUT_NORMS
             and isinstance(net.get("classes", 10), int) and isinstance(names, (list, tuple))

@@ -146,3 +146,21 @@ class DANN(nn.Module):
         self.train(was_training)
         return probs
 
+
+
+class Ensemble(nn.Module):
+    """Several trained DANNs of one shape read as one model: its prediction is the mean of theirs (the
+    ensemble that choose.py offers beside its choice; RESULTS.md, 'Estimating target accuracy')."""
+
+    def __init__(self, members, arch="mnist", dropout=0.0, classes=10, input_norm="standardize"):
+        super().__init__()
+        self.arch, self.dropout, self.classes, self.input_norm = arch, dropout, classes, input_norm
+        self.members = nn.ModuleList(DANN(arch, dropout, classes, input_norm) for _ in range(members))
+
+    def forward(self, images):
+        """The log of the mean predicted probabilities: what a DANN's logits are to its softmax."""
+        return torch.stack([F.softmax(m(images).float(), 1) for m in self.members]).mean(0).log()
+
+    @torch.no_grad()
+    def predict_proba(self, images, batch_size=2048):
+        return torch.stack([m.predict_proba(images, batch_size) for m in self.members]).mean(0)

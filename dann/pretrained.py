@@ -10,6 +10,7 @@ from dann import runs
 from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.common import REPO, UserError
 from dann.download import download, matches
+from dann.models import Ensemble
 
 PRETRAINED_DIR = REPO / "pretrained"
 REGISTRY = PRETRAINED_DIR / "registry.json"
@@ -122,6 +123,9 @@ def start_from(model, spec, classes):
         raise UserError(f"--init {spec}: no run folder, checkpoint file or bundled model by that name "
                         "(python valid.py --list shows the bundled ones)")
     trained, ckpt = load_checkpoint(path)
+    if isinstance(trained, Ensemble):
+        raise UserError(f"--init {spec} is an ensemble of {len(trained.members)} models, not one network; "
+                        "start from one of its members' run folders")
     if trained.arch != model.arch:
         raise UserError(f"--init {spec} holds a '{trained.arch}' network; add --arch {trained.arch}")
     if trained.input_norm != model.input_norm:

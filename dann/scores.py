@@ -183,10 +183,10 @@ def first_of_each_source(pictures, parts):
 
 @torch.no_grad()
 def label_free_scores(e, method):
-    """Every score of SCORES of the evidence on a model trained by `method` (a methods.Method); None for
-    a score of a domain classifier the method did not train (DIRT-T's is the DANN model's it started
-    from, source-only's was never trained)."""
-    return {name: None if score.reads_domain_classifier and not method.trains_domain_classifier
+    """Every score of SCORES of the evidence on a model trained by `method` (a methods.Method, or None for
+    an ensemble, which has no domain classifier of its own); None for a score of a domain classifier the
+    method did not train (DIRT-T's is the DANN model's it started from, source-only's was never trained)."""
+    return {name: None if score.reads_domain_classifier and not (method and method.trains_domain_classifier)
             else score.compute(e) for name, score in SCORES.items()}
 
 

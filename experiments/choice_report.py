@@ -20,7 +20,8 @@ import torch
 from scipy.stats import spearmanr
 
 from dann import sweep, training
-from dann.checkpoints import load_checkpoint
+from dann.checkpoints import ensemble_of, load_checkpoint
+from dann.evaluation import accuracy, predictions
 from dann.config import Config
 from dann.scores import ALL_SCORES
 
@@ -55,8 +56,8 @@ def target_test_set(run_folder, data_dir):
 def ensemble_accuracy(rows, data_dir):
     """Target test accuracy of the mean of the candidates' predictions (one seed's sweep)."""
     images, labels = target_test_set(rows[0]["folder"], data_dir)
-    probs = sum(load_checkpoint(Path(r["folder"]) / "checkpoint.pt")[0].predict_proba(images) for r in rows)
-    return (probs.argmax(1) == labels).double().mean().item()
+    ensemble = ensemble_of([load_checkpoint(Path(r["folder"]) / "checkpoint.pt")[0] for r in rows], {}, 0)[0]
+    return accuracy(predictions(ensemble, images), labels)
 
 
 def line(task, seeds, o):

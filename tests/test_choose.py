@@ -72,6 +72,17 @@ def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_re
     a = run_script("image_annotate.py", "-f", REPO / "images" / "mnist_test0_digit7.png", "--checkpoint",
                    out / "chosen", "--out-dir", tmp_path / "annotated", cwd=tmp_path)
     assert a.returncode == 0 and "mnist_test0_digit7.png" in a.stdout, a.stderr
+    # the ensemble of every candidate, offered beside the choice, is a model both scripts read
+    ensemble = report["ensemble"]
+    assert sorted(ensemble["members"]) == sorted(f"{row['candidate']}/seed{row['seed']}" for row in candidates)
+    assert "also offered: the ensemble of the 4 finished candidates" in r.stdout
+    e = run_script("valid.py", "--checkpoint", out / "ensemble", "--data-dir", synthetic_root, "--no-download", "--json",
+                   cwd=tmp_path)
+    assert e.returncode == 0 and "ensemble, mnist -> mnist_m" in e.stderr, e.stderr
+    assert json.loads(e.stdout)["domains"]["mnist_m"]["accuracy"] == pytest.approx(ensemble["target_test_acc"])
+    a = run_script("image_annotate.py", "-f", REPO / "images" / "mnist_test0_digit7.png", "--checkpoint",
+                   out / "ensemble", "--out-dir", tmp_path / "annotated", cwd=tmp_path)
+    assert a.returncode == 0 and "mnist_test0_digit7.png" in a.stdout, a.stderr
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/checkpoint.pt")}
     again = run_script("choose.py", *sweep_args, cwd=tmp_path, env=ENV)

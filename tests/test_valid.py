@@ -13,6 +13,9 @@ from conftest import REPO
 from httpserver import FileServer
 from dann import checkpoints, datasets, evaluation, models, pretrained, runs
 from dann.common import UserError
+from dann.domains import DIGITS
+from dann.models import DANN
+from dann.pretrained import start_from
 
 
 def run_valid(*args, cwd=REPO):
@@ -117,6 +120,29 @@ def test_bad_checkpoints_get_one_line(trained_run, tmp_path, make, message):
     r = run_valid("--checkpoint", str(tmp_path / "x.pt"), "--data-dir", str(root), "--no-download")
     assert r.returncode == 1 and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: ")
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members_and_travels_as_one_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    members = [DANN() for _ in range(3)]
+    for m in members:  # initialise() starts every output layer at zero: every prediction uniform
+        torch.nn.init.normal_(m.label_classifier[-1].weight)
+    images = torch.randint(0, 256, (16, 3, 28, 28), dtype=torch.uint8)
+    ensemble, ckpt = checkpoints.ensemble_of(members, {"source": "mnist", "target": "mnist_m", "method": "ensemble"}, 7)
+    mean = torch.stack([m.predict_proba(images) for m in members]).mean(0)
+    assert torch.allclose(ensemble.predict_proba(images), mean) and not torch.allclose(mean, members[0].predict_proba(images))
+    assert torch.equal(ensemble(images).argmax(1), mean.argmax(1))
+    torch.save(ckpt, tmp_path / "e.pt")
+    loaded, saved = checkpoints.load_checkpoint(tmp_path / "e.pt")
+    assert saved["model_config"]["members"] == 3 and torch.allclose(loaded.predict_proba(images), mean)
+    for few in (members[:1], [members[0], DANN(arch="svhn")]):
+        with pytest.raises(ValueError):
+            checkpoints.ensemble_of(few, {}, 0)
+    torch.save({**ckpt, "model_config": {**ckpt["model_config"], "members": 1}}, tmp_path / "one.pt")
+    with pytest.raises(UserError, match="has the DANN checkpoint marker but not"):
+        checkpoints.load_checkpoint(tmp_path / "one.pt")
+    with pytest.raises(UserError, match="is an ensemble of 3 models, not one network"):
+        start_from(DANN(), str(tmp_path / "e.pt"), DIGITS)
 
 
 def test_a_whole_number_dropout_loads(trained_run, tmp_path):
