@@ -127,9 +127,11 @@ def main():
     tests = {name: load_domain(name, "test", args.data_dir)[0] for name in ("mnist", "mnist_m")}
     drawn = digit_pictures()
     print(f"{len(pictures)} pictures without a digit in {args.pictures}; {len(drawn)} digit pictures in images/")
-    print(f"{'model':<28} {'threshold':>9} {'registry':>9} {'no digit flagged':>17} {'MNIST test':>11} "
+    models = bundled_models()["models"]
+    wide = max(map(len, ["model", *models]))
+    print(f"{'model':<{wide}} {'threshold':>9} {'registry':>9} {'no digit flagged':>17} {'MNIST test':>11} "
           f"{'MNIST-M test':>13} {'digit pictures':>15}")
-    for name, entry in bundled_models()["models"].items():
+    for name, entry in models.items():
         model = bundled_model(name)
         labelled = ("mnist_m",) if entry["method"] == "target-only" else source_parts(entry["source"])
         loaded = datasets.load_datasets(labelled, ["test"], args.data_dir)  # synth: rendered here if absent
@@ -140,7 +142,7 @@ def main():
                                                                                         ("drawn", drawn))}
         share = {d: (model.predict_proba(x).max(1).values < bar).float().mean().item() for d, x in tests.items()}
         missed = [n for (n, _), f in zip(pictures, flagged["none"]) if not f]
-        print(f"{name:<28} {threshold:>9.4f} {entry.get('unsure_below', float('nan')):>9.4f} "
+        print(f"{name:<{wide}} {threshold:>9.4f} {entry.get('unsure_below', float('nan')):>9.4f} "
               f"{int(flagged['none'].sum()):>10} of {len(pictures):<4} {share['mnist']:>11.1%} {share['mnist_m']:>13.1%} "
               f"{int(flagged['drawn'].sum()):>8} of {len(drawn):<4}")
         print(f"    read as digits (not flagged): {', '.join(missed) or 'none'}")
