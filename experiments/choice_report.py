@@ -56,8 +56,9 @@ def target_test_set(run_folder, data_dir):
 def ensemble_accuracy(rows, data_dir):
     """Target test accuracy of the mean of the candidates' predictions (one seed's sweep)."""
     images, labels = target_test_set(rows[0]["folder"], data_dir)
-    ensemble = ensemble_of([load_checkpoint(Path(r["folder"]) / "checkpoint.pt")[0] for r in rows], {}, 0)[0]
-    return accuracy(predictions(ensemble, images), labels)
+    members = [load_checkpoint(Path(r["folder"]) / "checkpoint.pt")[0] for r in rows]
+    model = ensemble_of(members, {}, 0)[0] if len(members) > 1 else members[0]  # an ensemble of one is that model
+    return accuracy(predictions(model, images), labels)
 
 
 def line(task, seeds, o):
