@@ -239,7 +239,7 @@ def share_chosen(chosen, folder):
 
 def share_ensemble(runs, sets, folder):
     """The mean of every finished candidate's predictions, as one model in folder/ (checkpoint.pt and
-    metrics.json) that valid.py and image_annotate.py read: choose.py's second offer, since over 18
+    metrics.json) that valid.py and image_annotate.py read: choose.py's second offer, since over 20
     one-seed sweeps it beat the rule's choice on average and source-only every time (RESULTS.md,
     'Estimating target accuracy'). Returns its metrics, or None with fewer than two candidates."""
     done = [r for r in runs if r.status == "done" and r.eligible]
