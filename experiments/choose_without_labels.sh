@@ -6,7 +6,8 @@
 # of the model the rule chose against the most accurate candidate and the fixed recipes. About
 # 45 min for MNIST -> MNIST-M and 15 min for MNIST-M -> MNIST on a 2-core CPU.
 source "$(dirname "$0")/lib.sh"
-sweep=(--limit 7000 --eval-every 10 --candidates source-only dann dann-im dirt-t)
+read -r -a candidates <<< "${CANDIDATES:-source-only dann dann-im dirt-t}"  # CANDIDATES narrows the sweeps
+sweep=(--limit 7000 --eval-every 10 --candidates "${candidates[@]}")
 python choose.py --source mnist --target mnist_m "${sweep[@]}" --seeds 0 1 2 --out "$RUNS/choose-mnist-mnist_m-7000" "${OVERRIDES[@]}"
 python choose.py --source mnist_m --target mnist "${sweep[@]}" --seeds 0 --out "$RUNS/choose-mnist_m-mnist-7000" "${OVERRIDES[@]}"
 python -m experiments.choice_report "$RUNS"/choose-*-7000

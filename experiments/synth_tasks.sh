@@ -6,7 +6,8 @@
 # 100 epochs, the mnist network; then the trained-on-target bounds and what choose.py's rule picked.
 # synth is rendered first if absent (30 s). About 2 h of CPU time in all: 1 h on 2 cores.
 source "$(dirname "$0")/lib.sh"
-sweep=(--limit 7000 --eval-every 10 --candidates source-only dann dann-im dirt-t)
+read -r -a candidates <<< "${CANDIDATES:-source-only dann dann-im dirt-t}"  # CANDIDATES narrows the sweeps
+sweep=(--limit 7000 --eval-every 10 --candidates "${candidates[@]}")
 python choose.py --source synth --target mnist "${sweep[@]}" --seeds 0 1 2 --out "$RUNS/choose-synth-mnist-7000" "${OVERRIDES[@]}"
 python choose.py --source synth --target mnist_m "${sweep[@]}" --seeds 0 --out "$RUNS/choose-synth-mnist_m-7000" "${OVERRIDES[@]}"
 python choose.py --source mnist --target synth "${sweep[@]}" --seeds 0 --out "$RUNS/choose-mnist-synth-7000" "${OVERRIDES[@]}"

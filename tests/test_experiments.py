@@ -20,9 +20,11 @@ def rows_in(script):
 
 # what a script's environment narrows it to here: carry_over.sh's five tasks and seven candidates would
 # add minutes of process start-ups and test nothing its one task and three new candidates do not, nor
-# label_free_estimates.sh's and multi_source.sh's candidates what one does
+# the other sweeps' candidates what one or two do (test_choose.py trains DIRT-T from its DANN run)
 NARROWED = {"carry_over.sh": {"TASKS": "synth:mnist", "CANDIDATES": "adamatch self-ensemble source-only"},
-            "label_free_estimates.sh": {"CANDIDATES": "source-only"}, "multi_source.sh": {"CANDIDATES": "source-only"}}
+            "label_free_estimates.sh": {"CANDIDATES": "source-only"}, "multi_source.sh": {"CANDIDATES": "source-only"},
+            "synth_tasks.sh": {"CANDIDATES": "source-only dann-im"},
+            "choose_without_labels.sh": {"CANDIDATES": "source-only dann"}}
 
 
 def sweeps_in(script):
