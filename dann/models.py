@@ -147,7 +147,6 @@ class DANN(nn.Module):
         return probs
 
 
-
 class Ensemble(nn.Module):
     """Several trained DANNs of one shape read as one model: its prediction is the mean of theirs (the
     ensemble that choose.py offers beside its choice; RESULTS.md, 'Estimating target accuracy')."""

@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
-from matplotlib.patches import PathPatch
+from matplotlib.patches import FancyBboxPatch, PathPatch
 from matplotlib.textpath import TextPath
 from matplotlib.transforms import Affine2D
 from PIL import Image, ImageDraw, ImageFilter
@@ -144,15 +144,14 @@ def agg_layer(box, draw):
     return Image.fromarray(np.asarray(canvas.buffer_rgba()).copy())
 
 
-def glyph(ax, text, face, height, centre, colour, slant=0.0, edge=None):
+def glyph(ax, text, face, height, centre, colour, slant=0.0):
     """text as a filled outline (Agg, not FreeType's rasterizer), `height` pixels tall, centred at centre."""
     path = TextPath((0, 0), text, size=100, prop=FontProperties(fname=face))
     (x0, y0), (x1, y1) = path.get_extents().get_points()
     scale = height / (y1 - y0)
     to_pixels = (Affine2D().translate(-(x0 + x1) / 2, -(y0 + y1) / 2).scale(scale, -scale)
                  + Affine2D(np.array([[1, -slant, 0], [0, 1, 0], [0, 0, 1]])).translate(*centre))
-    ax.add_patch(PathPatch(to_pixels.transform_path(path), facecolor=colour, edgecolor=edge or colour,
-                           linewidth=1 if edge is None else 3))
+    ax.add_patch(PathPatch(to_pixels.transform_path(path), facecolor=colour, edgecolor=colour, linewidth=1))
 
 
 def hand(ax, rng, digit, size, centre, ink, width):
@@ -176,7 +175,6 @@ def sign(rng, digit):
     face = font_file(*PRINTED_FACES[rng.integers(len(PRINTED_FACES))])
 
     def draw(ax):
-        from matplotlib.patches import FancyBboxPatch
         ax.add_patch(FancyBboxPatch((18, 18), 164, 194, boxstyle="round,pad=0,rounding_size=18", facecolor=colour,
                                     edgecolor=ink, linewidth=rng.uniform(2, 6)))
         glyph(ax, str(digit), face, rng.uniform(120, 150), (100, 115), ink)
@@ -184,7 +182,7 @@ def sign(rng, digit):
 
 
 def marker(rng, digit):
-    if rng.random() < 0.5:  # whiteboard, with the grey ghost of wiped writing
+    if rng.random() < 0.5:  # whiteboard
         board = texture(rng, (260, 260), (232, 234, 236), 3, 0.15)
     else:  # sticky note
         board = texture(rng, (260, 260), ((250, 235, 110), (250, 170, 190), (170, 220, 250))[rng.integers(3)], 4, 0.1)
