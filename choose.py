@@ -19,7 +19,7 @@ RESULTS.md it was more accurate than the choice on average, and never below sour
 command continues a stopped sweep: finished runs are not trained again. Target labels, where the
 target has them, are only reported.
 """
-from dann.cli import one_line_errors, run_script
+from dann.cli import distinct_seeds, one_line_errors, run_script
 
 one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from dann import datasets, sweep, training
-from dann.common import UserError, save_atomic
+from dann import datasets, outputs, sweep, training
+from dann.common import UserError
 from dann.config import Config, add_flags
 from dann.domains import is_folder, source_parts
 from dann.scores import ALL_SCORES
@@ -58,6 +58,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
+    distinct_seeds(p, args.seeds)
     try:
         args.config = Config.from_flags(args)
     except ValueError as e:
@@ -92,6 +93,8 @@ def print_table(runs, chosen, labelled):
 def main(argv=None):
     args = parse_args(argv)
     runs = sweep.plan(args.config, args.candidates, args.seeds, args.out)
+    sweep.check_out(args.out, runs, args.no_train)
+    outputs.claim_folder(args.out, "sweep")
     threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // args.jobs))
     left = sum(r.status != "done" for r in runs)
     print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} "
@@ -110,7 +113,7 @@ def main(argv=None):
         ensemble = sweep.share_ensemble(runs, sets, args.out / "ensemble")  # before chosen/, the newest run
     labelled = any(r.metrics and r.metrics["target_test_acc"] is not None for r in runs)
     print_table(runs, chosen, labelled)
-    save_atomic(json.dumps(sweep.report(runs, chosen, threads, ensemble), indent=2), args.out / "choice.json")
+    outputs.save(json.dumps(sweep.report(runs, chosen, threads, ensemble), indent=2), args.out / sweep.CHOICE)
     if stopped:
         print(f"stopped; every run is saved. Continue with the same command (--out {shlex.quote(str(args.out))}).")
         return 1

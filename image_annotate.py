@@ -5,15 +5,17 @@
     python image_annotate.py --list                      # the bundled models
 
 With no --checkpoint the model is the latest finished run under runs/, or before any training the
-bundled default, the best reader of photographed digits (synth -> MNIST-M, README 'Pretrained
-models'); the first line printed says which, and --list says it too. Each picture is prepared
+bundled default (self-ensembling from MNIST and synth to MNIST-M, README 'Pretrained models');
+the first line printed says which, and --list says it too. Each picture is prepared
 exactly as the training images were (dann/pictures.py): any mode PIL reads (RGB, RGBA, grey,
 palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28. A
 reading whose top probability is below the model's threshold (reached by 95% of its own source
 test digits) is marked "not sure": a picture that holds no digit, or one unlike any it learnt.
-The annotated copy is <picture file name>.<model>.annotated.png, one per picture and model,
-beside the picture (in annotated/ for pictures inside this repository) or in --out-dir; a file of
-that name that this script did not write is never replaced. A file that cannot be read, or is
+The annotated copy is <picture file name>.<model>.annotated.png, one per picture and model (a
+bundled model's name, else the run's name and the first digits of the checkpoint's sha256),
+beside the picture (in annotated/ for pictures inside this repository) or in --out-dir, where two
+pictures of one name from two folders each get their folder's name as a subfolder; a file that
+this project did not write is never replaced. A file that cannot be read, or is
 too large to read safely, is reported in one line and skipped; the exit code is 1 when any failed.
 """
 from dann.cli import one_line_errors, run_script
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dann.annotate import expand, has_display, model_tag, process
+from dann.annotate import destinations, expand, has_display, model_tag, process
 from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.common import UserError
 from dann.evaluation import SURE_FLOOR, sure_at, unsure_below
@@ -66,9 +68,9 @@ def main(argv=None):
     if numbered:
         print(numbered)
     failures = 0
-    for path, subfolder in expand(args.files):
+    for path, out in destinations(expand(args.files), args.out_dir, model_tag(checkpoint)):
         try:
-            probs, sure, out = process(path, subfolder, model, args.out_dir, threshold, names, model_tag(checkpoint))
+            probs, sure = process(path, out, model, threshold, names)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             failures += 1

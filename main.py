@@ -13,7 +13,7 @@ Ctrl-C saves too), TensorBoard curves, and metrics.json with the final model's a
 The settings are dann/config.py's, the engine dann/training.py, the methods' losses
 dann/methods.py; see README, 'How the code is organised'.
 """
-from dann.cli import one_line_errors, run_script
+from dann.cli import distinct_seeds, one_line_errors, run_script
 
 one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
@@ -22,9 +22,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from dann import runs, training
-from dann.common import save_atomic
-from dann.config import Config, add_flags
+from dann import outputs, runs, training
+from dann.config import Config, add_flags, flag_name
 
 
 def parse_args(argv=None):
@@ -41,12 +40,16 @@ def parse_args(argv=None):
         p.error("--seed and --seeds: give one of them")
     if args.seeds and args.resume:
         p.error("--resume continues one run; resume each seed's folder on its own (<out>/seed<S>)")
-    if args.seeds and len(set(args.seeds)) < len(args.seeds):
-        p.error(f"--seeds {' '.join(map(str, args.seeds))}: each seed once (a row's runs differ by their seeds)")
+    distinct_seeds(p, args.seeds)
     try:
         args.config = Config.from_flags(args)
     except ValueError as e:
         p.error(str(e))
+    changed = [flag_name(f.name) for f in dataclasses.fields(Config)
+               if f.name != "device" and getattr(args.config, f.name) != getattr(Config(), f.name)]
+    if args.resume and (changed or args.out):
+        p.error(f"--resume continues a run with the settings it started with; leave out {' '.join(changed or ['--out'])} "
+                "(only --device may change), or start a new run with them")
     return args
 
 
@@ -57,10 +60,15 @@ def main(argv=None):
     if args.resume:
         result = training.train(runs.resumed_config(args.resume, args.device), args.resume, resume=True)
     elif args.seeds:
-        result = train_seeds(args.config, args.seeds, runs.new_run_folder(args.config, args.out, holds=runs.ROW))
+        out = runs.new_run_folder(args.config, args.out, kind="row")
+        outputs.refuse_foreign([out / SUMMARY], "choose another --out")
+        result = train_seeds(args.config, args.seeds, out)
     else:
         result = training.train(args.config, runs.new_run_folder(args.config, args.out))
     return 1 if result is None else result
+
+
+SUMMARY = "summary.json"
 
 
 def train_seeds(cfg, seeds, out):
@@ -72,7 +80,7 @@ def train_seeds(cfg, seeds, out):
             return None
         finished.append(metrics)
     summary = training.seed_summary(finished, cfg)
-    save_atomic(json.dumps(summary, indent=2), out / "summary.json")
+    outputs.save(json.dumps(summary, indent=2), out / SUMMARY)
     print(summary["line"])
     return summary
 

@@ -60,7 +60,6 @@ def main(argv=None):
     print(f"model: {path} ({why}{'; ' + note if note else ''}); {cfg['method']}, {cfg['source']} -> "
           f"{cfg['target']}, step {ckpt['step']}", file=sys.stderr if args.json else sys.stdout)
     out_dir = args.out_dir or evaluation.evaluation_folder(path)
-    evaluation.claim_evaluation_folder(out_dir, path)
     sources = source_parts(cfg["source"])
     roles = {**dict.fromkeys(sources, "source"), cfg["target"]: "target"}
     if args.domains:  # what was asked about; the model's own domains too where their test files are here already
@@ -69,6 +68,7 @@ def main(argv=None):
                   + ("" if is_folder(name) else f"; include it with: {fetch_command(name, args.data_dir or default_root())}"),
                   file=sys.stderr)
     roles.update({d: "extra" for d in args.domains if d not in roles})
+    evaluation.claim_evaluation_folder(out_dir, path, list(roles))
     results = evaluation.test_reports(model, roles, names, args.data_dir, not args.no_download, device,
                                       evaluation.unsure_below(ckpt, path))
     report = {"checkpoint": str(path.resolve()), "chosen": why, "method": cfg["method"], "step": ckpt["step"],

@@ -1,18 +1,20 @@
 """Reading the digit in a user's pictures: the pictures named (files, folders), the reading of
 each (its top classes, and whether the model is sure), and the annotated copy written for it."""
+import hashlib
 import os
 import sys
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
 
-from dann.common import REPO, UserError, write_atomic
+from dann import outputs
+from dann.common import REPO, UserError
 from dann.domains import DIGITS
 from dann.evaluation import sure_at
 from dann.fonts import drawable
 from dann.pictures import UnreadablePicture, eight_bit, picture_suffixes, read_picture
+from dann.pretrained import PRETRAINED_DIR
 
 DISPLAY_HEIGHT = 224
 DISPLAY_WIDTH = 4 * DISPLAY_HEIGHT  # at most: a picture of extreme shape is shown smaller, not wider
@@ -71,17 +73,18 @@ def copy_folder(path, subfolder, out_dir):
     return path.parent
 
 
-MARK = "image_annotate.py of dann"  # in each annotated copy's PNG "Software" field: a file we may replace
-
-
 def model_tag(checkpoint):
-    """A short name for the model a checkpoint file holds: a bundled model's name, a run folder's
-    name (with its row for a --seeds run: row-seed0), else the file's own name."""
+    """A short name for the model a checkpoint file holds: a bundled model's name, else a run
+    folder's name (with its row for a --seeds run: row-seed0) or the file's own name, followed by
+    a short id of where the file is, so that two models of one name (two sweeps' chosen/, two runs
+    called run) never share their annotated copies."""
     checkpoint = Path(checkpoint)
-    if checkpoint.name != "checkpoint.pt":
+    if checkpoint.parent.resolve() == PRETRAINED_DIR.resolve():
         return checkpoint.stem
     folder = checkpoint.parent
-    return f"{folder.parent.name}-{folder.name}" if folder.name.startswith("seed") else folder.name
+    name = checkpoint.stem if checkpoint.name != "checkpoint.pt" else \
+        f"{folder.parent.name}-{folder.name}" if folder.name.startswith("seed") else folder.name
+    return f"{name}-{hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:6]}"
 
 
 def annotated_name(picture, tag):
@@ -94,22 +97,20 @@ def is_annotated_copy_name(path):
     return path.name.endswith(".annotated.png") or path.stem.endswith("_annotated")  # the latter: older copies
 
 
-def check_replaceable(out):
-    """An existing file at `out` is replaced only if it is an annotated copy this script wrote."""
-    if not out.exists():
-        return
-    try:
-        with Image.open(out) as existing:
-            ours = existing.info.get("Software") == MARK
-    except (OSError, ValueError, SyntaxError):
-        ours = False
-    if not ours:
-        raise UserError(f"{out} exists and is not an annotated copy made by image_annotate.py; move it, or give "
-                        "--out-dir")
+def destinations(pictures, out_dir, tag):
+    """[(picture, its annotated copy)] for expand()'s (picture, subfolder) pairs. Pictures that
+    would share a copy (two IMG_0001.jpg from two folders into one --out-dir) each get a subfolder
+    named after as much of their own folder's path as tells them apart."""
+    planned = {path: copy_folder(path, sub, out_dir) / annotated_name(path, tag) for path, sub in pictures}
+    clashing = [p for p, out in planned.items() if list(planned.values()).count(out) > 1]
+    apart = outputs.distinct_names([p.resolve() for p in clashing], lambda p, parts: Path(*p.parts[-parts:]))
+    for path in clashing:
+        planned[path] = planned[path].parent / apart[path.resolve()].parent / planned[path].name
+    return list(planned.items())
 
 
-def process(path, subfolder, model, out_dir, threshold, names, tag):
-    """Read one picture -> (probabilities, whether the reading is sure, the annotated copy's path)."""
+def process(path, out, model, threshold, names):
+    """Read one picture -> (probabilities, whether the reading is sure), and write its annotated copy `out`."""
     if path.is_dir():
         raise UserError(f"{path}: a folder with no pictures in it, subfolders included")
     try:
@@ -120,9 +121,5 @@ def process(path, subfolder, model, out_dir, threshold, names, tag):
     with torch.no_grad():
         probs = model.predict_proba(digit[None])[0]
     sure = probs.max().item() >= sure_at(threshold)
-    out = copy_folder(path, subfolder, out_dir) / annotated_name(path, tag)
-    check_replaceable(out)
-    marked = PngInfo()
-    marked.add_text("Software", MARK)
-    write_atomic(out, lambda tmp: annotate(shown, probs, sure, names).save(tmp, format="PNG", pnginfo=marked))
-    return probs, sure, out
+    outputs.write(out, lambda tmp: annotate(shown, probs, sure, names).save(tmp, format="PNG"))
+    return probs, sure

@@ -11,7 +11,8 @@ import torch
 import torchvision.transforms.v2 as T
 
 from dann import training
-from dann.common import REPO, UserError, save_atomic
+from dann import outputs
+from dann.common import REPO, UserError
 from dann.config import Config
 from dann.datasets import load_domain, missing_files
 from dann.methods import METHODS, Batch
@@ -237,5 +238,5 @@ def run(args):
     print_table(rows, checks)
     result = {"commit": commit(), "torch": torch.__version__, "machine": platform.machine(),
               "data": "real" if args.real else "random tensors of the real shapes", "rows": rows, "checks": checks}
-    save_atomic(json.dumps(result, indent=2), args.json)
+    outputs.save(json.dumps(result, indent=2), args.json)
     return result

@@ -12,6 +12,7 @@ a measurement was added) without touching their files.
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -19,20 +20,40 @@ import torch
 from dann import pretrained, runs
 from dann.checkpoints import class_names, load_checkpoint, weights_only
 from dann.cli import run_script
-from dann.common import UserError, save_atomic
+from dann import outputs
+from dann.common import UserError
 from dann.config import Config
 from dann.domains import source_parts
 from dann.evaluation import test_reports
 
 
-def bundle(run, name, commit, make_default, data_dir):
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a file name in pretrained/, never a path
+
+
+def check_bundle(run, name, replace):
+    """Before anything is written: a finished run, a plain name, and --replace for a name in use."""
+    if not NAME.fullmatch(name) or name.endswith(".pt"):
+        raise UserError(f"--name {name!r}: a plain name of letters, digits and . _ + - (no path, no .pt), "
+                        "e.g. mnist-mnist_m-dann")
+    if not run.is_dir():
+        raise UserError(f"{run}: no such run folder; give the folder main.py trained into")
     if runs.status(run) != "finished":
         raise UserError(f"{run}: no metrics.json, so the run has not finished; bundle finished runs only")
+    known = pretrained.bundled_models()["models"] if pretrained.REGISTRY.is_file() else {}
+    if name in known and not replace:
+        raise UserError(f"--name {name}: a bundled model has that name already; give --replace to replace it, or "
+                        "another name")
+    outputs.refuse_foreign([pretrained.PRETRAINED_DIR / f"{name}.pt", pretrained.REGISTRY],
+                           "move it, or choose another --name")
+
+
+def bundle(run, name, commit, make_default, data_dir, replace=False):
+    check_bundle(run, name, replace)
     metrics = runs.read_metrics(run)
     cfg = Config.from_saved(metrics["config"], run / runs.METRICS)
     ckpt = torch.load(run / runs.CHECKPOINT, map_location="cpu", weights_only=True)
     path = pretrained.PRETRAINED_DIR / f"{name}.pt"
-    save_atomic(weights_only(ckpt), path)
+    outputs.save(weights_only(ckpt), path)
     registry = pretrained.bundled_models() if pretrained.REGISTRY.is_file() else {"default": name, "models": {}}
     registry["models"][name] = {
         "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -69,7 +90,8 @@ def remeasure(names, data_dir):
 
 
 def save_registry(registry, names):
-    save_atomic(json.dumps(registry, indent=2) + "\n", pretrained.REGISTRY)
+    outputs.save(json.dumps(registry, indent=2) + "\n", pretrained.REGISTRY)
+    outputs.record(pretrained.REGISTRY)  # the project's by its name: maintainers also edit it by hand
     for name in names:
         print(json.dumps({name: registry["models"][name]}, indent=2))
 
@@ -82,10 +104,11 @@ if __name__ == "__main__":
     p.add_argument("--commit", help="the commit whose main.py trained the run")
     p.add_argument("--remeasure", nargs="+", metavar="NAME", help="measure these bundled models again instead")
     p.add_argument("--default", action="store_true", help="make it the model used when there is no run under runs/")
+    p.add_argument("--replace", action="store_true", help="replace the bundled model of that --name (never done without)")
     p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: $DANN_DATA_DIR, else ./data)")
     args = p.parse_args()
     if args.remeasure:
         run_script(lambda: remeasure(args.remeasure, args.data_dir))
     if not (args.run and args.name and args.commit):
         p.error("a run folder, --name and --commit are needed to bundle a run (or --remeasure NAME ...)")
-    run_script(lambda: bundle(args.run, args.name, args.commit, args.default, args.data_dir))
+    run_script(lambda: bundle(args.run, args.name, args.commit, args.default, args.data_dir, args.replace))

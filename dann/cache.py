@@ -6,7 +6,8 @@ import pickle
 
 import torch
 
-from dann.common import UserError, save_atomic
+from dann import outputs
+from dann.common import UserError
 
 VERSION = 2  # bump when decoding changes, so that old caches are rebuilt
 
@@ -32,9 +33,9 @@ def cached(path, key):
 
 
 def keep(path, key, decoded):
-    """Save `decoded` (a dict of tensors and plain values) under fingerprint `key`; a read-only data
-    folder still works, decoded at every load."""
+    """Save `decoded` (a dict of tensors and plain values) under fingerprint `key`. A read-only data
+    folder, or a file of the user's with the cache's name, still works: decoded at every load."""
     try:
-        save_atomic({**decoded, "fingerprint": key}, path)
+        outputs.save({**decoded, "fingerprint": key}, path)
     except UserError:
         pass

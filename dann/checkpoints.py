@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from dann.common import UserError, save_atomic
+from dann import outputs
+from dann.common import UserError
 from dann.config import in_current_words
 from dann.domains import DIGITS
 from dann.models import ARCHS, DANN, INPUT_NORMS, Ensemble
@@ -53,7 +54,7 @@ def save_resumable(model, opt, cfg, progress, out, companions):
     """Write run folder `out`'s checkpoint.pt; a failed write says how to go on."""
     saved_before = (out / CHECKPOINT).is_file()
     try:
-        save_atomic(resumable(model, opt, cfg, progress, companions), out / CHECKPOINT)
+        outputs.save(resumable(model, opt, cfg, progress, companions), out / CHECKPOINT)
     except UserError as e:
         then = ("Once it can be written, continue from the last saved checkpoint with" if saved_before
                 else "Nothing of this run was saved yet; once it can be written, start it again with")

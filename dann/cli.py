@@ -35,6 +35,12 @@ def mismatched_torchvision():
             f"the matching pair with: pip install {index}torch=={release} torchvision==0.{minor + 15}.*")
 
 
+def distinct_seeds(parser, seeds):
+    """--seeds with a seed twice is refused: a row's runs differ by their seeds."""
+    if seeds and len(set(seeds)) < len(seeds):
+        parser.error(f"--seeds {' '.join(map(str, seeds))}: each seed once (a row's runs differ by their seeds)")
+
+
 def run_script(main, interrupted="interrupted"):
     """A script's entry point: main()'s int is the exit code (anything else means 0); a
     UserError or Ctrl-C is one line on stderr and exit code 1, not a traceback."""

@@ -1,5 +1,5 @@
-"""The small pieces every module shares: the one-line error for an expected failure, and writes
-that never leave a half-written file. Light on purpose: torch is imported only to save with it."""
+"""The small pieces every module shares: the one-line error for an expected failure, folders made
+with one, and what a failed write says. Writing itself belongs to dann/outputs.py."""
 import errno
 import os
 import shutil
@@ -50,28 +50,3 @@ def write_failure(folder, error):
     text = str(error).strip()
     reason = getattr(error, "strerror", None) or (text.splitlines()[0] if text else type(error).__name__)
     return reason, "check the folder and the disk, then try again"
-
-
-def write_atomic(path, write):
-    """write(a temporary path beside `path`), then rename it to `path`: a crash or a full disk
-    never leaves a half-written file, and a failed write is one line that names its cause."""
-    path = Path(path)
-    make_folder(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch's zip writer reports its OS errors as RuntimeError
-        what, todo = write_failure(path.parent, e)
-        raise UserError(f"could not write {path} ({what}); {todo}. What was there before is untouched") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def save_atomic(obj, path):
-    """write_atomic for text (a str) or anything torch.save takes."""
-    if isinstance(obj, str):
-        return write_atomic(path, lambda tmp: tmp.write_text(obj))
-    import torch
-    return write_atomic(path, lambda tmp: torch.save(obj, tmp))

@@ -5,6 +5,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dann import outputs
+from dann.common import UserError
+
 
 class Curves:
     """TensorBoard scalars in the run folder, written by tensorboardX's event writer in this
@@ -17,7 +20,8 @@ class Curves:
         self.folder, self.file = folder, None
         try:
             self.file = EventsWriter(str(Path(folder) / "events"))
-        except OSError as e:
+            outputs.record(self.file._file_name)  # a new name each time (the time and host): nothing of the user's
+        except (OSError, UserError) as e:
             self.give_up(e)
 
     def add(self, scalars, step):
@@ -40,6 +44,6 @@ class Curves:
                 self.give_up(e)
 
     def give_up(self, error):
-        tqdm.write(f"could not write TensorBoard curves to {self.folder} ({error.strerror or error}); training goes "
+        tqdm.write(f"could not write TensorBoard curves to {self.folder} ({getattr(error, 'strerror', None) or error}); training goes "
                    "on without them (checkpoints and metrics.json are written apart)", file=sys.stderr)
         self.file = None

@@ -3,7 +3,6 @@ files fetched or rendered where absent (ensure_datasets), folders of pictures be
 (load_datasets), and the export of a built-in domain as such a folder."""
 import contextlib
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import torch
 from tqdm import tqdm
 
 from dann import cache, folders
-from dann.common import UserError, make_folder, write_atomic
+from dann import outputs
+from dann.common import UserError
 from dann.domains import DIGITS, DOMAINS, SPLITS, default_root, fetch_command, is_folder
 from dann.download import download, import_file, matches
 from dann.parsers import BadFile, StaleFile
@@ -66,9 +66,9 @@ def fetch(names, root=None, source_dir=None, log=print, splits=SPLITS, synth_siz
             if dest.is_file() and matches(dest, remote.checksums):
                 log(f"{name}: {remote.name} present and verified")
                 continue
-            if dest.is_file():
-                log(f"{name}: {remote.name} is corrupt, fetching it again")
-                dest.unlink()
+            if dest.is_file():  # what the project writes there is verified first: this is a file of the user's
+                raise UserError(f"{dest} is not the official file (its checksum differs) and this project did not "
+                                "write it; move it away, then fetch again")
             if source_dir:
                 import_file(remote.name, source_dir, dest, remote.checksums)
                 log(f"{name}: {remote.name} imported from {source_dir}")
@@ -136,7 +136,7 @@ def render_synth(root, splits=SPLITS, train_size=None, log=print, test_size=None
         def write(tmp):
             with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
                 np.savez(f, images=images, labels=labels, version=synth.RENDER_VERSION)
-        write_atomic(dest, write)
+        outputs.write(dest, write)
         log(f"synth: rendered {wanted:,} {split} pictures in {seconds:.0f} s ({wanted / seconds:,.0f} pictures/s on "
             f"{os.cpu_count()} cores) into {dest}")
 
@@ -216,27 +216,19 @@ def export(names, root, dest, limit=None, unlabelled=False, log=print):
     """Write each built-in dataset as a folder domain: dest/<name>/<split>/<class>/<index>.png, or
     with `unlabelled` its training pictures as dest/<name>-unlabelled/<index>.png; the pictures as
     the loaders decode them (28 x 28 RGB), their order kept by the file names. The folder appears
-    whole or not at all."""
+    whole or not at all, and never where anything is already."""
     from PIL import Image
     for name in names:
         final = Path(dest) / (f"{name}-unlabelled" if unlabelled else name)
-        partial = final.with_name(f".{final.name}.partial")
         if final.exists():
             raise UserError(f"--export: {final} exists already; remove it or choose another folder")
-        shutil.rmtree(partial, ignore_errors=True)
-        for split in ["train"] if unlabelled else SPLITS:
-            images, labels = load_domain(name, split, root)
-            count = len(images) if limit is None else min(limit, len(images))
-            folder = {label: partial if unlabelled else partial / split / DIGITS[label]
-                      for label in labels[:count].unique().tolist()}
-            for path in folder.values():
-                make_folder(path)
-            for i in tqdm(range(count), desc=f"{name} {split}", unit="picture", leave=False, disable=None):
-                picture = Image.fromarray(images[i].permute(1, 2, 0).numpy())
-                try:
-                    picture.save(folder[labels[i].item()] / f"{i:06d}.png")
-                except OSError as e:
-                    raise UserError(f"--export: could not write into {partial} ({e.strerror or e}); the "
-                                    "pictures written so far are left there to remove") from None
-        os.replace(partial, final)
+
+        def pictures():
+            for split in ["train"] if unlabelled else SPLITS:
+                images, labels = load_domain(name, split, root)
+                count = len(images) if limit is None else min(limit, len(images))
+                for i in tqdm(range(count), desc=f"{name} {split}", unit="picture", leave=False, disable=None):
+                    folder = Path() if unlabelled else Path(split) / DIGITS[labels[i].item()]
+                    yield folder / f"{i:06d}.png", outputs.png_bytes(Image.fromarray(images[i].permute(1, 2, 0).numpy()))
+        outputs.write_new_folder(final, pictures(), "--export")
         log(f"{name}: exported to {final}")

@@ -2,14 +2,14 @@
 accepted checksum, resumed after an interruption (HTTP Range), landing by atomic rename; and
 importing a local copy instead, checked the same way."""
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 import requests
 from tqdm import tqdm
 
-from dann.common import UserError, make_folder, write_atomic
+from dann import outputs
+from dann.common import UserError, make_folder
 
 CHUNK = 1 << 20
 
@@ -33,13 +33,13 @@ def _stream_to(url, part, timeout):
     headers = {"Range": f"bytes={have}-"} if have else {}
     with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
         if r.status_code == 416:  # the partial file is already whole (or wrong): start over
-            part.unlink()
+            outputs.forget(part)
             return _stream_to(url, part, timeout)
         r.raise_for_status()
         if have and r.status_code != 206:  # server ignored the Range header
             have = 0
         total = int(r.headers.get("Content-Length", 0)) + have or None
-        with open(part, "ab" if have else "wb") as f, tqdm(
+        with outputs.open_log(part, "ab" if have else "wb") as f, tqdm(
                 total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=part.name[:-len(".part")], leave=False, disable=None) as bar:
             for block in r.iter_content(64 * 1024):  # small blocks: an interruption loses little
@@ -68,6 +68,7 @@ def download(urls, dest, checksums=(), timeout=30, by_hand="fetch the file by ha
     dest = Path(dest)
     make_folder(dest.parent)
     part = dest.with_name(dest.name + ".part")
+    outputs.refuse_foreign([dest, part], "move it, or choose another --root")
     tried = []
     for url in urls:
         try:
@@ -75,12 +76,12 @@ def download(urls, dest, checksums=(), timeout=30, by_hand="fetch the file by ha
         except requests.RequestException as e:
             tried.append(f"{url} ({_reason(e)})")
             if isinstance(e, requests.HTTPError):
-                part.unlink(missing_ok=True)  # an error page is not a partial file
+                outputs.forget(part)  # an error page is not a partial file
             continue
         if matches(part, checksums):
-            os.replace(part, dest)
+            outputs.move(part, dest)
             return dest
-        part.unlink()
+        outputs.forget(part)
         tried.append(f"{url} (checksum mismatch)")
     raise UserError(f"could not download {dest.name}: tried {'; '.join(tried)}. Check the network, or {by_hand}")
 
@@ -90,6 +91,6 @@ def import_file(name, source_dir, dest, checksums):
     candidates = sorted(Path(source_dir).rglob(name))
     for found in candidates:
         if found.is_file() and matches(found, checksums):
-            return write_atomic(dest, lambda tmp: shutil.copyfile(found, tmp))
+            return outputs.write(dest, lambda tmp: shutil.copyfile(found, tmp))
     why = "has the wrong checksum" if candidates else "is not there"
     raise UserError(f"{name} {why} under {source_dir}; put an intact copy of the official file there")

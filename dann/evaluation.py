@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from dann.common import UserError, write_atomic
+from dann import outputs
+from dann.common import UserError
 from dann.fonts import drawable, font_for
 from dann.pretrained import PRETRAINED_DIR, bundled_entry
 
@@ -106,11 +107,12 @@ def format_table(results, class_names):
     head = (f"{'domain':<12} {'role':<7} {'images':>6} {'acc':>7} {'not sure':>8} | "
             + " ".join(f"{c[:width]:>{width}}" for c in class_names))
     lines = [head, "-" * len(head)]
+    shown = display_names(list(results))
     for name, r in results.items():
         acc, cells = ((f"{r['accuracy']:>7.4f}", r["per_class_accuracy"]) if r["accuracy"] is not None
                       else (f"{'none':>7}", r["predicted_share"]))
         note = "" if r["accuracy"] is not None else "  (no labels: share predicted as each class)"
-        lines.append(f"{Path(name).name[:12]:<12} {r['role']:<7} {r['images']:>6} {acc} {r['not_sure_share']:>8.3f} | "
+        lines.append(f"{shown[name][-12:]:<12} {r['role']:<7} {r['images']:>6} {acc} {r['not_sure_share']:>8.3f} | "
                      + " ".join(f"{a:>{width}.3f}" for a in cells) + note)
     return "\n".join(lines)
 
@@ -137,7 +139,7 @@ def save_confusion_figure(name, result, path, class_names):
                  fontproperties=FontProperties(fname=title_font or font))
     fig.colorbar(im, ax=ax, label="fraction of the true class")
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    outputs.write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 
@@ -153,39 +155,38 @@ def evaluation_folder(path):
     return Path("figures") / "-".join(part for part in shown.with_suffix("").parts if part not in ("/", ".."))
 
 
-def claim_evaluation_folder(out_dir, path):
-    """Refuse an --out-dir whose evaluation.json is another checkpoint's evaluation, or not one of
-    valid.py's at all: writing there would replace it."""
+def claim_evaluation_folder(out_dir, path, domains):
+    """Before evaluating: refuse an --out-dir that is not an evaluation folder of valid.py's (or new,
+    or empty), holds another checkpoint's evaluation, or a file of the user's where a figure or
+    evaluation.json goes."""
+    outputs.check_folder(out_dir, "evaluation", "--out-dir")
     record = out_dir / "evaluation.json"
-    if not record.exists():
-        return
     try:
-        other = json.loads(record.read_text()).get("checkpoint")
+        other = json.loads(record.read_text()).get("checkpoint") if outputs.is_ours(record) else None
     except (OSError, ValueError, AttributeError):
         other = None
-    if other is None:
-        raise UserError(f"{record} was not written by valid.py; move it, or choose another --out-dir")
-    if other != str(path.resolve()):
+    if other is not None and other != str(path.resolve()):
         raise UserError(f"{out_dir} holds the evaluation of another model ({other}); choose another --out-dir")
+    outputs.refuse_foreign([record, *(out_dir / name for name in figure_names(domains).values())],
+                           "choose another --out-dir")
+
+
+def display_names(domains):
+    """{domain: how it is shown}: its own name, or as much of its path as tells two apart."""
+    return outputs.distinct_names(domains, lambda domain, parts: "/".join(Path(domain).parts[-parts:]))
 
 
 def figure_names(domains):
-    """{domain: its confusion figure's file name}: after the domain's own name, and where two share
-    one (two folders both named test), after as much of their paths as tells them apart."""
-    def name(domain, parts):
-        return "confusion_" + "-".join(Path(domain).parts[-parts:]).replace("/", "") + ".png"
-    names = {}
-    for domain in domains:
-        parts = 1
-        while any(name(other, parts) == name(domain, parts) for other in domains if other != domain) \
-                and parts < len(Path(domain).parts):
-            parts += 1
-        names[domain] = name(domain, parts)
-    return names
+    """{domain: its confusion figure's file name}, after display_names."""
+    return {domain: f"confusion_{shown.replace('/', '-')}.png" for domain, shown in display_names(domains).items()}
 
 
 def save_outputs(report, out_dir, class_names):
     """The confusion-matrix figures and evaluation.json in out_dir; returns what could not be written."""
+    try:
+        outputs.claim_folder(out_dir, "evaluation")
+    except UserError as e:
+        return [str(e)]
     failures = []
     files = figure_names(list(report["domains"]))
     for name, result in report["domains"].items():
@@ -199,7 +200,7 @@ def save_outputs(report, out_dir, class_names):
             failures.append(str(e))
             result["figure"] = None
     try:
-        write_atomic(out_dir / "evaluation.json", lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
+        outputs.save(json.dumps(report, indent=2), out_dir / "evaluation.json")
     except UserError as e:
         failures.append(str(e))
     return failures

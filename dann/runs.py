@@ -1,25 +1,22 @@
 """A run folder, the one place that knows its layout: config.json (the settings, written when the
 run starts), checkpoint.pt (written every --save-every epochs, on Ctrl-C and at the end),
 metrics.json (written last: a run is finished exactly when it exists), TensorBoard events,
-skipped_pictures.tsv, and .lock, which holds the folder for one main.py at a time."""
+skipped_pictures.tsv, and .lock, which holds the folder for one main.py at a time. What may be
+replaced there is dann/outputs.py's to say, as for every file the project writes."""
 import contextlib
 import dataclasses
 import fcntl
 import json
-import re
 import shlex
 import shutil
 import time
 from pathlib import Path
 
-from dann.common import UserError, make_folder, save_atomic, write_failure
+from dann import outputs
+from dann.common import UserError, make_folder, write_failure
 from dann.config import Config
 
-CONFIG, CHECKPOINT, METRICS = "config.json", "checkpoint.pt", "metrics.json"
-# What a run writes before its first checkpoint: a folder holding only these is a run that can start
-# again there. A --seeds row's folder holds its runs' folders and summary.json.
-BEFORE_FIRST_SAVE = re.compile(r"(config\.json|\.lock|events.*|skipped_pictures\.tsv|\..*\.tmp)")
-ROW = re.compile(r"(seed-?\d+|summary\.json|\.summary\.json\..*\.tmp)")
+CONFIG, CHECKPOINT, METRICS, LOCK = "config.json", "checkpoint.pt", "metrics.json", ".lock"
 
 
 def shown(folder):
@@ -43,47 +40,35 @@ def latest_finished(runs_dir="runs"):
     return found[-1] if found else None
 
 
-def new_run_folder(cfg, out=None, holds=BEFORE_FIRST_SAVE):
-    """The folder a new run (or, with holds=ROW, a --seeds row) will write to. Without --out:
-    runs/<source>-<target>-<method>-<time>, made here so that a run started in the same second
-    gets the next free name (-2, -3, ...); an --out folder is made only once the data has loaded."""
+def new_run_folder(cfg, out=None, kind="run"):
+    """The folder a new run (or, with kind="row", a --seeds row) will write to. Without --out:
+    runs/<source>-<target>-<method>-<time>, or -2, -3, ... when a run started in the same second
+    holds that name; nothing is made before the run starts (claimed)."""
     if out is None:
-        return reserve(Path("runs") / f"{Path(cfg.source).name}-{Path(cfg.target).name}-{cfg.method}-"
-                                      f"{time.strftime('%Y%m%d-%H%M%S')}")
+        return free_name(Path("runs") / f"{Path(cfg.source).name}-{Path(cfg.target).name}-{cfg.method}-"
+                                         f"{time.strftime('%Y%m%d-%H%M%S')}")
     out = Path(out)
-    check_new(out, holds)
+    check_new(out, kind)
     return out
 
 
-def reserve(base):
-    """Make a new empty folder named base, or base-2, base-3, ... whichever is free first."""
-    make_folder(base.parent)
+def free_name(base):
+    """base, or base-2, base-3, ..., whichever no file or folder holds yet."""
     for n in range(1, 10_000):
         folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            folder.mkdir()
+        if not folder.exists():
             return folder
-        except FileExistsError:
-            continue
-        except OSError as e:
-            what, todo = write_failure(base.parent, e)
-            raise UserError(f"cannot create the run folder {folder} ({what}); {todo}, or give --out") from None
     raise UserError(f"{base.parent} holds 10,000 runs named {base.name}; give --out")
 
 
-def check_new(out, holds=BEFORE_FIRST_SAVE):
-    """A new run may write to an absent or empty folder, or to one whose run stopped before its
-    first checkpoint (nothing in it to lose); never over a run that saved something, and never
-    into a folder of other files, which the run's own files could replace."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; name a folder for the run")
+def check_new(out, kind="run"):
+    """A new run may write to an absent or empty folder, or to a run folder of the project's that
+    stopped before its first checkpoint (nothing in it to lose); never over a run that saved
+    something, and never into a folder of the user's."""
     if status(out) != "new":
         raise UserError(f"--out {out} already holds a run; continue it with --resume {shown(out)}, or choose "
                         "another --out")
-    foreign = sorted(p.name for p in out.iterdir() if not holds.fullmatch(p.name)) if out.is_dir() else []
-    if foreign:
-        raise UserError(f"--out {out} holds files that are not a run's ({', '.join(foreign[:3])}"
-                        f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder")
+    outputs.check_folder(out, kind, "--out")
 
 
 @contextlib.contextmanager
@@ -91,12 +76,17 @@ def claimed(out):
     """Hold run folder `out` for this process: a second main.py writing to it is refused in one
     line. The lock is the operating system's (flock), so a process that crashes or is killed
     releases it. A folder this call created is removed again if the run ends before its
-    config.json was written (it could not start: a bad --init, Ctrl-C while setting up); so is an
-    empty one, as new_run_folder reserves them."""
-    created = not out.exists() or not any(out.iterdir())
-    make_folder(out)
+    config.json was written (it could not start: a bad --init, Ctrl-C while setting up)."""
+    created = not out.exists()
+    if created:
+        try:
+            make_folder(out.parent)
+            out.mkdir()
+        except FileExistsError:  # another run took the name first (the same second)
+            raise UserError(f"{out} was made by another command just now; start again (or give --out)") from None
+    outputs.refuse_foreign([out / LOCK], "move it, or choose another --out")
     try:
-        lock = open(out / ".lock", "a")
+        lock = open(out / LOCK, "a")
     except OSError as e:
         what, todo = write_failure(out, e)
         raise UserError(f"cannot write in the run folder {out} ({what}); {todo}") from None
@@ -106,13 +96,26 @@ def claimed(out):
         except BlockingIOError:
             raise UserError(f"{out} is in use by another training (main.py) right now; wait for it to end, "
                             "or choose another --out") from None
-        yield
-    except BaseException:
-        if created and not (out / CONFIG).exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+        try:
+            outputs.record(out / LOCK)
+            outputs.claim_folder(out, "run")
+            yield
+        except BaseException:
+            if not (out / CONFIG).exists():
+                undo_claim(out, created)
+            raise
     finally:
         lock.close()
+
+
+def undo_claim(out, created):
+    """A run that could not start leaves nothing behind: the folder it made, or in a folder that was
+    there before, the lock and manifest it added."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+    elif all(p.name in (LOCK, outputs.MANIFEST) for p in out.iterdir()):
+        for name in (LOCK, outputs.MANIFEST):
+            (out / name).unlink(missing_ok=True)
 
 
 def read_config(folder, where=None):
@@ -129,12 +132,19 @@ def read_config(folder, where=None):
 
 
 def resumed_config(folder, device):
-    """A run folder's Config, on the device asked for now (the one setting a resume may change)."""
-    return dataclasses.replace(read_config(folder, f"--resume {folder}"), device=device)
+    """A run folder's Config, on the device asked for now (the one setting a resume may change). A
+    run folder made before the project kept manifests is adopted: its run's files become ones
+    the resumed run may replace."""
+    cfg = read_config(folder, f"--resume {folder}")
+    if not (Path(folder) / outputs.MANIFEST).exists():
+        for name in (CONFIG, CHECKPOINT, METRICS):
+            if (Path(folder) / name).is_file():
+                outputs.record(Path(folder) / name, outputs.digest(Path(folder) / name))
+    return dataclasses.replace(cfg, device=device)
 
 
 def write_config(folder, cfg):
-    save_atomic(json.dumps(cfg.as_dict(), indent=2), Path(folder) / CONFIG)
+    outputs.save(json.dumps(cfg.as_dict(), indent=2), Path(folder) / CONFIG)
 
 
 def read_metrics(folder):
@@ -142,4 +152,4 @@ def read_metrics(folder):
 
 
 def write_metrics(folder, metrics):
-    save_atomic(json.dumps(metrics, indent=2), Path(folder) / METRICS)
+    outputs.save(json.dumps(metrics, indent=2), Path(folder) / METRICS)

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from dann import runs as run_folder
 from dann.checkpoints import ensemble_of, load_checkpoint, weights_only
-from dann.common import REPO, UserError, make_folder, save_atomic
+from dann import outputs
+from dann.common import REPO, UserError
 from dann.config import Config
 from dann.methods import METHODS
 from dann.evaluation import accuracy, predictions, unsure_threshold
@@ -166,13 +167,35 @@ def run_all(runs, jobs, threads, log_dir):
     return not waiting
 
 
+def log_path(log_dir, run):
+    return log_dir / f"{run.candidate}-seed{run.seed}.log"
+
+
+SHARED = ("chosen", "ensemble")  # the sweep's two offers, each a model folder of its own
+CHOICE = "choice.json"
+
+
+def check_out(out, runs, no_train):
+    """Before anything is trained or written: `out` is new, empty or a sweep of choose.py's, and no
+    file of the user's stands where the sweep writes (its record, its offers, its runs' logs)."""
+    outputs.check_folder(out, "sweep", "--out")
+    if no_train and not (out / CHOICE).is_file() and not any(r.status == "done" for r in runs):
+        raise UserError(f"--no-train: {out} holds no finished run of this sweep; train them first (the same "
+                        "command without --no-train)")
+    for name in SHARED:
+        outputs.check_folder(out / name, "model", "--out")
+    outputs.refuse_foreign([out / CHOICE, *(out / name / f for name in SHARED for f in (run_folder.CHECKPOINT,
+                            run_folder.METRICS)), *(log_path(out / "logs", r) for r in runs)],
+                           "choose another --out")
+
+
 def start(run, env, log_dir):
-    run.log = make_folder(log_dir) / f"{run.candidate}-seed{run.seed}.log"
+    run.log = log_path(log_dir, run)
     tqdm.write(f"{'continuing' if run.status == 'to resume' else 'training'} {run.name}: {run.cfg.command()} "
                f"(output: {run.log})", file=sys.stderr)
     argv = command(run)
     run.status = "running"
-    with open(run.log, "a") as log:
+    with outputs.open_log(run.log, "a") as log:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
@@ -233,8 +256,9 @@ def share_chosen(chosen, folder):
     weights it is evaluated with, as a shared model) beside a copy of its metrics.json. Written
     last, it is also the newest finished run under runs/, which both scripts take by default."""
     ckpt = load_checkpoint(chosen.folder / run_folder.CHECKPOINT)[1]
+    outputs.claim_folder(folder, "model")
     run_folder.write_metrics(folder, chosen.metrics)
-    save_atomic(weights_only(ckpt), folder / run_folder.CHECKPOINT)
+    outputs.save(weights_only(ckpt), folder / run_folder.CHECKPOINT)
 
 
 def share_ensemble(runs, sets, folder):
@@ -251,8 +275,9 @@ def share_ensemble(runs, sets, folder):
     metrics = {"members": [r.name for r in done], "source_test_acc": accuracy(predictions(model, x), y),
                "target_test_acc": None if labelled[1] is None else accuracy(predictions(model, labelled[0]), labelled[1]),
                **label_free_report(model, sets, None), "unsure_below": unsure_threshold(model, x)}
+    outputs.claim_folder(folder, "model")
     run_folder.write_metrics(folder, metrics)
-    save_atomic({**ckpt, "unsure_below": metrics["unsure_below"]}, folder / run_folder.CHECKPOINT)
+    outputs.save({**ckpt, "unsure_below": metrics["unsure_below"]}, folder / run_folder.CHECKPOINT)
     return metrics
 
 

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from dann import datasets, runs
 from dann.augment import augment
 from dann.checkpoints import restore, save_resumable
-from dann.common import UserError, save_atomic
+from dann import outputs
+from dann.common import UserError
 from dann.config import Config, pick_device
 from dann.curves import Curves
 from dann.domains import DIGITS, SPLITS, is_folder, source_parts
@@ -522,7 +523,7 @@ def report_skipped(skipped, out):
     if not skipped:
         return
     listing = "".join(f"{name}\t{split}\t{path}\t{why}\n" for name, split, path, why in skipped)
-    save_atomic(listing, out / "skipped_pictures.tsv")
+    outputs.save(listing, out / "skipped_pictures.tsv")
     print(f"{len(skipped)} pictures could not be read and were left out ({', '.join(p for _, _, p, _ in skipped[:3])}"
           f"{', ...' if len(skipped) > 3 else ''}); the list: {out}/skipped_pictures.tsv", file=sys.stderr)
 

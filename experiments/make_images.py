@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from dann import outputs
 from dann.common import REPO
 from dann.config import in_current_words
 from dann.datasets import load_domain
@@ -31,12 +32,18 @@ HERE = REPO / "images"  # where the pictures go
 SAMPLES = {"mnist_m": (0, 1, 2, 3), "mnist": (0, 1)}  # first test images: digits 7 2 1 0 / 7 2
 
 
+def save_picture(picture, name, **options):
+    """images/<name>, through the one owner of what the project writes (images/'s manifest)."""
+    kind = {".png": "PNG", ".jpg": "JPEG"}[Path(name).suffix]
+    outputs.write(HERE / name, lambda tmp: picture.save(tmp, format=kind, **options))
+
+
 def save_samples():
     for name, indices in SAMPLES.items():
         images, labels = load_domain(name, "test")
         for i in indices:
             picture = Image.fromarray(images[i].permute(1, 2, 0).numpy()).resize((112, 112), Image.NEAREST)
-            picture.save(HERE / f"{name}_test{i}_digit{labels[i].item()}.png")
+            save_picture(picture, f"{name}_test{i}_digit{labels[i].item()}.png")
 
 
 def save_synth_grid(rows=8):
@@ -45,7 +52,7 @@ def save_synth_grid(rows=8):
     images, _ = synth.render_range("test", 0, rows * 10)
     grid = images.reshape(rows, 10, synth.SIZE, synth.SIZE, 3).transpose(0, 2, 1, 3, 4)
     picture = Image.fromarray(grid.reshape(rows * synth.SIZE, 10 * synth.SIZE, 3))
-    picture.resize((picture.width * 3, picture.height * 3), Image.NEAREST).save(HERE / "synth_samples.png")
+    save_picture(picture.resize((picture.width * 3, picture.height * 3), Image.NEAREST), "synth_samples.png")
 
 
 def box(ax, x, y, w, h, text, color):
@@ -80,7 +87,7 @@ def save_architecture():
     ax.set_title("DANN (Ganin & Lempitsky 2015): one network, two heads; the reversal layer makes "
                  "$G_f$ fool $G_d$", fontsize=9)
     fig.tight_layout()
-    fig.savefig(HERE / "architecture.png", dpi=130)
+    outputs.write(HERE / "architecture.png", lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
     plt.close(fig)
 
 
@@ -153,17 +160,17 @@ def save_photos():
     rng = np.random.default_rng(7)
     paper = texture(rng, (320, 320), (236, 232, 220), 5, 0.25)
     paper[::28] -= (60, 40, 10)  # ruled lines
-    photographed(rng, on(paper, handwritten(rng, 3, 240, (20, 40, 120, 255), 9)), 6, 0.35) \
-        .save(HERE / "paper_handwritten_3.jpg", quality=85)
+    save_picture(photographed(rng, on(paper, handwritten(rng, 3, 240, (20, 40, 120, 255), 9)), 6, 0.35),
+                 "paper_handwritten_3.jpg", quality=85)
     squared = texture(rng, (300, 260), (245, 245, 240), 3, 0.15)
     squared[::20] -= (40, 20, 0)
     squared[:, ::20] -= (40, 20, 0)
-    photographed(rng, on(squared, handwritten(rng, 7, 220, (80, 80, 80, 255), 6)), -4, 0.25) \
-        .save(HERE / "pencil_7.jpg", quality=85)
+    save_picture(photographed(rng, on(squared, handwritten(rng, 7, 220, (80, 80, 80, 255), 6)), -4, 0.25),
+                 "pencil_7.jpg", quality=85)
     scan = texture(rng, (200, 260), (250, 250, 248), 4, 0.1)
-    Image.fromarray(np.uint8(np.clip(np.asarray(on(scan, printed("5", "DejaVu Serif:bold", 180, (30, 30, 30, 255),
-                                                               (200, 260))), float), 0, 255))) \
-        .convert("L").filter(ImageFilter.GaussianBlur(0.8)).save(HERE / "printed_5.png")
+    save_picture(Image.fromarray(np.uint8(np.clip(np.asarray(on(scan, printed("5", "DejaVu Serif:bold", 180, (30, 30, 30, 255),
+                                                                            (200, 260))), float), 0, 255)))
+                 .convert("L").filter(ImageFilter.GaussianBlur(0.8)), "printed_5.png")
     bricks = texture(rng, (280, 300), (150, 70, 50), 12, 0.4)
     bricks[::36] = bricks[1::36] = (190, 185, 175)  # mortar
     for row in range(0, 300, 36):
@@ -171,12 +178,13 @@ def save_photos():
     plate = printed("4", "DejaVu Sans:bold", 170, (245, 245, 245, 255), (170, 210))
     enamel = Image.new("RGBA", (190, 230), (20, 50, 130, 255))
     enamel.alpha_composite(plate, (10, 10))
-    photographed(rng, on(bricks, enamel), 3, 0.3).save(HERE / "house_number_4.jpg", quality=85)
+    save_picture(photographed(rng, on(bricks, enamel), 3, 0.3), "house_number_4.jpg", quality=85)
     desk = texture(rng, (300, 300), (150, 105, 60), 10, 0.3)
     desk += 18 * np.sin(np.linspace(0, 60, 300))[:, None, None]  # wood grain
     note = Image.new("RGBA", (210, 210), (250, 225, 90, 255))
     note.alpha_composite(printed("9", "DejaVu Sans:bold", 190, (15, 15, 15, 255), (210, 210)))
-    photographed(rng, on(desk, note.rotate(8, resample=Image.BICUBIC)), -2, 0.2).save(HERE / "sticky_note_9.jpg", quality=85)
+    save_picture(photographed(rng, on(desk, note.rotate(8, resample=Image.BICUBIC)), -2, 0.2), "sticky_note_9.jpg",
+                 quality=85)
 
 
 PAPER_MNIST_M = {"source-only": 0.5225, "dann": 0.7666, "target-only": 0.9596}  # JMLR 2016, Table 2
@@ -210,7 +218,7 @@ def save_curves(run_dirs, name, title="MNIST -> MNIST-M, mnist architecture (fin
     # beside the axes: inside, a long legend hides the curves that end low
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(HERE / name, dpi=130, bbox_inches="tight")
+    outputs.write(HERE / name, lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png"))
     plt.close(fig)
 
 

@@ -21,7 +21,8 @@ from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from dann import datasets
-from dann.common import REPO, make_folder
+from dann import outputs
+from dann.common import REPO
 from dann.datasets import load_domain
 from dann.domains import source_parts
 from dann.evaluation import sure_at, unsure_threshold
@@ -121,9 +122,8 @@ def main():
     p.add_argument("--pictures", type=Path, default=Path("runs/not_digits"), help="where to save the pictures made")
     args = p.parse_args()
     pictures = not_digits(args.data_dir)
-    make_folder(args.pictures)
     for name, picture in pictures:
-        picture.save(args.pictures / f"{name}.png")
+        outputs.write(args.pictures / f"{name}.png", lambda tmp: picture.save(tmp, format="PNG"))
     tests = {name: load_domain(name, "test", args.data_dir)[0] for name in ("mnist", "mnist_m")}
     drawn = digit_pictures()
     print(f"{len(pictures)} pictures without a digit in {args.pictures}; {len(drawn)} digit pictures in images/")

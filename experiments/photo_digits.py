@@ -34,6 +34,7 @@ from matplotlib.transforms import Affine2D
 from PIL import Image, ImageDraw, ImageFilter
 from scipy.interpolate import splev, splprep
 
+from dann import outputs
 from experiments.make_images import handwritten, on, photographed, printed, texture
 
 KINDS = ("plate", "tag", "meter", "handwritten", "sign", "marker", "scrawl", "crowded")
@@ -242,15 +243,14 @@ MAKERS = {"plate": plate, "tag": tag, "meter": meter, "handwritten": handwriting
 def make_set(folder):
     """folder/<kind>_<i>_<digit>.jpg, the same pictures every time (a seed per kind and picture); the
     pictures already there are kept (a set made before the later kinds existed is completed)."""
-    folder.mkdir(parents=True, exist_ok=True)
     for k, kind in enumerate(KINDS):
         for i in range(PER_KIND):
             path = folder / f"{kind}_{i:02d}_{i % 10}.jpg"
             if not path.exists():
                 rng = np.random.default_rng([k, i])
                 picture = MAKERS[kind](rng, i % 10).convert("RGB")
-                picture.save(path.with_suffix(".part"), "JPEG", quality=int(rng.integers(70, 92)))
-                path.with_suffix(".part").replace(path)
+                quality = int(rng.integers(70, 92))
+                outputs.write(path, lambda tmp: picture.save(tmp, "JPEG", quality=quality))
 
 
 def read_set(folder, spec):

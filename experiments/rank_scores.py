@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from dann import datasets
+from dann import datasets, outputs
 from dann.checkpoints import load_checkpoint
 from dann.config import Config
 from dann.methods import METHODS
@@ -76,7 +76,7 @@ def main():
     print("  estimated accuracy against the true one: |error| mean {mean:.4f}, median {median:.4f}, "
           "max {max:.4f}".format(**summary["estimate_error"]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "scores": summary}, indent=2))
+        outputs.save(json.dumps({"rows": rows, "scores": summary}, indent=2), Path(args.json))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dann import outputs
+
 REPO = Path(__file__).resolve().parent.parent
 TASK = ["--source", "mnist", "--target", "mnist_m", "--limit", "600", "--epochs", "3", "--eval-every", "1",
         "--batch-size", "32"]
@@ -52,7 +54,7 @@ def main():
     p.add_argument("--compare", type=Path, default=None, help="another numbers.json that must be equal")
     args = p.parse_args()
     numbers = {name: train(name, flags, args.out, args.data_dir) for name, flags in RUNS.items()}
-    (args.out / "numbers.json").write_text(json.dumps(numbers, indent=1, sort_keys=True))
+    outputs.save(json.dumps(numbers, indent=1, sort_keys=True), args.out / "numbers.json")
     print(f"{args.out / 'numbers.json'}: " + ", ".join(f"{n} {v['target_test_acc']:.4f}" for n, v in numbers.items()))
     if args.compare:
         theirs = json.loads(args.compare.read_text())

@@ -5,7 +5,8 @@ from PIL import Image
 
 import image_annotate
 from conftest import digit_images
-from dann.annotate import annotated_name
+from dann.annotate import annotated_name, model_tag
+from dann.outputs import MANIFEST
 from dann import datasets, pictures
 
 
@@ -82,14 +83,15 @@ def test_files_and_a_folder_with_a_corrupt_file(trained_run, tmp_path, capsys):
     assert code == 1
     errors = captured.err.strip().splitlines()
     assert len(errors) == 2 and "broken.png: cannot read it" in errors[0] and "missing.jpg: cannot read it" in errors[1]
-    written = sorted(p.name for p in out.iterdir())
-    assert written == sorted(annotated_name(p, "run") for p in [single, *paths])  # "run": the model's run folder
+    written = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
+    tag = model_tag(run / "checkpoint.pt")  # the model's run folder, and where it is
+    assert tag.startswith("run-") and written == sorted(annotated_name(p, tag) for p in [single, *paths])
     lines = [line for line in captured.out.splitlines() if "top-3" in line]
     assert len(lines) == len(paths) + 1
     for line in lines:  # "<path>: <digit>  (top-3: d p, d p, d p)  -> <out>"
         probs = [float(x.split()[1]) for x in line.split("top-3: ")[1].split(")")[0].split(", ")]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
-    annotated = Image.open(out / "one.png.run.annotated.png")
+    annotated = Image.open(out / f"one.png.{tag}.annotated.png")
     assert annotated.height > 200 and annotated.mode == "RGB"
 
 
@@ -99,7 +101,7 @@ def test_all_good_files_exit_zero_and_annotate_beside_the_picture(trained_run, t
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert image_annotate.main(["-f", str(tmp_path / "a.png"), "--checkpoint", str(run / "checkpoint.pt"), "--show"]) == 0
-    assert (tmp_path / "a.png.run.annotated.png").is_file()
+    assert (tmp_path / f"a.png.{model_tag(run / 'checkpoint.pt')}.annotated.png").is_file()
     assert "no display found" in capsys.readouterr().err
 
 
@@ -137,7 +139,8 @@ def test_an_oversized_picture_is_one_line_and_the_batch_goes_on(trained_run, tmp
                                 "--checkpoint", str(run / "checkpoint.pt")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "bomb.png: more than" in err[0] and "too large to read safely" in err[0]
-    assert (tmp_path / "after.png.run.annotated.png").is_file() and not (tmp_path / "bomb.png.run.annotated.png").exists()
+    tag = model_tag(run / "checkpoint.pt")
+    assert (tmp_path / f"after.png.{tag}.annotated.png").is_file() and not (tmp_path / f"bomb.png.{tag}.annotated.png").exists()
 
 
 def test_a_folder_is_read_with_its_subfolders_kept_under_out_dir(trained_run, tmp_path, capsys):
@@ -150,8 +153,9 @@ def test_a_folder_is_read_with_its_subfolders_kept_under_out_dir(trained_run, tm
     assert image_annotate.main(["-f", str(tmp_path / "pics"), "--checkpoint", str(run / "checkpoint.pt"),
                                 "--out-dir", str(tmp_path / "out")]) == 0
     written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
-    assert written == ["a/b/two.jpg.run.annotated.png", "a/one.png.run.annotated.png", "c/three.png.run.annotated.png",
-                       "top.png.run.annotated.png"]
+    tag = model_tag(run / "checkpoint.pt")
+    assert written == [f"a/b/two.jpg.{tag}.annotated.png", f"a/one.png.{tag}.annotated.png",
+                       f"c/three.png.{tag}.annotated.png", f"top.png.{tag}.annotated.png"]
     # annotating again does not annotate the annotated copies
     assert image_annotate.main(["-f", str(tmp_path / "out"), "--checkpoint", str(run / "checkpoint.pt")]) == 1
     assert "a folder with no pictures in it" in capsys.readouterr().err

@@ -42,20 +42,22 @@ def picture(path, label=3, size=40):
 def test_out_a_folder_of_other_files_is_refused_before_anything_is_written(synthetic_root, tmp_path, monkeypatch, out):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config.json").write_text("my own settings")
-    with pytest.raises(UserError, match="holds files that are not a run's .*give a new or empty folder"):
+    with pytest.raises(UserError, match="holds files that are not a run folder of main.py's .*give a new or empty folder"):
         main.main([*TINY, "--data-dir", str(synthetic_root), "--out", out])
     assert (tmp_path / "config.json").read_text() == "my own settings"
 
 
 def test_a_run_may_start_again_in_a_folder_it_left_before_its_first_save(synthetic_root, tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "config.json").write_text("{}")
-    (out / ".lock").write_text("")
+    with runs.claimed(out):
+        runs.write_config(out, Config())
     assert runs.new_run_folder(Config(), out) == out
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match=r"notes\.txt"):
-        runs.new_run_folder(Config(), out)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")  # a run's file names, but not written by the project
+    (mine / ".lock").write_text("")
+    with pytest.raises(UserError, match=r"\.lock, config\.json"):
+        runs.new_run_folder(Config(), mine)
 
 
 # ---------------------------------------------------------------- 2. a batch that cannot fit
@@ -72,36 +74,42 @@ def test_a_batch_too_large_for_memory_is_refused_before_any_data_is_read(tmp_pat
 def test_annotated_copies_never_replace_a_users_file_nor_each_other(trained_run, tmp_path, capsys):
     _, run = trained_run
     jpg, png = picture(tmp_path / "a.jpg"), picture(tmp_path / "a.png", label=5)
-    mine = tmp_path / annotate.annotated_name(png, "run")
+    tag = annotate.model_tag(run / "checkpoint.pt")
+    mine = tmp_path / annotate.annotated_name(png, tag)
     mine.write_bytes(b"a file of the user's that happens to have this name")
     code = image_annotate.main(["-f", str(jpg), str(png), "--checkpoint", str(run / "checkpoint.pt")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "is not an annotated copy made by image_annotate.py" in err[0]
+    assert code == 1 and len(err) == 1 and "exists and was not written by this project" in err[0]
     assert mine.read_bytes().startswith(b"a file of the user's")
-    assert (tmp_path / "a.jpg.run.annotated.png").is_file()  # the rest of the batch is done
+    assert (tmp_path / f"a.jpg.{tag}.annotated.png").is_file()  # the rest of the batch is done
     mine.unlink()
     assert image_annotate.main(["-f", str(jpg), str(png), "--checkpoint", str(run / "checkpoint.pt")]) == 0
     assert image_annotate.main(["-f", str(png), "--checkpoint", "mnist-mnist_m-dann"]) == 0  # another model
     assert sorted(p.name for p in tmp_path.glob("*.annotated.png")) == [
-        "a.jpg.run.annotated.png", "a.png.mnist-mnist_m-dann.annotated.png", "a.png.run.annotated.png"]
+        f"a.jpg.{tag}.annotated.png", "a.png.mnist-mnist_m-dann.annotated.png", f"a.png.{tag}.annotated.png"]
 
 
 def test_the_model_tag_names_a_run_a_seed_of_a_row_or_a_bundled_model():
-    assert annotate.model_tag(Path("runs/dann-x/checkpoint.pt")) == "dann-x"
-    assert annotate.model_tag(Path("runs/row/seed2/checkpoint.pt")) == "row-seed2"
+    assert annotate.model_tag(Path("runs/dann-x/checkpoint.pt")).startswith("dann-x-")
+    assert annotate.model_tag(Path("runs/row/seed2/checkpoint.pt")).startswith("row-seed2-")
     assert annotate.model_tag(pretrained.PRETRAINED_DIR / "mnist-mnist_m-dann.pt") == "mnist-mnist_m-dann"
+    # two sweeps' chosen/ models, or two runs called run, are told apart by where they are
+    assert annotate.model_tag(Path("a/chosen/checkpoint.pt")) != annotate.model_tag(Path("b/chosen/checkpoint.pt"))
 
 
 # ---------------------------------------------------------------- 4. valid.py's folder and figures
 
 def test_an_evaluation_json_that_is_not_valid_pys_is_never_replaced(tmp_path):
     record = tmp_path / "evaluation.json"
-    for foreign in ("my notes", json.dumps({"results": 1})):
+    for foreign in ("my notes", json.dumps({"results": 1}), json.dumps({"checkpoint": "model.pt"})):
         record.write_text(foreign)
-        with pytest.raises(UserError, match="was not written by valid.py"):
-            evaluation.claim_evaluation_folder(tmp_path, tmp_path / "model.pt")
-    record.write_text(json.dumps({"checkpoint": str((tmp_path / "model.pt").resolve())}))
-    evaluation.claim_evaluation_folder(tmp_path, tmp_path / "model.pt")  # its own: may be rewritten
+        with pytest.raises(UserError, match="holds files that are not an evaluation of valid.py's"):
+            evaluation.claim_evaluation_folder(tmp_path, tmp_path / "model.pt", ["mnist"])
+    record.unlink()
+    evaluation.save_outputs({"checkpoint": str((tmp_path / "model.pt").resolve()), "domains": {}}, tmp_path, DIGITS)
+    evaluation.claim_evaluation_folder(tmp_path, tmp_path / "model.pt", ["mnist"])  # its own: may be rewritten
+    with pytest.raises(UserError, match="holds the evaluation of another model"):
+        evaluation.claim_evaluation_folder(tmp_path, tmp_path / "other.pt", ["mnist"])
 
 
 def test_two_domains_of_the_same_folder_name_get_a_figure_each():
@@ -209,8 +217,11 @@ def test_main_returns_1_when_ctrl_c_stopped_the_run(synthetic_root, tmp_path, mo
 def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runs.time, "strftime", lambda _: "20261205-120000")
-    first, second = runs.new_run_folder(Config()), runs.new_run_folder(Config())
-    assert first != second and first.is_dir() and second.name == first.name + "-2"
+    first = runs.new_run_folder(Config())
+    assert not first.exists()  # nothing is made before the run starts: a failed start leaves nothing
+    with runs.claimed(first):
+        second = runs.new_run_folder(Config())
+        assert first.is_dir() and second.name == first.name + "-2"
 
 
 def test_a_seed_given_twice_is_refused_before_training(capsys):

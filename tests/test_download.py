@@ -8,7 +8,7 @@ import pytest
 from dann.common import UserError
 from conftest import REPO, SHARED_DATA, make_mnist, with_sources
 from httpserver import FileServer
-from dann import datasets, domains, download
+from dann import datasets, domains, download, outputs
 
 PAYLOAD = os.urandom(300_000)
 MD5 = "md5:" + hashlib.md5(PAYLOAD).hexdigest()
@@ -24,7 +24,8 @@ def test_downloads_and_verifies(server, tmp_path):
     server.files["/a/file.bin"] = PAYLOAD
     dest = download.download([server.url + "/a/file.bin"], tmp_path / "file.bin", (MD5,))
     assert dest.read_bytes() == PAYLOAD
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".dann-manifest.json", "file.bin"]
+    assert outputs.is_ours(dest)
 
 
 def test_falls_back_to_next_mirror_on_http_error_and_bad_checksum(server, tmp_path):
@@ -55,9 +56,18 @@ def test_resumes_a_partial_file_with_range(server, tmp_path):
 
 def test_a_stale_part_file_is_discarded_when_the_server_refuses_its_range(server, tmp_path):
     server.files["/file.bin"] = PAYLOAD
-    (tmp_path / "file.bin.part").write_bytes(os.urandom(400_000))  # longer than the file
+    with outputs.open_log(tmp_path / "file.bin.part", "wb") as part:  # an earlier download's, longer than the file
+        part.write(os.urandom(400_000))
     download.download([server.url + "/file.bin"], tmp_path / "file.bin", (MD5,))
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
+
+
+def test_a_part_file_of_the_users_is_never_appended_to(server, tmp_path):
+    server.files["/file.bin"] = PAYLOAD
+    (tmp_path / "file.bin.part").write_bytes(b"mine")
+    with pytest.raises(UserError, match="file.bin.part exists and was not written by this project"):
+        download.download([server.url + "/file.bin"], tmp_path / "file.bin", (MD5,))
+    assert (tmp_path / "file.bin.part").read_bytes() == b"mine" and not server.requests
 
 
 def test_nothing_is_left_behind_when_every_source_fails(server, tmp_path):
@@ -84,7 +94,7 @@ def test_unreachable_host_is_reported_not_raised(tmp_path):
         download.download(["http://127.0.0.1:9/file.bin"], tmp_path / "file.bin", (MD5,), timeout=2)
 
 
-def test_fetch_skips_valid_files_and_refetches_corrupt_ones(server, tmp_path, monkeypatch):
+def test_fetch_skips_valid_files_and_never_replaces_a_changed_one(server, tmp_path, monkeypatch):
     src = tmp_path / "src"
     make_mnist(src)
     table = {"mnist": tuple(
@@ -96,11 +106,14 @@ def test_fetch_skips_valid_files_and_refetches_corrupt_ones(server, tmp_path, mo
     root = tmp_path / "data"
     datasets.fetch(["mnist"], root, log=lambda *_: None)
     assert len(server.requests) == 4
-    (root / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"damaged")
-    log = []
-    datasets.fetch(["mnist"], root, log=log.append)
+    damaged = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(b"damaged")  # or the user's own file of that name: the project cannot tell
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz is not the official file .* move it away"):
+        datasets.fetch(["mnist"], root, log=lambda *_: None)
+    assert damaged.read_bytes() == b"damaged" and len(server.requests) == 4
+    damaged.unlink()
+    datasets.fetch(["mnist"], root, log=lambda *_: None)
     assert len(server.requests) == 5 and server.requests[-1][0] == "/t10k-labels-idx1-ubyte.gz"
-    assert any("corrupt" in line for line in log)
     assert datasets.load_domain("mnist", "test", root)[0].shape == (20, 3, 28, 28)
 
 

@@ -17,7 +17,7 @@ import image_annotate
 from dann.common import UserError
 from dann.config import Config
 from conftest import REPO, digit_images, run_script, with_sources
-from dann import annotate, checkpoints, common, datasets, domains, evaluation, pretrained, runs, training
+from dann import annotate, checkpoints, datasets, domains, evaluation, outputs, pretrained, runs, training
 
 DIGIT_7 = REPO / "images" / "mnist_test0_digit7.png"
 
@@ -179,7 +179,7 @@ def test_a_failed_write_names_its_cause(tmp_path, code, cause):
     def refused(tmp):
         raise OSError(code, os.strerror(code))
     with pytest.raises(UserError, match=f"could not write .*x.txt \\({cause}"):
-        common.write_atomic(tmp_path / "x.txt", refused)
+        outputs.write(tmp_path / "x.txt", refused)
 
 
 def test_a_write_that_torch_reports_without_its_cause_is_asked_of_the_os(tmp_path, monkeypatch):
@@ -194,7 +194,7 @@ def test_a_write_that_torch_reports_without_its_cause_is_asked_of_the_os(tmp_pat
     def torch_save(tmp):
         raise RuntimeError(f"File {tmp} cannot be opened.")  # torch's zip writer: no errno
     with pytest.raises(UserError, match=r"\(permission denied\); make the folder writable"):
-        common.write_atomic(tmp_path / "x.pt", torch_save)
+        outputs.write(tmp_path / "x.pt", torch_save)
 
 
 @pytest.mark.slow
@@ -247,7 +247,7 @@ def test_pictures_of_extreme_shape_are_read_in_bounded_memory_and_shown_at_a_san
                                 str(tmp_path / "after.png"), "--checkpoint", str(run / "checkpoint.pt")])
     assert code == 0
     for name in ("line", "pole", "after"):
-        with Image.open(tmp_path / f"{name}.png.run.annotated.png") as copy:
+        with Image.open(tmp_path / f"{name}.png.{annotate.model_tag(run / 'checkpoint.pt')}.annotated.png") as copy:
             assert copy.width <= annotate.DISPLAY_WIDTH and copy.height <= annotate.DISPLAY_HEIGHT + 56
 
 
@@ -257,7 +257,8 @@ def test_a_16_bit_grey_picture_keeps_its_grey_levels_in_the_annotated_copy(train
     Image.fromarray(ramp).save(tmp_path / "ramp16.png")
     assert Image.open(tmp_path / "ramp16.png").mode.startswith("I")
     assert image_annotate.main(["-f", str(tmp_path / "ramp16.png"), "--checkpoint", str(run / "checkpoint.pt")]) == 0
-    copy = np.asarray(Image.open(tmp_path / "ramp16.png.run.annotated.png").convert("L"))[:224]
+    copy = np.asarray(Image.open(tmp_path / f"ramp16.png.{annotate.model_tag(run / 'checkpoint.pt')}.annotated.png")
+                      .convert("L"))[:224]
     assert len(np.unique(copy)) > 100  # clipping to 8 bits left two levels
 
 
@@ -358,8 +359,8 @@ def test_a_reading_below_the_floor_is_never_sure_whatever_the_models_threshold(t
             return torch.tensor([[0.13] + [0.87 / 9] * 9]).expand(len(images), -1)
     Image.new("RGB", (28, 28), "white").save(tmp_path / "plain.png")
     for threshold in (None, 0.1):  # no threshold of its own, or one below the floor
-        probs, sure, _ = annotate.process(tmp_path / "plain.png", "", Flat(), tmp_path / "out", threshold,
-                                          [str(d) for d in range(10)], f"flat{threshold}")
+        probs, sure = annotate.process(tmp_path / "plain.png", tmp_path / "out" / f"plain.{threshold}.png", Flat(),
+                                       threshold, [str(d) for d in range(10)])
         assert probs.max().item() == pytest.approx(0.13) and not sure
     report = evaluation.domain_report(Flat(), torch.zeros(4, 3, 28, 28, dtype=torch.uint8), torch.zeros(4).long(),
                                       "target", [str(d) for d in range(10)], threshold=None)

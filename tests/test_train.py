@@ -304,7 +304,7 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behi
     assert str(e.value) == (f"could not write {out / 'checkpoint.pt'} (the disk is full); free some space or choose "
                             "another disk. What was there before is untouched. Nothing of this run was saved yet; "
                             f"once it can be written, start it again with: python main.py --resume {out}")
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(("events", ".lock"))) == ["config.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(("events", ".lock", ".dann"))) == ["config.json"]
 
 
 def test_flags_are_made_from_the_config_and_its_command_parses_back_to_it():

@@ -228,7 +228,7 @@ def test_an_evaluation_in_process_reports_every_domain_writes_its_figures_and_gu
     record = json.loads((tmp_path / "figs" / "evaluation.json").read_text())
     assert record["checkpoint"] == str((run / "checkpoint.pt").resolve()) and record["finished"]
     with pytest.raises(UserError, match="holds the evaluation of another model"):
-        evaluation.claim_evaluation_folder(tmp_path / "figs", tmp_path / "other.pt")
+        evaluation.claim_evaluation_folder(tmp_path / "figs", tmp_path / "other.pt", ["mnist"])
 
 
 def test_accuracy_is_an_exact_count():
