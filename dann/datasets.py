@@ -162,7 +162,7 @@ def ensure_datasets(names, root=None, allow_download=True, splits=SPLITS):
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only when empty: partial downloads (.part) are kept to resume
     if failed:
-        raise UserError(f"missing from {root}: " + "; ".join(failed))
+        raise UserError(f"missing from {Path(root).resolve()}: " + "; ".join(failed))
 
 
 def load_datasets(names, splits, root=None, allow_download=True, skipped=None):

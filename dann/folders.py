@@ -101,11 +101,22 @@ def classes_of(folder, suffixes, root, passed):
     return subfolders, listing
 
 
+def differences(found):
+    """Which class folders only one of train/ and test/ has, e.g. "only in train: 3, 7"."""
+    train, test = (set(found[split][0] or ()) for split in SPLITS)
+    only = [f"only in {split}: {', '.join(sorted(extra))}" for split, extra in (("train", train - test),
+                                                                                ("test", test - train)) if extra]
+    return "; ".join(only) + ("; a link that leaves the domain's folder is not read" if only else "")
+
+
 def layout(folder):
     """"fixed" (train/ and test/), "test only" (test/ alone: a folder to evaluate on), or "one" (to be split)."""
     subfolders = {d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")}
     if {"train", "test"} <= subfolders:
         return "fixed"
+    if subfolders == {"train"} and not any(p.is_file() for p in (folder / "train").iterdir()):
+        raise UserError(f"{folder} has train/ but no test/; add test/ with the same class folders, or move the class "
+                        f"folders out of train/ into {folder} (20% of each is then held out)")
     return "test only" if subfolders == {"test"} else "one"
 
 
@@ -126,7 +137,8 @@ def split_files(folder, passed=None):
         found = {split: classes_of(folder / split, suffixes, root, passed) for split in present}
         names = found["test"][0]
         if kind == "fixed" and found["train"][0] != names:
-            raise UserError(f"{folder}/train and {folder}/test have different class folders; give both the same")
+            raise UserError(f"{folder}/train and {folder}/test have different class folders ({differences(found)}); "
+                            "give both the same")
         for split, (_, listing) in found.items():
             splits[split] = [(f"{split}/{path}", names.index(c) if names else None)
                              for c, paths in listing.items() for path in paths]

@@ -37,27 +37,41 @@ def digest(path):
 
 
 def read_manifest(folder):
-    """{"kind": what the folder is (None for a folder of the user's), "files": {name: sha256}}."""
+    """{"kind": what the folder is (None for a folder of the user's), "files": {name: sha256}}; None
+    for a file of that name that is not such a manifest (the user's: it is never replaced)."""
     try:
         found = json.loads((Path(folder) / MANIFEST).read_text())
-        if isinstance(found, dict) and isinstance(found.get("files"), dict):
-            return {"kind": found.get("kind"), "files": found["files"]}
+    except FileNotFoundError:
+        return {"kind": None, "files": {}}
     except (OSError, ValueError):
-        pass  # absent, unreadable or damaged: nothing in the folder is proven ours
-    return {"kind": None, "files": {}}
+        return None
+    if isinstance(found, dict) and isinstance(found.get("files"), dict) and set(found) == {"kind", "files"}:
+        return found
+    return None
+
+
+def manifest_of(folder):
+    """read_manifest, or one line for a file of the user's in the manifest's place."""
+    found = read_manifest(folder)
+    if found is None:
+        raise UserError(f"{Path(folder) / MANIFEST} is not this project's record of what it wrote there; it is "
+                        "never replaced: move it, or choose another folder")
+    return found
 
 
 def is_ours(path):
     """True when the project wrote `path` and nobody changed it since. A folder is ours when
     everything in it is (an empty one holds nothing to lose)."""
     path = Path(path)
-    if path.name == MANIFEST or TEMPORARY.fullmatch(path.name):
+    if path.name == MANIFEST:
+        return read_manifest(path.parent) is not None
+    if TEMPORARY.fullmatch(path.name):
         return True
     if path.is_symlink():
         return False
     if path.is_dir():
         return all(is_ours(entry) for entry in path.iterdir())
-    files = read_manifest(path.parent)["files"]
+    files = (read_manifest(path.parent) or {"files": {}})["files"]
     if path.name not in files:
         return False
     return files[path.name] is APPENDED or (path.is_file() and digest(path) == files[path.name])
@@ -84,9 +98,10 @@ def check_folder(folder, kind, flag):
     folder = Path(folder)
     if os.path.lexists(folder) and not folder.is_dir():
         raise UserError(f"{flag} {folder} is a file; name a folder")
-    entries = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST) if folder.is_dir() else []
-    found = read_manifest(folder)["kind"]
-    if not entries or found == kind:
+    entries = sorted(p.name for p in folder.iterdir() if not (p.name == MANIFEST and is_ours(p))) \
+        if folder.is_dir() else []
+    found = (read_manifest(folder) or {"kind": None})["kind"]
+    if found == kind or (not entries and found is None):
         return
     if found in KINDS:
         raise UserError(f"{flag} {folder} is {KINDS[found]}, not {KINDS[kind]}; choose another {flag}")
@@ -101,7 +116,7 @@ def locked(folder):
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        manifest = read_manifest(folder)
+        manifest = manifest_of(folder)
         yield manifest
         if not manifest["files"] and manifest["kind"] is None:  # nothing of the project's left here
             (Path(folder) / MANIFEST).unlink(missing_ok=True)

@@ -94,6 +94,8 @@ def read_picture(path):
     from PIL import Image, ImageOps, UnidentifiedImageError
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or device would block the reader forever
         raise UnreadablePicture("cannot read it as a picture (not a regular file)")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise UnreadablePicture("an empty file (0 bytes), not a picture")
     try:
         with warnings.catch_warnings():
             # PIL only warns between 89M and 179M pixels; both are refused, before decoding

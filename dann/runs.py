@@ -137,9 +137,9 @@ def resumed_config(folder, device):
     the resumed run may replace."""
     cfg = read_config(folder, f"--resume {folder}")
     if not (Path(folder) / outputs.MANIFEST).exists():
-        for name in (CONFIG, CHECKPOINT, METRICS):
+        for name in (CONFIG, CHECKPOINT, METRICS, LOCK):
             if (Path(folder) / name).is_file():
-                outputs.record(Path(folder) / name, outputs.digest(Path(folder) / name))
+                outputs.record(Path(folder) / name, None if name == LOCK else outputs.digest(Path(folder) / name))
     return dataclasses.replace(cfg, device=device)
 
 

@@ -198,3 +198,25 @@ def test_a_large_folder_is_decoded_on_every_core_to_the_same_pictures(tmp_path, 
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     serial = folders.decode(paths)
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(parallel, serial))
+
+
+def test_train_without_test_and_split_class_differences_say_their_true_cause(tmp_path):
+    only_train = picture_folder(tmp_path / "only_train" / "train", [0, 1] * 3, layout={0: "cat", 1: "dog"})
+    with pytest.raises(UserError, match="has train/ but no test/; add test/ with the same class folders"):
+        folders.split_files(only_train.parent)
+    classes = picture_folder(tmp_path / "vehicles", [0, 1, 2] * 3, layout={0: "car", 1: "train", 2: "bus"})
+    assert folders.split_files(classes)[0] == ["bus", "car", "train"]  # a class called train is a class
+    shop = tmp_path / "shop"
+    picture_folder(shop / "train", [0, 1, 2] * 3, layout={0: "a", 1: "b", 2: "c"})
+    picture_folder(shop / "test", [0, 1] * 3, layout={0: "a", 1: "b"})
+    picture_folder(tmp_path / "elsewhere", [2] * 3, layout={2: "c"})
+    os.symlink(tmp_path / "elsewhere" / "c", shop / "test" / "c")  # a link that leaves the domain: not read
+    with pytest.raises(UserError, match="different class folders \\(only in train: c; a link that leaves"):
+        folders.split_files(shop)
+
+
+def test_an_empty_picture_file_says_so(tmp_path):
+    from dann.pictures import UnreadablePicture, read_picture
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(UnreadablePicture, match="an empty file"):
+        read_picture(tmp_path / "empty.jpg")
