@@ -303,5 +303,5 @@ def test_the_quick_start_comes_first_and_says_what_a_new_user_needs():
     assert sections[0] == "Quick start"
     quick = readme.split("## Quick start")[1].split("\n## ")[0]
     for needed in ("--epochs 3", "download_data.py --from", "--checkpoint mnist+synth-mnist_m-self-ensemble-full", "134 MB",
-                   "565 MB", "5.7 GB", "1.3 GB", "--index-url https://download.pytorch.org/whl/cpu"):
+                   "505 MB", "813 MB", "5.7 GB", "1.3 GB", "--index-url https://download.pytorch.org/whl/cpu"):
         assert needed in quick, needed
