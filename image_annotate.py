@@ -8,11 +8,12 @@ With no --checkpoint the model is the latest finished run under runs/, or before
 bundled default (self-ensembling from MNIST and synth to MNIST-M, README 'Pretrained models');
 the first line printed says which, and --list says it too. Each picture is prepared
 exactly as the training images were (dann/pictures.py): any mode PIL reads (RGB, RGBA, grey,
-palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28. A
-reading whose top probability is below the model's threshold (reached by 95% of its own source
-test digits) is marked "not sure": a picture that holds no digit, or one unlike any it learnt.
-The annotated copy is <picture file name>.<model>.annotated.png, one per picture and model (a
-bundled model's name, else the run's name and the first digits of the checkpoint's sha256),
+palette, 16-bit, CMYK), EXIF rotation applied, padded to a square and resized to 28 x 28. The
+chance shown is the model's calibrated probability (dann/trust.py); a reading below the model's
+threshold (where the sure readings of its own target pictures are estimated 99% right) or below
+.5 is marked "not sure": often a wrong reading, a picture that holds no digit, or one unlike any
+it learnt. The annotated copy is <picture file name>.<model>.annotated.png, one per picture and
+model (a bundled model's name, else the run's name and a short id of where its checkpoint is),
 beside the picture (in annotated/ for pictures inside this repository) or in --out-dir, where two
 pictures of one name from two folders each get their folder's name as a subfolder; a file that
 this project did not write is never replaced. A file that cannot be read, or is
@@ -31,7 +32,8 @@ from PIL import Image
 from dann.annotate import destinations, expand, has_display, model_tag, process
 from dann.checkpoints import class_names, load_checkpoint, unfinished
 from dann.common import UserError
-from dann.evaluation import SURE_FLOOR, sure_at, unsure_below
+from dann.evaluation import model_trust
+from dann.trust import SURE_FLOOR, sure_at
 from dann.fonts import drawable
 from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint
 
@@ -59,10 +61,12 @@ def main(argv=None):
         return 0
     checkpoint, why = resolve_checkpoint(args.checkpoint, args.sha256)
     model, ckpt = load_checkpoint(checkpoint)
-    note, threshold, names = unfinished(ckpt, checkpoint), unsure_below(ckpt, checkpoint), class_names(ckpt)
-    marks = f"not sure below a top probability of {sure_at(threshold):.4f}" + (
+    note, trust, names = unfinished(ckpt, checkpoint), model_trust(ckpt, checkpoint), class_names(ckpt)
+    threshold = trust["unsure_below"]
+    marks = f"not sure below a calibrated chance of {sure_at(threshold):.4f}" + (
         "" if threshold is not None and threshold >= SURE_FLOOR else
-        f" (the floor{'; no threshold of its own in this checkpoint' if threshold is None else ''})")
+        f" (the floor{'; no threshold of its own in this checkpoint' if threshold is None else ''})") + (
+        f"; chances calibrated at temperature {trust['temperature']:g}" if trust["temperature"] != 1.0 else "")
     print(f"model: {checkpoint} ({why}{'; ' + note if note else ''}); {marks}")
     numbered = drawable(tuple(names))[2]
     if numbered:
@@ -70,7 +74,7 @@ def main(argv=None):
     failures = 0
     for path, out in destinations(expand(args.files), args.out_dir, model_tag(checkpoint)):
         try:
-            probs, sure = process(path, out, model, threshold, names)
+            probs, sure = process(path, out, model, trust, names)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             failures += 1

@@ -70,7 +70,7 @@ def main(argv=None):
     roles.update({d: "extra" for d in args.domains if d not in roles})
     evaluation.claim_evaluation_folder(out_dir, path, list(roles))
     results = evaluation.test_reports(model, roles, names, args.data_dir, not args.no_download, device,
-                                      evaluation.unsure_below(ckpt, path))
+                                      trust=evaluation.model_trust(ckpt, path))
     report = {"checkpoint": str(path.resolve()), "chosen": why, "method": cfg["method"], "step": ckpt["step"],
               "finished": note is None, "domains": results}
     if args.scores:

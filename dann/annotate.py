@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from dann import outputs
 from dann.common import REPO, UserError
 from dann.domains import DIGITS
-from dann.evaluation import sure_at
+from dann.trust import calibrated, sure_at
 from dann.fonts import drawable
 from dann.pictures import UnreadablePicture, eight_bit, picture_suffixes, read_picture
 from dann.pretrained import PRETRAINED_DIR
@@ -109,8 +109,9 @@ def destinations(pictures, out_dir, tag):
     return list(planned.items())
 
 
-def process(path, out, model, threshold, names):
-    """Read one picture -> (probabilities, whether the reading is sure), and write its annotated copy `out`."""
+def process(path, out, model, trust, names):
+    """Read one picture -> (its calibrated probabilities, whether the reading is sure), and write its
+    annotated copy `out`. trust: the model's {"temperature", "unsure_below"} (dann/trust.py)."""
     if path.is_dir():
         raise UserError(f"{path}: a folder with no pictures in it, subfolders included")
     try:
@@ -119,7 +120,7 @@ def process(path, out, model, threshold, names):
         missing = f"; a bare name is also looked for in {IMAGES_DIR}" if not path.exists() else ""
         raise UserError(f"{path}: {e}{missing}") from None
     with torch.no_grad():
-        probs = model.predict_proba(digit[None])[0]
-    sure = probs.max().item() >= sure_at(threshold)
+        probs = calibrated(model.predict_proba(digit[None]), trust["temperature"])[0]
+    sure = probs.max().item() >= sure_at(trust["unsure_below"])
     outputs.write(out, lambda tmp: annotate(shown, probs, sure, names).save(tmp, format="PNG"))
     return probs, sure

@@ -7,7 +7,8 @@ Writes pretrained/<name>.pt (the checkpoint without optimizer, RNG state or hist
 its source and target test accuracy as valid.py does and the share of its target test pictures
 it marks "not sure", and records them with the file's sha256, the run's settings and the command
 that reproduces it in pretrained/registry.json. --remeasure measures bundled models again (after
-a measurement was added) without touching their files.
+a measurement was added), their calibration and "not sure" threshold included (dann/trust.py),
+without touching their files.
 """
 import argparse
 import hashlib
@@ -20,7 +21,7 @@ import torch
 from dann import pretrained, runs
 from dann.checkpoints import class_names, load_checkpoint, weights_only
 from dann.cli import run_script
-from dann import outputs
+from dann import outputs, trust
 from dann.common import UserError
 from dann.config import Config
 from dann.domains import source_parts
@@ -59,23 +60,40 @@ def bundle(run, name, commit, make_default, data_dir, replace=False):
         "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "source": cfg.source, "target": cfg.target, "method": cfg.method, "arch": cfg.arch,
         "epochs": cfg.epochs, "seed": cfg.seed, "commit": commit, "command": cfg.command(),
-        "wall_time_s": metrics["wall_time_s"], "device": metrics["device"], "unsure_below": metrics.get("unsure_below"),
-        **measured(path, cfg.source, cfg.target, metrics.get("unsure_below"), data_dir)}
+        "wall_time_s": metrics["wall_time_s"], "device": metrics["device"],
+        **({k: metrics[k] for k in ("temperature", "unsure_below")} if "temperature" in metrics  # a run from before
+           else decided(path, data_dir))}
+    registry["models"][name].update(measured(path, registry["models"][name], data_dir))
     if make_default:
         registry["default"] = name
     save_registry(registry, [name])
 
 
-def measured(path, source, target, threshold, data_dir):
-    """A bundled file's test accuracies, as valid.py measures them, and the share of its target test
-    pictures image_annotate.py would mark "not sure"."""
+def measured(path, entry, data_dir):
+    """A bundled file's test accuracies, as valid.py measures them, and on each test set the share
+    image_annotate.py would mark "not sure" and the accuracy of the sure and not-sure readings."""
     model, shared = load_checkpoint(path)
-    sources = source_parts(source)
+    sources, target = source_parts(entry["source"]), entry["target"]
     results = test_reports(model, {**dict.fromkeys(sources, "source"), target: "target"}, class_names(shared),
-                           data_dir, allow_download=False, threshold=threshold)
+                           data_dir, allow_download=False, trust=entry)
     right = sum(round(results[name]["accuracy"] * results[name]["images"]) for name in sources)
     return {"source_test_acc": right / sum(results[name]["images"] for name in sources),  # all sources' test pictures
-            "target_test_acc": results[target]["accuracy"], "target_not_sure": round(results[target]["not_sure_share"], 4)}
+            "target_test_acc": results[target]["accuracy"], "target_not_sure": round(results[target]["not_sure_share"], 4),
+            "trust": {name: {k: None if r[k] is None else round(r[k], 4)
+                             for k in ("not_sure_share", "sure_accuracy", "not_sure_accuracy")}
+                      for name, r in results.items()}}
+
+
+def decided(path, data_dir):
+    """A bundled model's calibration and threshold (dann/trust.py), from the test pictures of the
+    domain(s) whose labels it learnt and the training pictures of its target it adapted to."""
+    from dann import datasets
+    model, ckpt = load_checkpoint(path)
+    cfg = Config.from_saved(ckpt["config"], path)
+    labelled = [cfg.target] if cfg.method == "target-only" else source_parts(cfg.source)
+    tests = datasets.load_datasets(labelled, ["test"], data_dir, allow_download=False)
+    target = datasets.load_datasets([cfg.target], ["train"], data_dir, allow_download=False)[cfg.target, "train"][0]
+    return trust.decide(model, datasets.joined([tests[name, "test"] for name in labelled]), target[:cfg.limit])
 
 
 def remeasure(names, data_dir):
@@ -84,8 +102,8 @@ def remeasure(names, data_dir):
         entry = registry["models"].get(name)
         if entry is None:
             raise UserError(f"no bundled model {name}; python valid.py --list shows them")
-        entry.update(measured(pretrained.bundled_checkpoint(name), entry["source"], entry["target"],
-                              entry.get("unsure_below"), data_dir))
+        entry.update(decided(pretrained.bundled_checkpoint(name), data_dir))
+        entry.update(measured(pretrained.bundled_checkpoint(name), entry, data_dir))
     save_registry(registry, names)
 
 

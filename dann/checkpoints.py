@@ -105,7 +105,8 @@ def unfinished(ckpt, path):
 
 def weights_only(ckpt):
     """A run's checkpoint without what only a resume needs (optimizer, RNG, history): for sharing."""
-    return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step", "unsure_below", "class_names")
+    return {**{k: ckpt[k] for k in ("format", "model_config", "config", "step", "temperature", "unsure_below",
+                                     "class_names")
                if k in ckpt},
             "model": {k: v.contiguous() for k, v in evaluated_weights(ckpt).items()}}
 

@@ -1,6 +1,6 @@
 """Measuring a model: its accuracy on a test set, per class and as a confusion matrix (training's
-evaluations and valid.py's report), the figure and record valid.py writes, and the "not sure"
-threshold, computed when a run finishes and read back wherever a model reads pictures."""
+evaluations and valid.py's report), how far its readings can be trusted there (dann/trust.py), and
+the figures and record valid.py writes."""
 import json
 from pathlib import Path
 
@@ -10,25 +10,7 @@ from dann import outputs
 from dann.common import UserError
 from dann.fonts import drawable, font_for
 from dann.pretrained import PRETRAINED_DIR, bundled_entry
-
-
-UNSURE_SHARE = 0.05  # the share of the test digits of its labelled domain a model marks "not sure"
-# Below it the top class is less likely than all the others together: such a reading is never "sure",
-# whatever a model's own threshold (a model without one included)
-SURE_FLOOR = 0.5
-
-
-def sure_at(threshold):
-    """The top probability a reading needs to be "sure": the model's threshold, never below SURE_FLOOR."""
-    return max(SURE_FLOOR, threshold or 0.0)
-
-
-def unsure_threshold(model, images):
-    """The top probability below which a reading is marked "not sure": its UNSURE_SHARE quantile
-    over the test images of the domain whose labels the model learnt (the source; the target for
-    target-only), a rule that reads no label (the usual keep-95%-of-in-distribution rule of
-    out-of-distribution detection, on Hendrycks & Gimpel 2017's score)."""
-    return torch.quantile(model.predict_proba(images).max(1).values.double().cpu(), UNSURE_SHARE).item()
+from dann.trust import calibrated, risk_coverage, sure_at
 
 
 def predictions(model, images):
@@ -53,38 +35,46 @@ def shown(acc):
     return "none (an unlabelled target)" if acc is None else f"{acc:.4f}"
 
 
-def unsure_below(ckpt, path):
-    """The top probability under which image_annotate.py marks a reading "not sure" (a finished
-    run's checkpoint holds it; a bundled model's is in the registry), or None if unknown."""
-    if "unsure_below" in ckpt:
-        return ckpt["unsure_below"]
-    return (bundled_entry(path) or {}).get("unsure_below")  # bundled files from before keep it in the registry
+def model_trust(ckpt, path):
+    """{"temperature", "unsure_below"} of a model (dann/trust.py): a bundled model's from the registry,
+    where `dann.bundle --remeasure` keeps them, else the checkpoint's (a finished run stores them);
+    a model from before calibration reads its raw probabilities (temperature 1) against its own
+    threshold, or none."""
+    entry = bundled_entry(path) or {}
+    found = entry if "temperature" in entry else ckpt if "unsure_below" in ckpt else entry
+    return {"temperature": found.get("temperature", 1.0), "unsure_below": found.get("unsure_below")}
 
 
 def confusion_matrix(labels, predictions, classes):
     return torch.bincount(labels * classes + predictions, minlength=classes * classes).view(classes, classes)
 
 
-def domain_report(model, images, labels, role, class_names, threshold=None):
-    """Accuracy, per-class accuracy and the confusion matrix on one test set; for an unlabelled
-    folder, the share of its pictures predicted as each class instead. Both with the share of
-    pictures whose reading image_annotate.py would mark "not sure" (model's `threshold`, SURE_FLOOR)."""
-    top, predicted = model.predict_proba(images).max(1)
-    not_sure = (top < sure_at(threshold)).sum().item() / max(1, len(images))
+def domain_report(model, images, labels, role, class_names, trust=None):
+    """One test set's accuracy, per-class accuracy and confusion matrix (or, without labels, the share
+    predicted as each class), and how far its readings can be trusted: the share image_annotate.py
+    marks "not sure" (dann/trust.py), the accuracy of the sure and of the not-sure readings, and the
+    risk-coverage curve of the calibrated chances."""
+    trust = trust or {}
+    chances, predicted = calibrated(model.predict_proba(images), trust.get("temperature", 1.0)).max(1)
+    sure = chances >= sure_at(trust.get("unsure_below"))
+    record = {"role": role, "images": len(images), "not_sure_share": 1 - sure.double().mean().item() if len(sure) else 0.0}
     n = len(class_names)
     if labels is None:
         share = (torch.bincount(predicted, minlength=n) / max(1, len(predicted))).tolist()
-        return {"role": role, "images": len(images), "accuracy": None, "why_no_accuracy": "an unlabelled folder",
-                "predicted_share": share, "not_sure_share": not_sure}
+        return {**record, "accuracy": None, "why_no_accuracy": "an unlabelled folder", "predicted_share": share}
     cm = confusion_matrix(labels, predicted, n)
-    per_class = (cm.diag() / cm.sum(1).clamp(min=1)).tolist()
-    return {"role": role, "images": len(labels), "accuracy": accuracy(predicted, labels),
-            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist(), "not_sure_share": not_sure}
+    correct = (predicted == labels).cpu()
+    sure = sure.cpu()
+    return {**record, "accuracy": accuracy(predicted, labels), "per_class_accuracy": (cm.diag() / cm.sum(1).clamp(min=1)).tolist(),
+            "confusion_matrix": cm.tolist(),
+            "sure_accuracy": correct[sure].double().mean().item() if sure.any() else None,
+            "not_sure_accuracy": correct[~sure].double().mean().item() if (~sure).any() else None,
+            "risk_coverage": risk_coverage(chances.cpu(), correct)}
 
 
-def test_reports(model, roles, class_names, data_dir=None, allow_download=True, device="cpu", threshold=None):
+def test_reports(model, roles, class_names, data_dir=None, allow_download=True, device="cpu", trust=None):
     """domain_report on the test split of each domain of `roles` ({domain: "source", "target" or
-    "extra"}), with the model's "not sure" threshold; a domain whose classes are not the model's is
+    "extra"}), with the model's calibration and threshold; a domain whose classes are not the model's is
     refused before anything is loaded."""
     from dann import datasets
     for name in roles:
@@ -96,15 +86,15 @@ def test_reports(model, roles, class_names, data_dir=None, allow_download=True, 
     for name, role in roles.items():
         images, labels = test_sets[name, "test"]
         results[name] = domain_report(model, images.to(device), None if labels is None else labels.to(device), role,
-                                      class_names, threshold)
+                                      class_names, trust)
     return results
 
 
 def format_table(results, class_names):
-    """One row per test set: accuracy, the share image_annotate.py would mark "not sure", and per-class
-    accuracy (an unlabelled folder: predicted shares)."""
+    """One row per test set: accuracy, the share image_annotate.py would mark "not sure", the accuracy
+    of the sure readings, and per-class accuracy (an unlabelled folder: predicted shares)."""
     width = max(5, *(len(c) for c in class_names[:12]))
-    head = (f"{'domain':<12} {'role':<7} {'images':>6} {'acc':>7} {'not sure':>8} | "
+    head = (f"{'domain':<12} {'role':<7} {'images':>6} {'acc':>7} {'not sure':>8} {'sure acc':>8} | "
             + " ".join(f"{c[:width]:>{width}}" for c in class_names))
     lines = [head, "-" * len(head)]
     shown = display_names(list(results))
@@ -112,7 +102,8 @@ def format_table(results, class_names):
         acc, cells = ((f"{r['accuracy']:>7.4f}", r["per_class_accuracy"]) if r["accuracy"] is not None
                       else (f"{'none':>7}", r["predicted_share"]))
         note = "" if r["accuracy"] is not None else "  (no labels: share predicted as each class)"
-        lines.append(f"{shown[name][-12:]:<12} {r['role']:<7} {r['images']:>6} {acc} {r['not_sure_share']:>8.3f} | "
+        sure = "-" if r.get("sure_accuracy") is None else f"{r['sure_accuracy']:.4f}"
+        lines.append(f"{shown[name][-12:]:<12} {r['role']:<7} {r['images']:>6} {acc} {r['not_sure_share']:>8.3f} {sure:>8} | "
                      + " ".join(f"{a:>{width}.3f}" for a in cells) + note)
     return "\n".join(lines)
 
@@ -155,6 +146,30 @@ def evaluation_folder(path):
     return Path("figures") / "-".join(part for part in shown.with_suffix("").parts if part not in ("/", ".."))
 
 
+RISK_COVERAGE = "risk_coverage.png"
+
+
+def save_risk_coverage(results, path):
+    """The error of the sure readings against the share kept, a curve per labelled test set, each
+    with its operating point: where the model's "not sure" cuts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    for (name, r), shown in zip(results.items(), display_names(list(results)).values()):
+        coverage, risk = zip(*r["risk_coverage"])
+        line, = ax.plot(coverage, risk, label=f"{shown} ({r['role']})")
+        if r["sure_accuracy"] is not None:
+            ax.plot([1 - r["not_sure_share"]], [1 - r["sure_accuracy"]], "o", color=line.get_color())
+    ax.set(xlabel="share of readings marked sure (most sure first)", ylabel="error of those readings", xlim=(0, 1),
+           ylim=(0, None), title="risk-coverage; dots: where \"not sure\" cuts")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    outputs.write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+
+
 def claim_evaluation_folder(out_dir, path, domains):
     """Before evaluating: refuse an --out-dir that is not an evaluation folder of valid.py's (or new,
     or empty), holds another checkpoint's evaluation, or a file of the user's where a figure or
@@ -167,7 +182,7 @@ def claim_evaluation_folder(out_dir, path, domains):
         other = None
     if other is not None and other != str(path.resolve()):
         raise UserError(f"{out_dir} holds the evaluation of another model ({other}); choose another --out-dir")
-    outputs.refuse_foreign([record, *(out_dir / name for name in figure_names(domains).values())],
+    outputs.refuse_foreign([record, out_dir / RISK_COVERAGE, *(out_dir / name for name in figure_names(domains).values())],
                            "choose another --out-dir")
 
 
@@ -199,6 +214,13 @@ def save_outputs(report, out_dir, class_names):
         except UserError as e:
             failures.append(str(e))
             result["figure"] = None
+    labelled = {name: r for name, r in report["domains"].items() if r["accuracy"] is not None}
+    try:
+        if labelled:
+            save_risk_coverage(labelled, out_dir / RISK_COVERAGE)
+            report["risk_coverage_figure"] = str(out_dir / RISK_COVERAGE)
+    except UserError as e:
+        failures.append(str(e))
     try:
         outputs.save(json.dumps(report, indent=2), out_dir / "evaluation.json")
     except UserError as e:

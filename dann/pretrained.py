@@ -48,12 +48,14 @@ def format_bundled(runs_dir="runs"):
     tasks = {name: f"{e['source']} -> {e['target']}" for name, e in registry["models"].items()}
     wide, task_wide = max(map(len, ["name", *tasks])), max(map(len, ["task", *tasks.values()]))
     lines = [f"{'name':<{wide}} {'task':<{task_wide}} {'method':<13} {'epochs':>6} {'seed':>4} {'source acc':>10} "
-             f"{'target acc':>10} {'not sure':>8}"]
+             f"{'target acc':>10} {'not sure':>8} {'sure acc':>8}"]
     for name, e in registry["models"].items():
         not_sure = e.get("target_not_sure")
+        sure_acc = e.get("trust", {}).get(e["target"], {}).get("sure_accuracy")
         lines.append(f"{name:<{wide}} {tasks[name]:<{task_wide}} {e['method']:<13} {e['epochs']:>6} "
                      f"{e['seed']:>4} {e['source_test_acc']:>10.4f} {e['target_test_acc']:>10.4f} "
-                     f"{'-' if not_sure is None else format(not_sure, '.4f'):>8}")
+                     f"{'-' if not_sure is None else format(not_sure, '.4f'):>8} "
+                     f"{'-' if sure_acc is None else format(sure_acc, '.4f'):>8}")
     doubtful = [f"{name} ({e['target_not_sure']:.0%} of {e['target']})" for name, e in registry["models"].items()
                 if (e.get("target_not_sure") or 0) > 0.5]
     if doubtful:
@@ -62,7 +64,8 @@ def format_bundled(runs_dir="runs"):
     now = (f"without --checkpoint: {latest} (the latest finished run under {runs_dir}/; the bundled default is "
            f"{registry['default']})" if latest else f"without --checkpoint: the bundled default, {registry['default']}")
     return "\n".join(lines + ["(test-set accuracies measured by valid.py; not sure: the share of the target's test "
-                               "digits image_annotate.py marks so; details in pretrained/README.md)", now])
+                               "digits image_annotate.py marks so; sure acc: the accuracy of the others; details in "
+                               "pretrained/README.md)", now])
 
 
 # ---------------------------------------------------------------- --checkpoint

@@ -19,13 +19,13 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from dann import outputs, trust
 from dann import runs as run_folder
 from dann.checkpoints import ensemble_of, load_checkpoint, weights_only
-from dann import outputs
 from dann.common import REPO, UserError
 from dann.config import Config
 from dann.methods import METHODS
-from dann.evaluation import accuracy, predictions, unsure_threshold
+from dann.evaluation import accuracy, predictions
 from dann.scores import ALL_SCORES, ensemble_agreement, estimated_class_mix, evidence, label_free_report, label_free_scores
 from dann.stopping import stop_requests
 
@@ -274,10 +274,10 @@ def share_ensemble(runs, sets, folder):
     (x, y), labelled = sets["source_test"], sets["target_test"]
     metrics = {"members": [r.name for r in done], "source_test_acc": accuracy(predictions(model, x), y),
                "target_test_acc": None if labelled[1] is None else accuracy(predictions(model, labelled[0]), labelled[1]),
-               **label_free_report(model, sets, None), "unsure_below": unsure_threshold(model, x)}
+               **label_free_report(model, sets, None), **trust.decide(model, sets["source_test"], sets["target_train"][0])}
     outputs.claim_folder(folder, "model")
     run_folder.write_metrics(folder, metrics)
-    outputs.save({**ckpt, "unsure_below": metrics["unsure_below"]}, folder / run_folder.CHECKPOINT)
+    outputs.save({**ckpt, **{k: metrics[k] for k in ("temperature", "unsure_below")}}, folder / run_folder.CHECKPOINT)
     return metrics
 
 

@@ -23,15 +23,14 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
-from dann import datasets, runs
+from dann import datasets, outputs, runs, trust
 from dann.augment import augment
 from dann.checkpoints import restore, save_resumable
-from dann import outputs
 from dann.common import UserError
 from dann.config import Config, pick_device
 from dann.curves import Curves
 from dann.domains import DIGITS, SPLITS, is_folder, source_parts
-from dann.evaluation import evaluate, shown, unsure_threshold
+from dann.evaluation import evaluate, shown
 from dann.methods import METHODS, Batch, Method, bf16_autocast
 from dann.models import DANN
 from dann.pretrained import start_from
@@ -327,7 +326,7 @@ class CapturedStep:
 def write_metrics(out, cfg, progress, final, device):
     metrics = {"config": cfg.as_dict(), **final,
                **{k: progress["history"][-1][k] for k in ("label_free", "target_class_mix")},
-               "unsure_below": progress["unsure_below"],
+               "temperature": progress["temperature"], "unsure_below": progress["unsure_below"],
                "history": progress["history"], "wall_time_s": round(progress["wall_time_s"], 1),
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
                "versions": {"python": platform.python_version(), "torch": torch.__version__},
@@ -489,7 +488,7 @@ def train_in(run, sets, out, progress, device):
                                                         step == total_steps, curves, bar))
             if step == total_steps:
                 labelled = run.method.labelled or "source"  # the domain whose labels it learnt, directly or not
-                progress["unsure_below"] = unsure_threshold(run.evaluated, sets[f"{labelled}_test"][0])
+                progress.update(trust.decide(run.evaluated, sets[f"{labelled}_test"], sets["target_train"][0]))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
                 save_resumable(run.model, run.opt, cfg.as_dict(), progress, out, run.companions)

@@ -5,11 +5,11 @@ here, and on real digits (RESULTS.md, '"Not sure"').
 
 It draws 28 pictures without a digit into --pictures (default runs/not_digits/): diagrams,
 montages of six test digits, photographs of surfaces, letters and signs, blank pages; all made
-from fixed seeds. For each bundled model it computes the "not sure" threshold by dann/evaluation.py's
-rule (the 5% quantile of the top probability on its labelled domain's test digits, no label read,
-never below the floor of .5), checks it against the registry, and counts what falls below it: the
-pictures without a digit (should be flagged), and MNIST test, MNIST-M test and the digit pictures
-in images/ (should not).
+from fixed seeds. For each bundled model it computes the calibration and "not sure" threshold again
+by dann/trust.py's rule (RESULTS.md, 'How far to trust a reading'; never below the floor of .5),
+checks them against the registry, and counts what falls below the threshold: the pictures without
+a digit (should be flagged), and MNIST test, MNIST-M test and the digit pictures in images/ (should
+not, unless read wrong).
 """
 import argparse
 from pathlib import Path
@@ -20,14 +20,13 @@ import torch
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from dann import datasets
 from dann import outputs
+from dann.bundle import decided
 from dann.common import REPO
 from dann.datasets import load_domain
-from dann.domains import source_parts
-from dann.evaluation import sure_at, unsure_threshold
 from dann.pictures import picture_to_digit
-from dann.pretrained import bundled_model, bundled_models
+from dann.pretrained import bundled_checkpoint, bundled_model, bundled_models
+from dann.trust import calibrated, sure_at
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -111,8 +110,13 @@ def digit_pictures():
     return [(name, Image.open(REPO / "images" / name)) for name in names]
 
 
-def top_probability(model, pictures):
-    return model.predict_proba(torch.stack([picture_to_digit(p) for _, p in pictures])).max(1).values
+def chance(model, images, temperature):
+    """The calibrated top probability of each picture, as image_annotate.py shows it."""
+    return calibrated(model.predict_proba(images), temperature).max(1).values
+
+
+def digits(pictures):
+    return torch.stack([picture_to_digit(p) for _, p in pictures])
 
 
 def main():
@@ -129,20 +133,18 @@ def main():
     print(f"{len(pictures)} pictures without a digit in {args.pictures}; {len(drawn)} digit pictures in images/")
     models = bundled_models()["models"]
     wide = max(map(len, ["model", *models]))
-    print(f"{'model':<{wide}} {'threshold':>9} {'registry':>9} {'no digit flagged':>17} {'MNIST test':>11} "
+    print(f"{'model':<{wide}} {'T':>6} {'threshold':>9} {'registry':>9} {'no digit flagged':>17} {'MNIST test':>11} "
           f"{'MNIST-M test':>13} {'digit pictures':>15}")
     for name, entry in models.items():
         model = bundled_model(name)
-        labelled = ("mnist_m",) if entry["method"] == "target-only" else source_parts(entry["source"])
-        loaded = datasets.load_datasets(labelled, ["test"], args.data_dir)  # synth: rendered here if absent
-        own_test = datasets.joined([loaded[name, "test"] for name in labelled])[0]  # as training.load_data joins them
-        threshold = unsure_threshold(model, own_test)
-        bar = sure_at(threshold)  # as image_annotate.py marks: the threshold, never below the floor
-        flagged = {what: (top_probability(model, pics) < bar) for what, pics in (("none", pictures),
-                                                                                        ("drawn", drawn))}
-        share = {d: (model.predict_proba(x).max(1).values < bar).float().mean().item() for d, x in tests.items()}
+        trust = decided(bundled_checkpoint(name), args.data_dir)
+        bar = sure_at(trust["unsure_below"])  # as image_annotate.py marks: the threshold, never below the floor
+        temperature = trust["temperature"]
+        flagged = {what: chance(model, digits(pics), temperature) < bar for what, pics in (("none", pictures),
+                                                                                          ("drawn", drawn))}
+        share = {d: (chance(model, x, temperature) < bar).float().mean().item() for d, x in tests.items()}
         missed = [n for (n, _), f in zip(pictures, flagged["none"]) if not f]
-        print(f"{name:<{wide}} {threshold:>9.4f} {entry.get('unsure_below', float('nan')):>9.4f} "
+        print(f"{name:<{wide}} {temperature:>6.3f} {trust['unsure_below']:>9.4f} {entry.get('unsure_below', float('nan')):>9.4f} "
               f"{int(flagged['none'].sum()):>10} of {len(pictures):<4} {share['mnist']:>11.1%} {share['mnist_m']:>13.1%} "
               f"{int(flagged['drawn'].sum()):>8} of {len(drawn):<4}")
         print(f"    read as digits (not flagged): {', '.join(missed) or 'none'}")

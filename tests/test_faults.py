@@ -17,7 +17,7 @@ import image_annotate
 from dann.common import UserError
 from dann.config import Config
 from conftest import REPO, digit_images, run_script, with_sources
-from dann import annotate, checkpoints, datasets, domains, evaluation, outputs, pretrained, runs, training
+from dann import annotate, checkpoints, datasets, domains, evaluation, outputs, pretrained, runs, training, trust
 
 DIGIT_7 = REPO / "images" / "mnist_test0_digit7.png"
 
@@ -311,17 +311,17 @@ def test_every_missing_dataset_is_named_in_one_message_and_no_empty_folder_is_le
 
 # ---------------------------------------------------------------- 9. "not sure" is visible
 
-def test_a_finished_run_carries_its_not_sure_threshold_from_its_source_test_digits(trained_run):
+def test_a_finished_run_carries_its_calibration_and_threshold(trained_run):
     root, run = trained_run
     metrics = json.loads((run / "metrics.json").read_text())
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     model, _ = checkpoints.load_checkpoint(run / "checkpoint.pt")
-    source = datasets.load_datasets(["mnist"], ["test"], root, False)["mnist", "test"][0]
-    top = model.predict_proba(source).max(1).values
-    assert ckpt["unsure_below"] == metrics["unsure_below"]
-    assert math.isclose(ckpt["unsure_below"], evaluation.unsure_threshold(model, source), rel_tol=1e-5)
-    assert math.isclose((top < ckpt["unsure_below"]).float().mean().item(), evaluation.UNSURE_SHARE, abs_tol=0.05)
-    assert checkpoints.weights_only(ckpt)["unsure_below"] == ckpt["unsure_below"]
+    loaded = datasets.load_datasets(["mnist", "mnist_m"], ["train", "test"], root, False)
+    again = trust.decide(model, loaded["mnist", "test"], loaded["mnist_m", "train"][0])  # the labels of the source only
+    for key in ("temperature", "unsure_below"):
+        assert ckpt[key] == metrics[key] == checkpoints.weights_only(ckpt)[key]
+        assert math.isclose(ckpt[key], again[key], rel_tol=1e-4)
+    assert evaluation.model_trust(ckpt, run / "checkpoint.pt") == again
 
 
 @pytest.mark.slow
@@ -331,7 +331,8 @@ def test_image_annotate_marks_a_picture_without_a_digit_as_not_sure(tmp_path):
                    "--out-dir", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     first, blank, seven = r.stdout.splitlines()
-    assert first.endswith("; not sure below a top probability of 0.9787")
+    entry = pretrained.bundled_models()["models"]["mnist-mnist_m-dirt-t"]
+    assert f"; not sure below a calibrated chance of {entry['unsure_below']:.4f}" in first
     assert blank.startswith(f"{tmp_path / 'blank.png'}: not sure (") and seven.startswith(f"{DIGIT_7}: 7  (top-3")
 
 
@@ -352,7 +353,7 @@ def test_run_script_makes_an_expected_failure_or_ctrl_c_one_line_and_passes_an_e
 
 
 def test_a_reading_below_the_floor_is_never_sure_whatever_the_models_threshold(tmp_path):
-    assert [evaluation.sure_at(t) for t in (None, 0.3, 0.96)] == [evaluation.SURE_FLOOR, evaluation.SURE_FLOOR, 0.96]
+    assert [trust.sure_at(t) for t in (None, 0.3, 0.96)] == [trust.SURE_FLOOR, trust.SURE_FLOOR, 0.96]
 
     class Flat(torch.nn.Module):  # top probability .13: the model hardly prefers a class
         def predict_proba(self, images):
@@ -360,10 +361,10 @@ def test_a_reading_below_the_floor_is_never_sure_whatever_the_models_threshold(t
     Image.new("RGB", (28, 28), "white").save(tmp_path / "plain.png")
     for threshold in (None, 0.1):  # no threshold of its own, or one below the floor
         probs, sure = annotate.process(tmp_path / "plain.png", tmp_path / "out" / f"plain.{threshold}.png", Flat(),
-                                       threshold, [str(d) for d in range(10)])
+                                       {"temperature": 1.0, "unsure_below": threshold}, [str(d) for d in range(10)])
         assert probs.max().item() == pytest.approx(0.13) and not sure
     report = evaluation.domain_report(Flat(), torch.zeros(4, 3, 28, 28, dtype=torch.uint8), torch.zeros(4).long(),
-                                      "target", [str(d) for d in range(10)], threshold=None)
+                                      "target", [str(d) for d in range(10)])
     assert report["not_sure_share"] == 1 and report["accuracy"] == 1
 
 

@@ -55,7 +55,12 @@ def test_re_evaluating_a_bundled_model_gives_its_recorded_accuracies(name, real_
     right = sum(round(results[s]["accuracy"] * results[s]["images"]) for s in sources)  # of every source's pictures
     assert right / sum(results[s]["images"] for s in sources) == entry["source_test_acc"]
     assert results[entry["target"]]["accuracy"] == entry["target_test_acc"]
-    assert round(results[entry["target"]]["not_sure_share"], 4) == entry["target_not_sure"]
+    # the share marked "not sure", to one picture: the threshold is a chance computed in floating point, and
+    # another CPU may round the picture at its boundary the other way
+    for name, recorded in entry["trust"].items():
+        one_picture = 1 / results[name]["images"]
+        assert abs(results[name]["not_sure_share"] - recorded["not_sure_share"]) <= one_picture + 5e-5, name
+        assert abs(results[name]["sure_accuracy"] - recorded["sure_accuracy"]) <= 2 * one_picture + 5e-5, name
 
 
 def damaged_copy(tmp_path, monkeypatch):
@@ -105,7 +110,8 @@ def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_p
     default = REGISTRY["default"]
     assert first == (f"model: {pretrained.PRETRAINED_DIR / default}.pt "
                      f"(bundled model {default}, since there is no finished run under runs/ yet); "
-                     f"not sure below a top probability of {REGISTRY['models'][default]['unsure_below']:.4f}")
+                     f"not sure below a calibrated chance of {REGISTRY['models'][default]['unsure_below']:.4f}; "
+                     f"chances calibrated at temperature {REGISTRY['models'][default]['temperature']:g}")
     # read as 7, sure or not: the default marks about half of MNIST-M's digits "not sure" (pretrained/README.md)
     assert answer.startswith((f"{REPO / 'images' / DIGIT_7}: 7 ", f"{REPO / 'images' / DIGIT_7}: not sure (7?) "))
     assert (tmp_path / f"{DIGIT_7}.{default}.annotated.png").is_file()

@@ -1,0 +1,65 @@
+"""dann/trust.py on made-up predictions whose answers are known: the temperature that undoes a known
+overconfidence, the threshold at its boundary, the risk-coverage numbers."""
+import torch
+
+from dann import trust
+
+
+def made_up(n=20000, classes=10, temperature=1.0, seed=0):
+    """Logits drawn so that softmax(logits) is calibrated; labels drawn from those probabilities.
+    Returns (probabilities a model `temperature` times overconfident shows, labels)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, classes, generator=g, dtype=torch.float64) * 2
+    labels = torch.multinomial(torch.softmax(logits, 1), 1, generator=g).squeeze(1)
+    return torch.softmax(logits * temperature, 1), labels
+
+
+def test_a_model_overconfident_by_a_known_temperature_is_corrected():
+    for factor in (3.0, 1.0, 0.5):
+        probs, labels = made_up(temperature=factor)
+        assert abs(trust.fit_temperature(probs, labels) - factor) < 0.08 * factor
+    probs, labels = made_up(temperature=3.0)
+    fixed = trust.calibrated(probs, trust.fit_temperature(probs, labels))
+    chance, predicted = fixed.max(1)
+    right = (predicted == labels).double().mean().item()
+    assert abs(chance.mean().item() - right) < 0.01  # what the chances promise is what happens
+    assert probs.max(1).values.mean().item() - right > 0.1  # and was not before
+    assert torch.equal(trust.calibrated(probs, 1.0), probs)
+
+
+def test_the_threshold_keeps_the_most_readings_whose_estimated_error_is_within_the_risk():
+    chances = torch.tensor([1.0, 0.99, 0.98, 0.97, 0.90, 0.60])
+    # kept from the top: errors 0, .01, .03, .06, .16 -> means 0, .005, .01, .015, .032
+    assert trust.sure_threshold(chances, risk=0.01) == chances[2].item()
+    assert trust.sure_threshold(chances, risk=0.015) == chances[3].item()
+    assert trust.sure_threshold(chances[[5, 4, 1]], risk=0.01) == chances[1].item()  # the order given does not matter
+    assert trust.sure_threshold(torch.tensor([0.8, 0.7]), risk=0.01) == 1.0  # nothing sure enough: nothing sure
+
+
+def test_a_reading_at_the_threshold_is_sure_and_below_the_floor_never():
+    assert trust.sure_at(0.98) == 0.98 and trust.sure_at(0.2) == trust.sure_at(None) == trust.SURE_FLOOR
+    chances = torch.tensor([0.98, 0.979], dtype=torch.float64)
+    assert (chances >= trust.sure_at(0.98)).tolist() == [True, False]
+
+
+def test_risk_coverage_counts_the_errors_of_the_surest_readings():
+    chances = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    correct = torch.tensor([True, False, True, True])
+    curve = trust.risk_coverage(chances, correct, points=4)
+    assert curve == [(0.25, 0.0), (0.5, 0.5), (0.75, 1 / 3), (1.0, 0.25)]
+
+
+def test_decide_reads_labels_only_where_the_model_learnt_them():
+    class Fixed(torch.nn.Module):
+        def __init__(self, probs):
+            super().__init__()
+            self.probs = probs
+
+        def predict_proba(self, images):
+            return self.probs[images]
+    probs, labels = made_up(temperature=2.0)
+    model = Fixed(probs)
+    found = trust.decide(model, (torch.arange(10000), labels[:10000]), torch.arange(10000, 20000))
+    assert abs(found["temperature"] - 2.0) < 0.16
+    chances = trust.calibrated(probs[10000:], found["temperature"]).max(1).values
+    assert found["unsure_below"] == trust.sure_threshold(chances)
