@@ -14,6 +14,13 @@ and add a `Score` to SCORES; every report then carries it.
 - estimated accuracy: ATC (Garg et al., ICLR 2022), the share of target pictures whose prediction
   is more confident (negative entropy) than a threshold set on held-out labelled source pictures
   (the source's test split), where as many pictures lie above it as the model classifies correctly;
+- DoC (Guillory et al., ICCV 2021): the held-out source accuracy, less the drop in mean top probability
+  from the held-out source pictures to the target ones;
+- COT (Lu et al., NeurIPS 2023): one minus the optimal-transport cost between the target predictions
+  and one-hot labels in the source's class mix, the cost of sending prediction p to label y being
+  ||p - e_y||_inf = 1 - p_y, on probabilities calibrated by a temperature fitted on the held-out
+  source pictures (dann/trust.py): the mean top probability where the predicted mix is the
+  source's, lower where it is not;
 - class shift: the total variation distance between the share of target pictures predicted as
   each class and the share of each class among the source's labels (0: the same mix);
 - estimated class shift: the same distance to the estimated target class mix, for a target whose
@@ -35,6 +42,8 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+
+from dann import trust
 
 
 SAMPLE = 2000  # target (and source) pictures scored: enough for stable scores, cheap at every evaluation
@@ -109,6 +118,26 @@ def estimated_accuracy(e):
     return (-entropy(e.probs) >= threshold).double().mean().item()
 
 
+def difference_of_confidences(e):
+    held_out = (e.held_out_probs.argmax(1) == e.held_out_labels).double().mean()
+    return (held_out - e.held_out_probs.max(1).values.mean() + e.probs.max(1).values.mean()).item()
+
+
+def confidence_optimal_transport(e):
+    """COT: an assignment of the target pictures to as many one-hot labels, each class as often as in the
+    source's labels (rounded, so that the counts add up), that costs the least 1 - p_y."""
+    from scipy.optimize import linear_sum_assignment
+    probs = trust.calibrated(e.probs, trust.fit_temperature(e.held_out_probs.cpu(), e.held_out_labels.cpu())).cpu()
+    classes = probs.shape[1]
+    mix = torch.bincount(e.source_labels.cpu(), minlength=classes).double() / len(e.source_labels)
+    counts = (mix * len(probs)).floor().long()
+    counts[(mix * len(probs) - counts).argsort(descending=True)[:len(probs) - counts.sum()]] += 1
+    labels = torch.repeat_interleave(torch.arange(classes), counts)
+    cost = 1 - probs[:, labels]
+    rows, cols = linear_sum_assignment(cost.numpy())
+    return 1 - cost[rows, cols].mean().item()
+
+
 def batch_nuclear_norm(e):
     return torch.linalg.matrix_norm(e.probs, ord="nuc").item() / len(e.probs)
 
@@ -147,6 +176,8 @@ SCORES = {s.name: s for s in (
     Score("entropy", mean_entropy, lower, "entropy"),
     Score("information_maximisation", information_maximisation, higher, "IM"),
     Score("estimated_accuracy", estimated_accuracy, higher, "est. acc"),
+    Score("doc", difference_of_confidences, higher, "DoC"),
+    Score("cot", confidence_optimal_transport, higher, "COT"),
     Score("class_shift", class_shift, lower, "class shift"),
     Score("estimated_class_shift", estimated_class_shift, lower, "est. shift"),
     Score("bnm", batch_nuclear_norm, higher, "BNM"),

@@ -63,3 +63,31 @@ def test_decide_reads_labels_only_where_the_model_learnt_them():
     assert abs(found["temperature"] - 2.0) < 0.16
     chances = trust.calibrated(probs[10000:], found["temperature"]).max(1).values
     assert found["unsure_below"] == trust.sure_threshold(chances)
+
+
+def evidence_of(probs, held_out_probs, held_out_labels, source_labels):
+    from dann.scores import Evidence
+    return Evidence(None, None, torch.zeros(len(source_labels)), source_labels, probs.double(), held_out_probs.double(),
+                    held_out_labels)
+
+
+def test_doc_is_the_held_out_accuracy_less_the_drop_in_confidence():
+    from dann import scores
+    held_out = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.4, 0.6], [0.3, 0.7]])
+    labels = torch.tensor([0, 0, 1, 0])  # 3 of 4 right, mean confidence .75
+    e = evidence_of(torch.tensor([[0.6, 0.4], [0.4, 0.6]]), held_out, labels, labels)  # mean confidence .6
+    assert abs(scores.difference_of_confidences(e) - (0.75 - 0.75 + 0.6)) < 1e-6
+    e = evidence_of(held_out, held_out, labels, labels)  # no shift: the held-out accuracy
+    assert abs(scores.difference_of_confidences(e) - 0.75) < 1e-6
+
+
+def test_cot_charges_predictions_whose_class_mix_is_not_the_sources():
+    from dann import scores
+    certain = torch.eye(2).repeat(50, 1)  # right and sure on 100 held-out pictures of each class
+    labels = certain.argmax(1)
+    balanced = evidence_of(torch.eye(2).repeat(20, 1) * 0.98 + 0.01, certain * 0.98 + 0.01, labels, labels)
+    one_class = evidence_of(torch.tensor([[0.99, 0.01]]).repeat(40, 1), certain * 0.98 + 0.01, labels, labels)
+    assert scores.confidence_optimal_transport(balanced) > 0.95  # sure, in the source's mix: little cost
+    # all predicted as class 0 while the source is half class 1: half must move at a cost near 1
+    assert abs(scores.confidence_optimal_transport(one_class) - 0.5) < 0.03
+    assert scores.mean_entropy(one_class) < 0.1  # though every prediction is sure
