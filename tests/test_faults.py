@@ -230,6 +230,7 @@ def test_annotated_copies_of_the_repository_pictures_go_to_a_folder_of_their_own
     before = sorted(p.name for p in (REPO / "images").iterdir())
     r = run_script("image_annotate.py", "-f", "pencil_7.jpg", "-f", REPO / "images" / "printed_5.png", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert f"{REPO / 'images' / 'pencil_7.jpg'}: 7  (top-3: 7 " in r.stdout  # the README's first example: read, and sure
     assert sorted(p.name for p in (REPO / "images").iterdir()) == before
     default = pretrained.bundled_models()["default"]
     assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == [f"pencil_7.jpg.{default}.annotated.png",

@@ -112,8 +112,7 @@ def test_a_fresh_clone_reads_a_committed_digit_with_no_run_and_a_bare_name(tmp_p
                      f"(bundled model {default}, since there is no finished run under runs/ yet); "
                      f"not sure below a calibrated chance of {REGISTRY['models'][default]['unsure_below']:.4f}; "
                      f"chances calibrated at temperature {REGISTRY['models'][default]['temperature']:g}")
-    # read as 7, sure or not: the default marks about half of MNIST-M's digits "not sure" (pretrained/README.md)
-    assert answer.startswith((f"{REPO / 'images' / DIGIT_7}: 7 ", f"{REPO / 'images' / DIGIT_7}: not sure (7?) "))
+    assert answer.startswith(f"{REPO / 'images' / DIGIT_7}: 7 ")  # read as 7, and sure
     assert (tmp_path / f"{DIGIT_7}.{default}.annotated.png").is_file()
 
 
