@@ -19,7 +19,7 @@ RESULTS.md it was more accurate than the choice on average, and never below sour
 command continues a stopped sweep: finished runs are not trained again. Target labels, where the
 target has them, are only reported.
 """
-from dann.cli import distinct_seeds, one_line_errors, run_script
+from dann.cli import one_line_errors, parsed_config, run_script
 
 one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
@@ -33,7 +33,7 @@ import torch
 
 from dann import datasets, outputs, sweep, training
 from dann.common import UserError
-from dann.config import Config, add_flags
+from dann.config import add_flags
 from dann.domains import is_folder, source_parts
 from dann.scores import ALL_SCORES
 
@@ -58,11 +58,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
-    distinct_seeds(p, args.seeds)
-    try:
-        args.config = Config.from_flags(args)
-    except ValueError as e:
-        p.error(str(e))
+    args.config = parsed_config(p, args)
     args.out = args.out or Path("runs") / f"choose-{short_name(args.config.source)}-{short_name(args.config.target)}"
     return args
 

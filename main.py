@@ -13,7 +13,7 @@ Ctrl-C saves too), TensorBoard curves, and metrics.json with the final model's a
 The settings are dann/config.py's, the engine dann/training.py, the methods' losses
 dann/methods.py; see README, 'How the code is organised'.
 """
-from dann.cli import distinct_seeds, one_line_errors, run_script
+from dann.cli import one_line_errors, parsed_config, run_script
 
 one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, while they load
 
@@ -40,11 +40,7 @@ def parse_args(argv=None):
         p.error("--seed and --seeds: give one of them")
     if args.seeds and args.resume:
         p.error("--resume continues one run; resume each seed's folder on its own (<out>/seed<S>)")
-    distinct_seeds(p, args.seeds)
-    try:
-        args.config = Config.from_flags(args)
-    except ValueError as e:
-        p.error(str(e))
+    args.config = parsed_config(p, args)
     changed = [flag_name(f.name) for f in dataclasses.fields(Config)
                if f.name != "device" and getattr(args.config, f.name) != getattr(Config(), f.name)]
     if args.resume and (changed or args.out):

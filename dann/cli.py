@@ -35,10 +35,17 @@ def mismatched_torchvision():
             f"the matching pair with: pip install {index}torch=={release} torchvision==0.{minor + 15}.*")
 
 
-def distinct_seeds(parser, seeds):
-    """--seeds with a seed twice is refused: a row's runs differ by their seeds."""
+def parsed_config(parser, args):
+    """The Config that parsed flags describe, or the parser's one-line error (exit code 2); --seeds
+    with a seed twice is refused too: a row's runs differ by their seeds."""
+    from dann.config import Config
+    seeds = getattr(args, "seeds", None)
     if seeds and len(set(seeds)) < len(seeds):
         parser.error(f"--seeds {' '.join(map(str, seeds))}: each seed once (a row's runs differ by their seeds)")
+    try:
+        return Config.from_flags(args)
+    except ValueError as e:
+        parser.error(str(e))
 
 
 def run_script(main, interrupted="interrupted"):

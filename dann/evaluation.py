@@ -201,6 +201,8 @@ def save_outputs(report, out_dir, class_names):
     try:
         outputs.claim_folder(out_dir, "evaluation")
     except UserError as e:
+        for result in report["domains"].values():
+            result["figure"] = None
         return [str(e)]
     failures = []
     files = figure_names(list(report["domains"]))

@@ -10,7 +10,7 @@ import pytest
 
 from dann.config import Config
 from conftest import REPO, run_script
-from dann import sweep
+from dann import outputs, sweep
 
 TINY = ["--source", "mnist", "--target", "mnist_m", "--no-download", "--device", "cpu", "--batch-size", "8"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -126,11 +126,12 @@ def test_a_failed_candidate_is_reported_its_refinement_skipped_and_the_others_st
         synthetic_root, tmp_path):
     args = [*TINY, "--data-dir", synthetic_root, "--epochs", "1", "--candidates", "source-only", "dirt-t",
             "--out", tmp_path / "sweep"]
-    broken = tmp_path / "sweep" / "dann" / "seed0"
-    broken.mkdir(parents=True)
-    the_sweeps = Config(source="mnist", target="mnist_m", batch_size=8, epochs=1)  # the sweep's DANN run
-    (broken / "config.json").write_text(json.dumps(the_sweeps.as_dict()))
-    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    broken = tmp_path / "sweep" / "dann" / "seed0"  # the sweep's DANN run, its checkpoint damaged as it was saved
+    outputs.claim_folder(tmp_path / "sweep", "sweep")
+    outputs.claim_folder(broken, "run")
+    the_sweeps = Config(source="mnist", target="mnist_m", batch_size=8, epochs=1)
+    outputs.save(json.dumps(the_sweeps.as_dict()), broken / "config.json")
+    outputs.save(b"not a checkpoint", broken / "checkpoint.pt")
     r = run_script("choose.py", *args, cwd=tmp_path, env=ENV)
     assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stderr[-2000:]
     assert "failed: " in r.stdout and "checkpoint.pt is unreadable" in r.stdout

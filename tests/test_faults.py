@@ -233,7 +233,7 @@ def test_annotated_copies_of_the_repository_pictures_go_to_a_folder_of_their_own
     assert f"{REPO / 'images' / 'pencil_7.jpg'}: 7  (top-3: 7 " in r.stdout  # the README's first example: read, and sure
     assert sorted(p.name for p in (REPO / "images").iterdir()) == before
     default = pretrained.bundled_models()["default"]
-    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == [f"pencil_7.jpg.{default}.annotated.png",
+    assert sorted(p.name for p in (tmp_path / "annotated").glob("*.png")) == [f"pencil_7.jpg.{default}.annotated.png",
                                                                          f"printed_5.png.{default}.annotated.png"]
 
 

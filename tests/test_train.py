@@ -191,7 +191,7 @@ def test_resume_of_an_edited_config_is_one_line(tmp_path, edit, message):
 def test_out_must_not_be_a_file_or_an_earlier_run(tmp_path):
     (tmp_path / "file").write_text("x")
     r = run_cli("--out", str(tmp_path / "file"))
-    assert r.returncode == 1 and r.stderr.strip() == f"error: --out {tmp_path / 'file'} is a file; name a folder for the run"
+    assert r.returncode == 1 and r.stderr.strip() == f"error: --out {tmp_path / 'file'} is a file; name a folder"
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "config.json").write_text("{}")
     (tmp_path / "old" / "checkpoint.pt").write_text("saved")

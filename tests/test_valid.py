@@ -31,7 +31,7 @@ def test_table_and_figures(trained_run, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.startswith(("mnist ", "mnist_m "))}
     assert rows["mnist"][1:3] == ["source", "20"] and rows["mnist_m"][1:3] == ["target", "20"]
-    assert len(rows["mnist"]) == 5 + 1 + 10  # name, role, images, accuracy, not sure, '|', ten per-class accuracies
+    assert len(rows["mnist"]) == 6 + 1 + 10  # name, role, images, accuracy, not sure, sure acc, '|', ten per class
     assert 0 <= float(rows["mnist_m"][4]) <= 1 and "not sure" in r.stdout
     for name in ("mnist", "mnist_m"):
         assert (tmp_path / "figs" / f"confusion_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
