@@ -76,13 +76,7 @@ def main(argv=None):
     if args.scores:
         print(f"label-free scores: reading the training pictures of {cfg['source']} and {cfg['target']} (decoded once, "
               "then cached)", file=sys.stderr)
-        loaded = datasets.load_datasets(dict.fromkeys([*sources, cfg["target"]]), ["train", "test"], args.data_dir,
-                                        not args.no_download)
-        sets = {f"{role}_{split}": [t.to(device) for t in datasets.joined([loaded[name, split] for name in names])
-                                    if t is not None]
-                for role, names in (("source", sources), ("target", [cfg["target"]])) for split in ("train", "test")}
-        sets["source_parts"], sets["source_test_parts"] = (tuple(len(loaded[name, split][0]) for name in sources)
-                                                           for split in ("train", "test"))
+        sets = datasets.task_data(sources, cfg["target"], args.data_dir, not args.no_download, device)
         report.update(label_free_report(model, sets, METHODS.get(cfg["method"])))  # an ensemble has no method
     failures = evaluation.save_outputs(report, out_dir, names)  # the accuracies are printed whatever happens to files
     numbered = drawable(tuple(names))[2]

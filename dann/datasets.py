@@ -2,6 +2,7 @@
 files fetched or rendered where absent (ensure_datasets), folders of pictures beside them
 (load_datasets), and the export of a built-in domain as such a folder."""
 import contextlib
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -10,8 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dann import cache, folders
-from dann import outputs
+from dann import cache, folders, outputs
 from dann.common import UserError
 from dann.domains import DIGITS, DOMAINS, SPLITS, default_root, fetch_command, is_folder
 from dann.download import download, import_file, matches
@@ -202,6 +202,43 @@ def joined(pictures):
     """Several domains' (images, labels) as one set, in their order."""
     images, labels = zip(*pictures)
     return torch.cat(images), None if any(y is None for y in labels) else torch.cat(labels)
+
+
+@dataclasses.dataclass
+class TaskData:
+    """A task's pictures, each an (uint8 images, int64 labels or None) pair: the source's and the
+    target's training and test sets (several sources joined one after another), the class names,
+    and where several sources are joined, the size of each one's training and test part (the step
+    draws from each, the label-free scores read an equal share of each). What a command does not
+    need is None."""
+    source_train: tuple = None
+    source_test: tuple = None
+    target_train: tuple = None
+    target_test: tuple = None
+    classes: tuple = DIGITS
+    source_parts: tuple = None
+    source_test_parts: tuple = None
+
+    def of(self, domain, split):
+        """The pictures of "source" or "target" and "train" or "test"."""
+        return getattr(self, f"{domain}_{split}")
+
+    def parts(self, domain, split="train"):
+        """The sizes of a joined source's parts (None: one source, or the target)."""
+        return None if domain != "source" else self.source_parts if split == "train" else self.source_test_parts
+
+
+def task_data(sources, target, root=None, allow_download=True, device="cpu"):
+    """The TaskData of a finished model's domains, as its label-free scores read them: the sources'
+    and the target's training and test sets, whole, on `device`."""
+    loaded = load_datasets(dict.fromkeys([*sources, target]), SPLITS, root, allow_download)
+
+    def joined_on_device(names, split):
+        return tuple(t if t is None else t.to(device) for t in joined([loaded[name, split] for name in names]))
+    return TaskData(**{f"{role}_{split}": joined_on_device(names, split) for role, names in (("source", sources),
+                       ("target", [target])) for split in SPLITS},
+                    source_parts=tuple(len(loaded[name, "train"][0]) for name in sources),
+                    source_test_parts=tuple(len(loaded[name, "test"][0]) for name in sources))
 
 
 def class_names(name):

@@ -25,7 +25,7 @@ def accuracy(predicted, labels):
 
 def evaluate(model, sets):
     """Test accuracy per domain; None for an unlabelled target folder, which has no labels to score."""
-    tests = {domain: sets[f"{domain}_test"] for domain in ("source", "target")}
+    tests = {domain: sets.of(domain, "test") for domain in ("source", "target")}
     return {f"{domain}_test_acc": None if labels is None else accuracy(predictions(model, images), labels)
             for domain, (images, labels) in tests.items()}
 

@@ -191,12 +191,12 @@ ALL_SCORES = {**SCORES, **SWEEP_SCORES}
 
 @torch.no_grad()
 def evidence(model, sets):
-    """What the scores read of `model`: the first SAMPLE pictures of sets["target_train"] and of
-    sets["source_train"] (images, labels) and the held-out sets["source_test"], an equal share of each
-    source where several are joined (training.load_data's keys)."""
-    target = sets["target_train"][0][:SAMPLE]  # an unlabelled target's labels are None, and unread anyway
-    source, source_labels = first_of_each_source(sets["source_train"], sets.get("source_parts"))
-    held_out, held_out_labels = first_of_each_source(sets["source_test"], sets.get("source_test_parts"))
+    """What the scores read of `model`: the first SAMPLE pictures of the target's and the source's
+    training sets (a datasets.TaskData) and of the source's held-out test set, an equal share of each
+    source where several are joined."""
+    target = sets.target_train[0][:SAMPLE]  # an unlabelled target's labels are None, and unread anyway
+    source, source_labels = first_of_each_source(sets.source_train, sets.source_parts)
+    held_out, held_out_labels = first_of_each_source(sets.source_test, sets.source_test_parts)
     return Evidence(model, target, source, source_labels, model.predict_proba(target).double(),
                     model.predict_proba(held_out).double(), held_out_labels)
 

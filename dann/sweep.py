@@ -271,10 +271,10 @@ def share_ensemble(runs, sets, folder):
         return None
     models, ckpts = zip(*(load_checkpoint(r.folder / run_folder.CHECKPOINT) for r in done))
     model, ckpt = ensemble_of(models, {**ckpts[0]["config"], "method": "ensemble"}, max(c["step"] for c in ckpts))
-    (x, y), labelled = sets["source_test"], sets["target_test"]
+    (x, y), labelled = sets.source_test, sets.target_test
     metrics = {"members": [r.name for r in done], "source_test_acc": accuracy(predictions(model, x), y),
                "target_test_acc": None if labelled[1] is None else accuracy(predictions(model, labelled[0]), labelled[1]),
-               **label_free_report(model, sets, None), **trust.decide(model, sets["source_test"], sets["target_train"][0])}
+               **label_free_report(model, sets, None), **trust.decide(model, sets.source_test, sets.target_train[0])}
     outputs.claim_folder(folder, "model")
     run_folder.write_metrics(folder, metrics)
     outputs.save({**ckpt, **{k: metrics[k] for k in ("temperature", "unsure_below")}}, folder / run_folder.CHECKPOINT)

@@ -29,7 +29,7 @@ from dann.checkpoints import restore, save_resumable
 from dann.common import UserError
 from dann.config import Config, pick_device
 from dann.curves import Curves
-from dann.domains import DIGITS, SPLITS, is_folder, source_parts
+from dann.domains import SPLITS, is_folder, source_parts
 from dann.evaluation import evaluate, shown
 from dann.methods import METHODS, Batch, Method, bf16_autocast
 from dann.models import DANN
@@ -46,17 +46,15 @@ def learning_rate(p, mu0, alpha, beta):
 
 
 def load_data(cfg, device, skipped=None):
-    """Train and test sets of both domains: {"source_train": (images, labels), ...}, the training
-    sets on the device (as uint8), the test sets too (evaluation reads them there); the labels of an
-    unlabelled target folder are None. Several sources are joined one after another, each cut to
-    --limit; "source_parts" and "source_test_parts" hold the sizes of each source's training and test
-    sets (the step draws from each, the label-free scores read an equal share of each).
-    Pictures of a folder that could not be read are appended to `skipped`."""
+    """The task's datasets.TaskData: training and test sets of both domains on the device (as uint8;
+    evaluation reads the test sets there too); the labels of an unlabelled target folder are None.
+    Several sources are joined one after another, each cut to --limit. Pictures of a folder that
+    could not be read are appended to `skipped`."""
     source_classes = check_classes(cfg)
     parts = source_parts(cfg.source)
     loaded = datasets.load_datasets(dict.fromkeys([*parts, cfg.target]), SPLITS, cfg.data_dir,
                                     not cfg.no_download, skipped)
-    sets = {"classes": tuple(source_classes)}
+    sets = datasets.TaskData(classes=tuple(source_classes))
     for split in SPLITS:
         pieces = [training_cut(loaded[part, split], split, cfg) for part in parts]
         target = training_cut(loaded[cfg.target, split], split, cfg)
@@ -65,9 +63,9 @@ def load_data(cfg, device, skipped=None):
         for name, (x, _) in [*zip(parts, pieces), (cfg.target, target)]:
             if len(x) == 0:
                 raise UserError(f"the {split} split of {name} holds no picture that could be read")
-        sets["source_parts" if split == "train" else "source_test_parts"] = tuple(len(x) for x, _ in pieces)
+        setattr(sets, "source_parts" if split == "train" else "source_test_parts", tuple(len(x) for x, _ in pieces))
         for domain, (x, y) in (("source", datasets.joined(pieces)), ("target", target)):
-            sets[f"{domain}_{split}"] = (x.to(device), y if y is None else y.to(device))
+            setattr(sets, f"{domain}_{split}", (x.to(device), y if y is None else y.to(device)))
     return sets
 
 
@@ -397,13 +395,13 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
     whose checkpoint is restored into all of them; read_init=False leaves --init unread (bench.py
     times a teacher's method from fresh weights). Returns (Run, progress)."""
     method = METHODS[cfg.method]
-    images, labels = sets[f"{method.labelled}_train"] if method.labelled else (None, None)
-    unlabelled = sets["target_train"][0] if method.uses_unlabelled else None
+    images, labels = sets.of(method.labelled, "train") if method.labelled else (None, None)
+    unlabelled = sets.target_train[0] if method.uses_unlabelled else None
     # every method of a task takes as many steps: one epoch is one pass over the smaller of the
     # two domains' training sets, whichever batches the method reads
-    steps_per_epoch = epoch_length([len(sets[f"{d}_train"][0]) for d in ("source", "target")], cfg.batch_size)
+    steps_per_epoch = epoch_length([len(sets.of(d, "train")[0]) for d in ("source", "target")], cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    class_names = sets.get("classes", DIGITS)
+    class_names = sets.classes
     model, opt = model_and_optimizer(cfg, device, len(class_names))
     init_note = start_from(model, cfg.init, class_names) if cfg.init and resume_from is None and read_init else None
     teacher = frozen_copy(model).eval() if method.teacher else None  # the --init model (a resume restores it)
@@ -417,7 +415,7 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
         progress = restore(resume_from, model, opt, {"ema": ema, "teacher": None if mean_teacher else teacher})
     step, state = make_step(model, opt, method, (images, labels, unlabelled), cfg, total_steps, progress["step"],
                             ema, teacher, decay)
-    sizes = drawn_sizes((images, labels, unlabelled), sets.get(f"{method.labelled}_parts"))
+    sizes = drawn_sizes((images, labels, unlabelled), sets.parts(method.labelled))
     return Run(cfg, method, model, opt, ema, teacher, step, state, sizes, steps_per_epoch, total_steps, class_names,
                init_note), progress
 
@@ -488,7 +486,7 @@ def train_in(run, sets, out, progress, device):
                                                         step == total_steps, curves, bar))
             if step == total_steps:
                 labelled = run.method.labelled or "source"  # the domain whose labels it learnt, directly or not
-                progress.update(trust.decide(run.evaluated, sets[f"{labelled}_test"], sets["target_train"][0]))
+                progress.update(trust.decide(run.evaluated, sets.of(labelled, "test"), sets.target_train[0]))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
                 save_resumable(run.model, run.opt, cfg.as_dict(), progress, out, run.companions)
@@ -508,10 +506,10 @@ def describe_folders(cfg, sets):
     """One line for a source or target that is a folder or several domains: how many pictures went
     to training and to testing."""
     for role, parts in (("source", source_parts(cfg.source)), ("target", (cfg.target,))):
-        (images, labels), test = sets[f"{role}_train"], sets[f"{role}_test"][0]
+        (images, labels), test = sets.of(role, "train"), sets.of(role, "test")[0]
         if len(parts) > 1 or is_folder(parts[0]):
-            kind = "unlabelled" if labels is None else f"classes {', '.join(sets['classes'])}"
-            each = (f" ({', '.join(f'{n} {k}' for n, k in zip(parts, sets['source_parts']))})"
+            kind = "unlabelled" if labels is None else f"classes {', '.join(sets.classes)}"
+            each = (f" ({', '.join(f'{n} {k}' for n, k in zip(parts, sets.source_parts))})"
                     if len(parts) > 1 else "")
             print(f"{role} {getattr(cfg, role)}: {len(images)} training{each} and {len(test)} test pictures ({kind})",
                   file=sys.stderr)

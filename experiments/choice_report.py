@@ -50,7 +50,7 @@ def target_test_set(run_folder, data_dir):
     """The target test pictures and labels a run was measured on (--limit and --target-imbalance as it had them)."""
     saved = json.loads((Path(run_folder) / "config.json").read_text())
     cfg = dataclasses.replace(Config.from_saved(saved, run_folder), data_dir=data_dir, no_download=True)
-    return training.load_data(cfg, torch.device("cpu"))["target_test"]
+    return training.load_data(cfg, torch.device("cpu")).target_test
 
 
 def ensemble_accuracy(rows, data_dir):

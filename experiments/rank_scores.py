@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 from dann import datasets, outputs
 from dann.checkpoints import load_checkpoint
 from dann.config import Config
+from dann.domains import source_parts
 from dann.methods import METHODS
 from dann.pretrained import bundled_checkpoint, bundled_models
 from dann.scores import SCORES, label_free_report
@@ -37,9 +38,7 @@ def score_run(run, data_dir):
         task, method = (entry["source"], entry["target"]), entry["method"]
         path, name, accuracy = bundled_checkpoint(str(run)), str(run), entry["target_test_acc"]
     model, _ = load_checkpoint(path)
-    loaded = datasets.load_datasets(task, ["train", "test"], data_dir, False)
-    sets = {f"{role}_{split}": loaded[domain, split] for role, domain in zip(("source", "target"), task)
-            for split in ("train", "test")}
+    sets = datasets.task_data(source_parts(task[0]), task[1], data_dir, False)
     return {"run": name, "target_test_acc": accuracy, **label_free_report(model, sets, METHODS[method])["label_free"]}
 
 

@@ -8,6 +8,7 @@ Then the estimator chosen by the procedure RESULTS.md wrote down first, and its 
     python -m experiments.trust_report --data-dir data      # MNIST, MNIST-M and synth in data/
 """
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -41,25 +42,22 @@ def labelled_sets(data_dir, photo_folder):
             "photographs": photographs(photo_folder)}
 
 
-def source_sets(cfg, data_dir):
-    """What the scores read of a model's labelled domain(s): training labels (their class mix) and
-    held-out test pictures, an equal share of each source (training.load_data's keys)."""
+def labelled_task(cfg, data_dir):
+    """What the scores read of a model: its labelled domain(s) (the target for target-only) as the
+    source, whose held-out test pictures and class mix the estimators compare with."""
     labelled = [cfg["target"]] if cfg["method"] == "target-only" else list(source_parts(cfg["source"]))
-    loaded = datasets.load_datasets(labelled, ["train", "test"], data_dir, allow_download=False)
-    train, test = ([loaded[name, split] for name in labelled] for split in ("train", "test"))
-    return {"source_train": datasets.joined(train), "source_test": datasets.joined(test),
-            "source_parts": tuple(len(x) for x, _ in train), "source_test_parts": tuple(len(x) for x, _ in test)}
+    return datasets.task_data(labelled, cfg["target"], data_dir, allow_download=False)
 
 
 def rows(spec, tests, data_dir):
     path = resolve_checkpoint(spec)[0]
     model, ckpt = load_checkpoint(path)
     trust, names = evaluation.model_trust(ckpt, path), class_names(ckpt)
-    sets = source_sets(ckpt["config"], data_dir)
+    sets = labelled_task(ckpt["config"], data_dir)
     for name, (images, labels) in tests.items():
         report = evaluation.domain_report(model, images, labels, "extra", names, trust)
-        e = scores.evidence(model, {**sets, "target_train": (images[torch.randperm(len(images),
-                                                            generator=torch.Generator().manual_seed(0))], None)})
+        shuffled = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))]
+        e = scores.evidence(model, dataclasses.replace(sets, target_train=(shuffled, None)))
         estimates = {k: scores.SCORES[k].compute(e) for k in ESTIMATORS}
         yield {"model": spec, "set": name, **{k: report[k] for k in ("accuracy", "not_sure_share", "sure_accuracy",
                                                                       "not_sure_accuracy")}, **estimates}

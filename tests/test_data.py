@@ -308,12 +308,11 @@ def test_the_target_imbalance_applies_to_the_target_alone_after_the_limit(synthe
     from dann.config import Config
     base = dict(source="mnist", target="mnist_m", data_dir=str(synthetic_root), no_download=True, limit=20)
     plain, skewed = (training.load_data(Config(**base, target_imbalance=r), torch.device("cpu")) for r in (1.0, 5.0))
-    for key in ("source_train", "source_test"):
-        assert torch.equal(plain[key][0], skewed[key][0])
-    for key in ("target_train", "target_test"):
-        counts = torch.bincount(plain[key][1], minlength=10)
+    for split in ("train", "test"):
+        assert torch.equal(plain.of("source", split)[0], skewed.of("source", split)[0])
+        counts = torch.bincount(plain.of("target", split)[1], minlength=10)
         expected = [round(n * 5.0 ** (-c / 9)) for c, n in enumerate(counts.tolist())]
-        assert torch.bincount(skewed[key][1], minlength=10).tolist() == expected
-    assert len(plain["target_train"][0]) == 20
+        assert torch.bincount(skewed.of("target", split)[1], minlength=10).tolist() == expected
+    assert len(plain.target_train[0]) == 20
     with pytest.raises(ValueError, match="--target-imbalance must be at least 1"):
         Config(**base, target_imbalance=0.5)

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from dann.datasets import TaskData
 from conftest import ctrl_c_after
 from dann.common import UserError
 from dann.methods import METHODS, Batch, Method
@@ -333,7 +334,7 @@ def test_the_mean_teacher_is_an_average_of_the_model_that_gets_no_gradient_and_i
     torch.manual_seed(0)
     cfg = Config(source="mnist", target="mnist_m", method="self-ensemble", batch_size=4, epochs=1, teacher_ema=0.9)
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
-    sets = {"source_train": (images, torch.arange(8) % 10), "target_train": (images.flip(0), None)}
+    sets = TaskData(source_train=(images, torch.arange(8) % 10), target_train=(images.flip(0), None))
     run, _ = training.setup(cfg, sets, torch.device("cpu"))
     assert run.teacher is run.ema is run.evaluated and run.companions == {"ema": run.ema, "teacher": None}
     start = [p.detach().clone() for p in run.teacher.parameters()]
@@ -402,7 +403,7 @@ def test_methods_that_augment_take_a_bf16_step(name):
     # under --bf16's autocast the blur's convolution would come out in bfloat16 and the step would fail
     cfg = Config(source="mnist", target="mnist_m", method=name, batch_size=8, epochs=1, bf16=True)
     x = torch.randint(0, 256, (16, 3, 28, 28), dtype=torch.uint8)
-    run, _ = training.setup(cfg, {"source_train": (x, torch.arange(16) % 10), "target_train": (x.flip(0), None)},
+    run, _ = training.setup(cfg, TaskData(source_train=(x, torch.arange(16) % 10), target_train=(x.flip(0), None)),
                             torch.device("cpu"))
     run.start_epoch(0)
     run.step()

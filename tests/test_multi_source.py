@@ -51,10 +51,10 @@ def test_each_batch_draws_an_equal_share_from_every_source():
 
 def test_load_data_joins_the_sources_each_cut_to_limit(synthetic_root):
     sets = training.load_data(tiny_config(synthetic_root, source="mnist+synth", limit=25), torch.device("cpu"))
-    assert sets["source_parts"] == (25, 25)  # mnist has 40 training pictures here, synth 30
-    assert len(sets["source_train"][0]) == 50 and len(sets["source_test"][0]) == 20 + 20
-    assert sets["source_test_parts"] == (20, 20)
-    assert len(sets["target_train"][0]) == 25
+    assert sets.source_parts == (25, 25)  # mnist has 40 training pictures here, synth 30
+    assert len(sets.source_train[0]) == 50 and len(sets.source_test[0]) == 20 + 20
+    assert sets.source_test_parts == (20, 20)
+    assert len(sets.target_train[0]) == 25
 
 
 def test_the_label_free_scores_read_an_equal_share_of_each_source():

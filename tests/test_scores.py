@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dann.datasets import TaskData
 from dann import scores
 from dann.methods import METHODS
 
@@ -35,8 +36,8 @@ def report(probs, held_out_probs, held_out_labels, source_labels=None, method="d
     n = len(probs)
     model = Fixed(torch.cat([probs, held_out_probs]).double())
     source_labels = held_out_labels if source_labels is None else source_labels
-    sets = {"target_train": (pictures(0, n), None), "source_train": (pictures(n, len(source_labels)), source_labels),
-            "source_test": (pictures(n, len(held_out_labels)), held_out_labels)}
+    sets = TaskData(target_train=(pictures(0, n), None), source_train=(pictures(n, len(source_labels)), source_labels),
+                    source_test=(pictures(n, len(held_out_labels)), held_out_labels))
     return scores.label_free_report(model, sets, METHODS[method])
 
 
