@@ -2,13 +2,28 @@
 device, with no per-image Python. Only the draws use the global RNG, so a seeded CPU run stays
 reproducible.
 
-`augment` is the light one (--augment): a shift and a colour jitter. `strong_augment` is the one
-the consistency methods (self-ensemble, adamatch) learn from: a random affine warp, colour jitter,
-inversion, blur, noise and cutout, drawn by `draw_strong` and applied by `apply_strong`, kept apart
-so that a test can apply one picture's draws alone and compare.
+Training and the methods name a recipe of RECIPES and call `augmented(name, images)`:
+- light (--augment): a shift of up to 4 pixels and a colour jitter (`augment`);
+- weak (AdaMatch's weak copies): the shift alone;
+- french (self-ensembling's): French et al.'s digit set, a random affine warp, colour jitter,
+  inversion and noise (`strong_augment` without blur and cutout);
+- strong (AdaMatch's strong copies): the same with FixMatch's blur and cutout.
+The strong ones are drawn by `draw_strong` and applied by `apply_strong`, kept apart so that a
+test can apply one picture's draws alone and compare.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
+
+
+def augmented(recipe, images):
+    """A batch of uint8 images -> float 0..255 images augmented by RECIPES[recipe], in float32 even
+    under --bf16's autocast, which would round the pictures and make the blur's convolution
+    bfloat16: the augmentation prepares the input, it is no part of the network."""
+    kind = images.device.type
+    with torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else contextlib.nullcontext():
+        return RECIPES[recipe](images)
 
 
 def augment(images, pad=4, jitter=0.4):
@@ -105,3 +120,11 @@ def cut_out(x, cutout):
     inside = ((rows - cutout[:, 0].view(n, 1, 1) * h).abs() < half) & (
         (cols - cutout[:, 1].view(n, 1, 1) * w).abs() < half)
     return torch.where(inside.unsqueeze(1), x.mean((1, 2, 3), keepdim=True), x)
+
+
+RECIPES = {
+    "light": augment,
+    "weak": lambda images: augment(images, jitter=0.0),
+    "french": lambda images: strong_augment(images, blur_and_cutout=False),
+    "strong": strong_augment,
+}

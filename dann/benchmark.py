@@ -57,7 +57,8 @@ def project_run(cfg, source, target, device, compile_model=False, first_step=0):
     step) on these tensors, from first_step of the 100-epoch schedule on, its first epoch's batches
     loaded. A teacher's method is timed from fresh weights: the same cost."""
     torch.manual_seed(0)
-    sets = datasets.TaskData(source_train=tuple(t.to(device) for t in source), target_train=tuple(t.to(device) for t in target))
+    sets = datasets.TaskData(source_train=tuple(t.to(device) for t in source),
+                             target_train=tuple(t.to(device) for t in target))
     run, _ = training.setup(cfg, sets, device, first_step=first_step, read_init=False)
     if compile_model:  # the whole training forward pass: standardize, both heads, the reversal layer
         run.model.adversarial = torch.compile(run.model.adversarial)

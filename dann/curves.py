@@ -44,6 +44,7 @@ class Curves:
                 self.give_up(e)
 
     def give_up(self, error):
-        tqdm.write(f"could not write TensorBoard curves to {self.folder} ({getattr(error, 'strerror', None) or error}); training goes "
+        cause = getattr(error, "strerror", None) or error
+        tqdm.write(f"could not write TensorBoard curves to {self.folder} ({cause}); training goes "
                    "on without them (checkpoints and metrics.json are written apart)", file=sys.stderr)
         self.file = None

@@ -65,8 +65,8 @@ def domain_report(model, images, labels, role, class_names, trust=None):
     cm = confusion_matrix(labels, predicted, n)
     correct = (predicted == labels).cpu()
     sure = sure.cpu()
-    return {**record, "accuracy": accuracy(predicted, labels), "per_class_accuracy": (cm.diag() / cm.sum(1).clamp(min=1)).tolist(),
-            "confusion_matrix": cm.tolist(),
+    return {**record, "accuracy": accuracy(predicted, labels), "confusion_matrix": cm.tolist(),
+            "per_class_accuracy": (cm.diag() / cm.sum(1).clamp(min=1)).tolist(),
             "sure_accuracy": correct[sure].double().mean().item() if sure.any() else None,
             "not_sure_accuracy": correct[~sure].double().mean().item() if (~sure).any() else None,
             "risk_coverage": risk_coverage(chances.cpu(), correct)}

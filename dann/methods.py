@@ -16,6 +16,7 @@ its loss function here and add it to METHODS; `main.py --method NAME` then train
 checkpoints, resume, logging and evaluation as for the others.
 """
 import contextlib
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -23,7 +24,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from dann.augment import augment, strong_augment
+from dann.augment import augmented
 from dann.models import initialise
 
 
@@ -66,21 +67,9 @@ REFRESHED = Teacher(fresh_student=False, refreshed=True)
 FIXED = Teacher(fresh_student=True, refreshed=False)
 
 
-def strong_copies(images, blur_and_cutout=True):
-    """augment.strong_augment in float32 even under --bf16's autocast, which would round the pictures
-    and make the blur's convolution bfloat16: the augmentation prepares the input, it is no part of
-    the network."""
-    with bf16_autocast(images.device, False):
-        return strong_augment(images, blur_and_cutout)
-
-
-def french_augment(images):
-    """Self-ensembling's augmentation: French et al.'s digit set (warp, colour, inversion, noise), no blur or cutout."""
-    return strong_copies(images, blur_and_cutout=False)
-
-
 # Self-ensembling's teacher averages the model and sees its own augmented copy of each picture.
-MEAN_TEACHER = Teacher(fresh_student=False, refreshed=False, averages_student=True, view=french_augment)
+MEAN_TEACHER = Teacher(fresh_student=False, refreshed=False, averages_student=True,
+                       view=functools.partial(augmented, "french"))
 
 
 @dataclass(frozen=True)
@@ -206,7 +195,7 @@ def self_ensemble(model, batch, p, cfg):
     scaled by the confident share) that keeps the predictions from collapsing onto a few classes.
     Weights as in the paper: --consistency-weight 3 on both, --balance-weight 0.005 on the second."""
     n = len(batch.images)
-    logits = model(french_augment(torch.cat([batch.images, batch.unlabelled]))).float()
+    logits = model(augmented("french", torch.cat([batch.images, batch.unlabelled]))).float()
     class_loss = F.cross_entropy(logits[:n], batch.labels)
     student, teacher = F.softmax(logits[n:], 1), batch.teacher_probs
     confident = (teacher.max(1).values > cfg.confidence).float()
@@ -237,8 +226,8 @@ def adamatch(model, batch, p, cfg):
     joint and the source-only batch; these networks have no batch norm, so both are the same, and it
     is left out. The pseudo-labels get no gradient; the weak target copies are classified without one."""
     n = len(batch.images)
-    weak_source, weak_target = (augment(x, jitter=0.0) for x in (batch.images, batch.unlabelled))
-    logits = model(torch.cat([weak_source, strong_copies(torch.cat([batch.images, batch.unlabelled]))])).float()
+    weak_source, weak_target = (augmented("weak", x) for x in (batch.images, batch.unlabelled))
+    logits = model(torch.cat([weak_source, augmented("strong", torch.cat([batch.images, batch.unlabelled]))])).float()
     source_weak, source_strong, target_strong = logits[:n], logits[n:2 * n], logits[2 * n:]
     class_loss = (F.cross_entropy(source_weak, batch.labels) + F.cross_entropy(source_strong, batch.labels)) / 2
     with torch.no_grad():

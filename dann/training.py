@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from dann import datasets, outputs, runs, trust
-from dann.augment import augment
+from dann.augment import augmented
 from dann.checkpoints import restore, save_resumable
 from dann.common import UserError
 from dann.config import Config, pick_device
@@ -264,7 +264,8 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
             with torch.no_grad():  # unsure of --augment's shifted ones would hold the model there
                 batch.teacher_probs = torch.softmax(teacher(teacher_view(batch.unlabelled)).float(), 1)
         if cfg.augment:
-            batch.images, batch.unlabelled = (x if x is None else augment(x) for x in (batch.images, batch.unlabelled))
+            batch.images, batch.unlabelled = (x if x is None else augmented("light", x)
+                                              for x in (batch.images, batch.unlabelled))
         stats = sgd_step(model, opt, method, batch, p, cfg)
         if ema is not None:
             with torch.no_grad():  # one fused kernel for all weights: ema += (1 - decay) (w - ema)

@@ -316,3 +316,18 @@ def test_the_target_imbalance_applies_to_the_target_alone_after_the_limit(synthe
     assert len(plain.target_train[0]) == 20
     with pytest.raises(ValueError, match="--target-imbalance must be at least 1"):
         Config(**base, target_imbalance=0.5)
+
+
+def test_each_named_recipe_is_its_reference_augmentation_and_stays_float32_under_bf16():
+    images = torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8)
+    references = {"light": lambda x: augment.augment(x), "weak": lambda x: augment.augment(x, jitter=0.0),
+                  "french": lambda x: augment.strong_augment(x, blur_and_cutout=False),
+                  "strong": lambda x: augment.strong_augment(x, blur_and_cutout=True)}
+    assert set(augment.RECIPES) == set(references)
+    for name, reference in references.items():
+        torch.manual_seed(3)
+        expected = reference(images)
+        torch.manual_seed(3)
+        with torch.autocast("cpu", torch.bfloat16):
+            found = augment.augmented(name, images)
+        assert found.dtype == torch.float32 and torch.equal(found, expected), name
