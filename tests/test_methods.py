@@ -408,3 +408,27 @@ def test_methods_that_augment_take_a_bf16_step(name):
     run.start_epoch(0)
     run.step()
     assert torch.isfinite(run.state.last).all() and run.state.step.item() == 1
+
+
+@pytest.mark.slow
+def test_a_new_method_is_one_function_and_one_registry_line_and_trains_with_everything_else(synthetic_root, tmp_path,
+                                                                                           monkeypatch):
+    """README, 'A method': a loss of the batch, one Method in METHODS; main.py then trains it with
+    checkpoints, curves, evaluation, label-free scores and the "not sure" threshold."""
+    import torch.nn.functional as F
+    import main
+    from dann.methods import Method
+
+    def entropy_on_target(model, batch, p, cfg):  # the class loss plus the target predictions' entropy
+        class_loss = F.cross_entropy(model(batch.images), batch.labels)
+        probs = torch.softmax(model(batch.unlabelled).float(), 1)
+        entropy = -(probs * probs.clamp_min(1e-8).log()).sum(1).mean()
+        return class_loss + 0.1 * p * entropy, {"class_loss": class_loss, "entropy": entropy}
+    monkeypatch.setitem(METHODS, "toy", Method(entropy_on_target, labelled="source", uses_unlabelled=True,
+                                               stats=("class_loss", "entropy")))
+    metrics = main.main(["--source", "mnist", "--target", "mnist_m", "--method", "toy", "--data-dir", str(synthetic_root),
+                         "--no-download", "--device", "cpu", "--epochs", "2", "--batch-size", "8",
+                         "--out", str(tmp_path / "toy")])
+    assert metrics["config"]["method"] == "toy" and metrics["target_test_acc"] is not None
+    assert {"class_loss", "entropy"} <= set(metrics["history"][-1]) and "unsure_below" in metrics
+    assert (tmp_path / "toy" / "checkpoint.pt").is_file()
