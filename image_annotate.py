@@ -30,7 +30,8 @@ from pathlib import Path
 from PIL import Image
 
 from dann.annotate import destinations, expand, has_display, model_tag, process
-from dann.checkpoints import class_names, load_checkpoint, unfinished
+from dann.checkpoints import class_names, load_checkpoint
+from dann.runs import unfinished
 from dann.common import UserError
 from dann.evaluation import model_trust
 from dann.trust import SURE_FLOOR, sure_at

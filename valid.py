@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from dann import datasets, evaluation
-from dann.checkpoints import class_names, load_checkpoint, unfinished
+from dann.checkpoints import class_names, load_checkpoint
+from dann.runs import unfinished
 from dann.config import add_flags, pick_device
 from dann.fonts import drawable
 from dann.methods import METHODS

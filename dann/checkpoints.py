@@ -17,11 +17,9 @@ from dann.common import UserError
 from dann.config import in_current_words
 from dann.domains import DIGITS
 from dann.models import ARCHS, DANN, INPUT_NORMS, Ensemble
-from dann.runs import CHECKPOINT, shown, status
+from dann.runs import CHECKPOINT
 
 CHECKPOINT_FORMAT = "dann-checkpoint-1"
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-REGISTRY = PRETRAINED_DIR / "registry.json"
 
 
 def model_config(model):
@@ -50,15 +48,9 @@ def resumable(model, opt, cfg, progress, companions):
                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []})
 
 
-def save_resumable(model, opt, cfg, progress, out, companions):
-    """Write run folder `out`'s checkpoint.pt; a failed write says how to go on."""
-    saved_before = (out / CHECKPOINT).is_file()
-    try:
-        outputs.save(resumable(model, opt, cfg, progress, companions), out / CHECKPOINT)
-    except UserError as e:
-        then = ("Once it can be written, continue from the last saved checkpoint with" if saved_before
-                else "Nothing of this run was saved yet; once it can be written, start it again with")
-        raise UserError(f"{e}. {then}: python main.py --resume {shown(out)}") from None
+def save_resumable(model, opt, cfg, progress, path, companions):
+    """Write a run's checkpoint to `path` (outputs.save: atomic, never over a file of the user's)."""
+    outputs.save(resumable(model, opt, cfg, progress, companions), path)
 
 
 def restore(run_dir, model, opt, companions):
@@ -89,18 +81,6 @@ def restore(run_dir, model, opt, companions):
     except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
         raise UserError(f"--resume {run_dir}: checkpoint.pt is unreadable or from another setup "
                         f"({type(e).__name__}); start a new run instead") from None
-
-
-def unfinished(ckpt, path):
-    """None for a finished model; else "unfinished, step K of N" (a run stopped before its end).
-    A weights-only file is a shared, finished model; a run's checkpoint says its total steps, and
-    one from before it did is finished when its run folder holds metrics.json."""
-    if "optimizer" not in ckpt:
-        return None
-    total = ckpt.get("total_steps")
-    if total is None:
-        return None if status(Path(path).parent) == "finished" else f"unfinished, step {ckpt['step']}"
-    return None if ckpt["step"] >= total else f"unfinished, step {ckpt['step']} of {total}"
 
 
 def weights_only(ckpt):

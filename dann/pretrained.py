@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from dann import runs
-from dann.checkpoints import class_names, load_checkpoint, unfinished
+from dann.checkpoints import class_names, load_checkpoint
 from dann.common import REPO, UserError
 from dann.download import download, matches
 from dann.models import Ensemble
@@ -139,7 +139,7 @@ def start_from(model, spec, classes):
         raise UserError(f"--init {spec} knows the classes {shown_classes(known)}, and this task has "
                         f"{shown_classes(classes)}; name the class folders as the model does, or train without --init")
     model.load_state_dict(trained.state_dict())
-    return unfinished(ckpt, path)
+    return runs.unfinished(ckpt, path)
 
 
 def shown_classes(names, most=6):

@@ -153,3 +153,15 @@ def read_metrics(folder):
 
 def write_metrics(folder, metrics):
     outputs.save(json.dumps(metrics, indent=2), Path(folder) / METRICS)
+
+
+def unfinished(ckpt, path):
+    """None for a finished model; else "unfinished, step K of N" (a run stopped before its end).
+    A weights-only file is a shared, finished model; a run's checkpoint says its total steps, and
+    one from before it did is finished when its run folder holds metrics.json."""
+    if "optimizer" not in ckpt:
+        return None
+    total = ckpt.get("total_steps")
+    if total is None:
+        return None if status(Path(path).parent) == "finished" else f"unfinished, step {ckpt['step']}"
+    return None if ckpt["step"] >= total else f"unfinished, step {ckpt['step']} of {total}"

@@ -490,7 +490,7 @@ def train_in(run, sets, out, progress, device):
                 progress.update(trust.decide(run.evaluated, sets.of(labelled, "test"), sets.target_train[0]))
             progress.update(step=step, wall_time_s=time.time() - started)
             if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
-                save_resumable(run.model, run.opt, cfg.as_dict(), progress, out, run.companions)
+                save_checkpoint(run, cfg, progress, out)
                 last_saved = step
     if step < total_steps:
         print(f"stopped at step {step}/{total_steps}; saved. Continue with: python main.py --resume {runs.shown(out)}",
@@ -501,6 +501,17 @@ def train_in(run, sets, out, progress, device):
     print(f"final model: source test {shown(final['source_test_acc'])}, target test {shown(final['target_test_acc'])}; "
           f"{out}/metrics.json", file=sys.stderr)
     return metrics
+
+
+def save_checkpoint(run, cfg, progress, out):
+    """The run's checkpoint.pt; a failed write says how to go on."""
+    saved_before = (out / runs.CHECKPOINT).is_file()
+    try:
+        save_resumable(run.model, run.opt, cfg.as_dict(), progress, out / runs.CHECKPOINT, run.companions)
+    except UserError as e:
+        then = ("Once it can be written, continue from the last saved checkpoint with" if saved_before
+                else "Nothing of this run was saved yet; once it can be written, start it again with")
+        raise UserError(f"{e}. {then}: python main.py --resume {runs.shown(out)}") from None
 
 
 def describe_folders(cfg, sets):
