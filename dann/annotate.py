@@ -109,6 +109,16 @@ def destinations(pictures, out_dir, tag):
     return list(planned.items())
 
 
+def annotated_before(path):
+    """Whether `path` is an annotated copy image_annotate.py wrote before the project kept manifests:
+    those carried this mark in their PNG "Software" field."""
+    try:
+        with Image.open(path) as existing:
+            return existing.info.get("Software") == "image_annotate.py of dann"
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def process(path, out, model, trust, names):
     """Read one picture -> (its calibrated probabilities, whether the reading is sure), and write its
     annotated copy `out`. trust: the model's {"temperature", "unsure_below"} (dann/trust.py)."""
@@ -122,5 +132,6 @@ def process(path, out, model, trust, names):
     with torch.no_grad():
         probs = calibrated(model.predict_proba(digit[None]), trust["temperature"])[0]
     sure = probs.max().item() >= sure_at(trust["unsure_below"])
+    outputs.adopt_marked(out, annotated_before)
     outputs.write(out, lambda tmp: annotate(shown, probs, sure, names).save(tmp, format="PNG"))
     return probs, sure

@@ -2,7 +2,6 @@
 fingerprint of the files they were decoded from (names, sizes, modification times), so that a
 changed, added or removed file rebuilds it and every other load is one fast read."""
 import hashlib
-import pickle
 
 import torch
 
@@ -22,13 +21,14 @@ def fingerprint(folder, files):
 
 
 def cached(path, key):
-    """The dict saved at `path` if its fingerprint is `key`, else None (absent, stale or damaged)."""
+    """The dict saved at `path` if its fingerprint is `key` (any fingerprint: None), else None
+    (absent, stale or damaged)."""
     try:
         found = torch.load(path, weights_only=True)
-        if found["fingerprint"] == key:
+        if found["fingerprint"] == key or (key is None and isinstance(found["fingerprint"], str)):
             return found
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, KeyError, TypeError):
-        pass  # torch.load's errors for a missing or damaged file: decoded again
+    except Exception:  # noqa: BLE001  torch.load raises a dozen kinds on a damaged file (IndexError among them)
+        pass  # a missing, damaged or foreign file: decoded again
     return None
 
 
@@ -36,6 +36,7 @@ def keep(path, key, decoded):
     """Save `decoded` (a dict of tensors and plain values) under fingerprint `key`. A read-only data
     folder, or a file of the user's with the cache's name, still works: decoded at every load."""
     try:
+        outputs.adopt_marked(path, lambda p: cached(p, None) is not None)  # a cache from before manifests
         outputs.save({**decoded, "fingerprint": key}, path)
     except UserError:
         pass

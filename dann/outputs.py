@@ -81,6 +81,14 @@ def replaceable(path):
     return not os.path.lexists(path) or is_ours(path)
 
 
+def adopt_marked(path, marked):
+    """A file the project wrote before it kept manifests is proven its own by the mark it left there
+    (`marked(path)`: a decode cache's fingerprint, an annotated copy's PNG field): recorded as ours."""
+    path = Path(path)
+    if path.is_file() and not is_ours(path) and marked(path):
+        record(path, digest(path))
+
+
 def refuse_foreign(paths, todo):
     """Before any work: one line for the first of `paths` that exists and is not the project's."""
     for path in paths:

@@ -376,3 +376,26 @@ def test_missing_data_names_the_full_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=f"missing from {tmp_path / 'data'}: mnist"):
         datasets.ensure_datasets(["mnist"], Path("data"), allow_download=False)
+
+
+def test_a_cache_or_an_annotated_copy_made_before_manifests_is_still_the_projects(tmp_path, trained_run):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+    from dann import annotate, cache
+    old_cache = tmp_path / "cache" / "train.pt"
+    old_cache.parent.mkdir()
+    torch.save({"images": torch.zeros(2), "fingerprint": "stale"}, old_cache)  # as an older version left it
+    cache.keep(old_cache, "new", {"images": torch.ones(2)})
+    assert torch.load(old_cache, weights_only=True)["fingerprint"] == "new" and outputs.is_ours(old_cache)
+    mine = tmp_path / "cache" / "test.pt"
+    mine.write_bytes(b"the user's own file")
+    cache.keep(mine, "new", {"images": torch.ones(2)})  # not a cache: left alone, the data decoded every time
+    assert mine.read_bytes() == b"the user's own file"
+    _, run = trained_run
+    Image.fromarray(digit_images([3], 40, 3)[0]).save(tmp_path / "a.png")
+    copy = tmp_path / annotate.annotated_name(tmp_path / "a.png", annotate.model_tag(run / "checkpoint.pt"))
+    marked = PngInfo()
+    marked.add_text("Software", "image_annotate.py of dann")  # what copies carried before manifests
+    Image.new("RGB", (4, 4)).save(copy, pnginfo=marked)
+    assert image_annotate.main(["-f", str(tmp_path / "a.png"), "--checkpoint", str(run / "checkpoint.pt")]) == 0
+    assert Image.open(copy).size != (4, 4)
