@@ -1,5 +1,7 @@
 """What every script at the repository's root does the same way: an expected failure or Ctrl-C is
 one line on stderr and a non-zero exit, never a traceback."""
+import os
+import signal
 import sys
 
 from dann.common import UserError
@@ -9,6 +11,9 @@ def one_line_errors():
     """Make what can go wrong before run_script starts (while torch and the package load) one line
     too: Ctrl-C, and a torchvision built for another torch. A script calls this first of all;
     nothing else changes sys.excepthook."""
+    if sys._getframe(1).f_globals.get("__name__") == "__main__":  # a script, not a test importing one
+        signal.signal(signal.SIGINT, end_while_loading)
+
     def hook(kind, value, traceback):
         if issubclass(kind, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
@@ -17,6 +22,14 @@ def one_line_errors():
         else:
             sys.__excepthook__(kind, value, traceback)
     sys.excepthook = hook
+
+
+def end_while_loading(signum, frame):
+    """Ctrl-C before run_script starts: torch's import runs Python called from C++ (pybind11), where
+    a KeyboardInterrupt aborts the process with a C++ message, so nothing is raised: the process
+    ends here, having written nothing yet, with the shell's code for Ctrl-C."""
+    os.write(2, b"interrupted\n")
+    os._exit(128 + signal.SIGINT)
 
 
 def mismatched_torchvision():
@@ -51,6 +64,7 @@ def parsed_config(parser, args):
 def run_script(main, interrupted="interrupted"):
     """A script's entry point: main()'s int is the exit code (anything else means 0); a
     UserError or Ctrl-C is one line on stderr and exit code 1, not a traceback."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C raises: work may clean up
     try:
         code = main()
     except UserError as e:
