@@ -4,13 +4,12 @@ by a rule fixed before any sweep was measured (RULE, below). Target labels, wher
 them, are read only to report accuracy beside the choice.
 
 Each candidate run is an ordinary main.py run folder, <out>/<candidate>/seed<S>/, trained by a
-main.py process of its own, several side by side. A finished run is never trained again and a
+main.py process of its own, several side by side, on this machine or as tasks of a Ray cluster
+(dann/launchers.py). A finished run is never trained again and a
 stopped one is resumed, so the same command continues a stopped sweep; a candidate that refines
 another (DIRT-T) starts from that candidate's run of the same seed, which it shares.
 """
 import dataclasses
-import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -130,40 +129,36 @@ def command(run):
 
 # ---------------------------------------------------------------- running them
 
-def run_all(runs, jobs, threads, log_dir):
-    """Train the runs not done yet, `jobs` main.py processes side by side with `threads` threads
-    each, a run that refines another once that one is done. Each process writes its output to
-    log_dir/<candidate>-seed<S>.log. Ctrl-C or SIGTERM stops every running process (each saves)
-    and returns False; True when no run is left to start."""
+def run_all(runs, launcher, log_dir):
+    """Train the runs not done yet through `launcher` (dann/launchers.py: on this machine, or on a Ray
+    cluster), as many side by side as it allows, a run that refines another once that one is done.
+    Each run's output goes to log_dir/<candidate>-seed<S>.log. Ctrl-C or SIGTERM stops every running
+    run (each saves) and returns False; True when no run is left to start."""
     refined = {r.after.name for r in runs if r.after}
     # a run others refine first, so that they can start early; a refinement once its run is done
     waiting = sorted((r for r in runs if r.status in ("to train", "to resume")),
                      key=lambda r: (r.after is not None, r.name not in refined))
     running = {}
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-
-    def stop_all(sig):
-        for process in list(running):
-            process.send_signal(sig)  # each main.py saves its run and exits
-
-    with stop_requests(forward=stop_all) as stop, \
+    if waiting:
+        launcher.open()
+    with stop_requests(forward=lambda sig: launcher.stop(list(running), sig)) as stop, \
             tqdm(total=len(waiting), unit="run", desc="runs", dynamic_ncols=True, disable=not waiting) as bar:
         while (waiting or running) and not (stop["now"] and not running):
             for run in list(waiting):
-                if stop["now"] or len(running) >= jobs:
+                if stop["now"] or len(running) >= launcher.slots:
                     break
                 if run.after and run.after.status in ("failed", "skipped", "stopped"):
                     run.status, run.note = "skipped", f"the run it refines, {run.after.name}, did not finish"
                     waiting.remove(run)
                     bar.update()
                 elif run.after is None or run.after.status == "done":
-                    running[start(run, env, log_dir)] = run
+                    running[start(run, launcher, log_dir)] = run
                     waiting.remove(run)
             time.sleep(0.2)
-            for process, run in list(running.items()):
-                if process.poll() is not None:
-                    del running[process]
-                    finished(run, stop["now"], bar)
+            for handle, run in list(running.items()):
+                if launcher.ended(handle):
+                    del running[handle]
+                    finished(run, stop["now"], bar, launcher.failure(handle))
     return not waiting
 
 
@@ -189,18 +184,18 @@ def check_out(out, runs, no_train):
                            "choose another --out")
 
 
-def start(run, env, log_dir):
+def start(run, launcher, log_dir):
     run.log = log_path(log_dir, run)
     tqdm.write(f"{'continuing' if run.status == 'to resume' else 'training'} {run.name}: {run.cfg.command()} "
                f"(output: {run.log})", file=sys.stderr)
     argv = command(run)
     run.status = "running"
-    with outputs.open_log(run.log, "a") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return launcher.start(argv, run.log)
 
 
-def finished(run, stopping, bar):
-    """Read what a main.py process left: its metrics, or why it did not finish."""
+def finished(run, stopping, bar, failure=None):
+    """Read what a run left in its folder: its metrics, or why it did not finish (`failure`: what the
+    launcher knows beyond the log, such as a Ray worker that died)."""
     if run_folder.status(run.folder) == "finished":
         read_status(run)
         bar.update()
@@ -209,7 +204,7 @@ def finished(run, stopping, bar):
     elif stopping:
         run.status = "stopped"
     else:
-        run.status, run.note = "failed", last_line(run.log)
+        run.status, run.note = "failed", "; ".join(filter(None, (failure, last_line(run.log))))
         bar.update()
         tqdm.write(f"failed {run.name}: {run.note}", file=sys.stderr)
 

@@ -167,3 +167,16 @@ def test_a_new_score_is_one_entry_and_every_report_carries_it(trained_run, monke
     sets = datasets.task_data(["mnist"], "mnist_m", root, allow_download=False)
     found = scores.label_free_report(model, sets, METHODS["dann"])["label_free"]
     assert list(found) == list(scores.SCORES) and 0.1 <= found["top_probability"] <= 1
+
+
+def test_where_runs_train_is_checked_before_anything_runs(capsys):
+    import choose
+    for flags, message in ((["--cpus-per-run", "2"], "--cpus-per-run need --cluster"),
+                           (["--cluster", "auto", "--jobs", "2"], "--jobs is for this machine"),
+                           (["--cluster", "auto", "--gpus-per-run", "-1"], "--gpus-per-run must be 0 or more"),
+                           (["--jobs", "0"], "--jobs must be at least 1")):
+        with pytest.raises(SystemExit) as e:
+            choose.parse_args(["--source", "mnist", "--target", "mnist_m", *flags])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    args = choose.parse_args(["--source", "mnist", "--target", "mnist_m", "--jobs", "2"])
+    assert choose.launcher(args).slots == 2
