@@ -26,7 +26,6 @@ one_line_errors()  # first: Ctrl-C, or a torchvision that does not fit torch, wh
 import argparse
 import contextlib
 import json
-import os
 import shlex
 from pathlib import Path
 
@@ -53,50 +52,12 @@ def parse_args(argv=None):
     run.add_argument("--no-train", action="store_true",
                      help="train nothing: score and choose among the runs of the sweep that finished already "
                           "(an older sweep is scored again with today's scores)")
-    run.add_argument("--jobs", type=int, default=None, metavar="J",
-                     help="on this machine: main.py processes side by side (default: the CPU's cores, at most 4), "
-                          "each with cores / J threads unless OMP_NUM_THREADS says otherwise")
-    cluster = p.add_argument_group("on several machines (README, 'On several machines'; needs Ray: pip install -r "
-                                   "requirements-cluster.txt)")
-    cluster.add_argument("--cluster", metavar="auto|ADDRESS",
-                         help="train each run as a task of a Ray cluster instead: 'auto' starts Ray on this machine, "
-                              "an ADDRESS (host:port, as `ray start --head` prints it) joins a running cluster. "
-                              "Every node must see this checkout, the data folder and --out at the same paths")
-    cluster.add_argument("--cpus-per-run", type=float, default=None, metavar="C",
-                         help="with --cluster: the CPUs each run reserves; its main.py uses C threads, rounded up "
-                              "(default: 1)")
-    cluster.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
-                         help="with --cluster: the GPUs each run reserves; a fraction packs several runs on one card "
-                              "(0.25: four) (default: 0)")
+    launchers.add_flags(p, run)
     args = p.parse_args(argv)
-    check_placement(p, args)
+    launchers.check_flags(p, args)
     args.config = parsed_config(p, args)
     args.out = args.out or Path("runs") / f"choose-{short_name(args.config.source)}-{short_name(args.config.target)}"
     return args
-
-
-def check_placement(p, args):
-    """--jobs belongs to this machine, --cpus-per-run and --gpus-per-run to --cluster."""
-    if args.cluster is None:
-        given = [f for f, v in (("--cpus-per-run", args.cpus_per_run), ("--gpus-per-run", args.gpus_per_run)) if v is not None]
-        if given:
-            p.error(f"{' and '.join(given)} need --cluster (on this machine, --jobs says how many runs share it)")
-    elif args.jobs is not None:
-        p.error("--jobs is for this machine; with --cluster, --cpus-per-run and --gpus-per-run say what a run needs")
-    if args.jobs is not None and args.jobs < 1:
-        p.error("--jobs must be at least 1")
-    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
-        p.error("--cpus-per-run must be above 0")
-    if args.gpus_per_run is not None and args.gpus_per_run < 0:
-        p.error("--gpus-per-run must be 0 or more")
-
-
-def launcher(args):
-    """Where the runs train (dann/launchers.py)."""
-    if args.cluster is not None:
-        return launchers.OnRay(args.cluster, args.cpus_per_run or 1.0, args.gpus_per_run or 0.0)
-    jobs = args.jobs or min(4, os.cpu_count() or 1)
-    return launchers.Local(jobs, int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs)))
 
 
 def short_name(domain):
@@ -128,7 +89,7 @@ def main(argv=None):
     sweep.check_out(args.out, runs, args.no_train)
     outputs.claim_folder(args.out, "sweep")
     left = sum(r.status != "done" for r in runs)
-    with contextlib.closing(launcher(args)) as place:
+    with contextlib.closing(launchers.from_flags(args)) as place:
         print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} "
               + ("left untrained (--no-train)" if args.no_train else f"to train, {place.describe()}")
               + f". Rule: {sweep.RULE}.")

@@ -137,3 +137,49 @@ class OnRay:
     def close(self):
         if self.task is not None:
             self.ray.shutdown()
+
+
+# ---------------------------------------------------------------- the flags that choose between them
+
+def add_flags(parser, group):
+    """--jobs in `group`; --cluster, --cpus-per-run and --gpus-per-run in a group of their own."""
+    group.add_argument("--jobs", type=int, default=None, metavar="J",
+                       help="on this machine: main.py processes side by side (default: the CPU's cores, at most 4), "
+                            "each with cores / J threads unless OMP_NUM_THREADS says otherwise")
+    cluster = parser.add_argument_group("on several machines (README, 'On several machines'; needs Ray: pip install "
+                                        "-r requirements-cluster.txt)")
+    cluster.add_argument("--cluster", metavar="auto|ADDRESS",
+                         help="train each run as a task of a Ray cluster instead: 'auto' starts Ray on this machine, "
+                              "an ADDRESS (host:port, as `ray start --head` prints it) joins a running cluster. "
+                              "Every node must see this checkout, the data folder and --out at the same paths")
+    cluster.add_argument("--cpus-per-run", type=float, default=None, metavar="C",
+                         help="with --cluster: the CPUs each run reserves; its main.py uses C threads, rounded up "
+                              "(default: 1)")
+    cluster.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                         help="with --cluster: the GPUs each run reserves; a fraction packs several runs on one card "
+                              "(0.25: four) (default: 0)")
+
+
+def check_flags(parser, args):
+    """--jobs belongs to this machine, --cpus-per-run and --gpus-per-run to --cluster."""
+    if args.cluster is None:
+        given = [f for f, v in (("--cpus-per-run", args.cpus_per_run), ("--gpus-per-run", args.gpus_per_run))
+                 if v is not None]
+        if given:
+            parser.error(f"{' and '.join(given)} need --cluster (on this machine, --jobs says how many runs share it)")
+    elif args.jobs is not None:
+        parser.error("--jobs is for this machine; with --cluster, --cpus-per-run and --gpus-per-run say what a run needs")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
+        parser.error("--cpus-per-run must be above 0")
+    if args.gpus_per_run is not None and args.gpus_per_run < 0:
+        parser.error("--gpus-per-run must be 0 or more")
+
+
+def from_flags(args):
+    """The launcher that checked flags ask for."""
+    if args.cluster is not None:
+        return OnRay(args.cluster, args.cpus_per_run or 1.0, args.gpus_per_run or 0.0)
+    jobs = args.jobs or min(4, os.cpu_count() or 1)
+    return Local(jobs, int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs)))

@@ -2,10 +2,11 @@
 # On several machines (RESULTS.md, 'Speed'): the same small grid (two candidates x two seeds, the first
 # 1,000 training pictures, 5 epochs) trained by choose.py on this machine with --jobs 2, then as Ray
 # tasks with --cluster auto, one CPU and one thread a run; prints each wall time and both sweeps'
-# accuracies, which must be equal. Needs Ray: pip install -r requirements-cluster.txt
+# accuracies, which must be equal. CANDIDATES and SEEDS narrow it. Needs Ray: pip install -r requirements-cluster.txt
 source "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=1
-grid=(--source mnist --target mnist_m --limit 1000 --epochs 5 --candidates source-only dann --seeds 0 1 "${OVERRIDES[@]}")
+grid=(--source mnist --target mnist_m --limit 1000 --epochs 5 --candidates ${CANDIDATES:-source-only dann} --seeds ${SEEDS:-0 1}
+      "${OVERRIDES[@]}")
 start=$(date +%s.%N)
 python choose.py "${grid[@]}" --jobs 2 --out "$RUNS/cluster-overhead/jobs2"
 middle=$(date +%s.%N)

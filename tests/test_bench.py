@@ -8,8 +8,9 @@ from dann import benchmark
 from dann.common import UserError
 
 
-@pytest.mark.parametrize("arch", ["mnist", pytest.param("svhn", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("bf16", [False, True])
+# bf16 is checked on the mnist network only: its autocast path is the same code for both networks, and
+# the svhn network's five steps take 20 s a precision on two cores
+@pytest.mark.parametrize("arch, bf16", [("mnist", False), ("mnist", True), pytest.param("svhn", False, marks=pytest.mark.slow)])
 def test_fast_step_equals_the_plain_eager_step(arch, bf16):
     check = benchmark.check_same_steps(arch, torch.device("cpu"), bf16)
     assert check["ok"], check

@@ -10,7 +10,7 @@ import pytest
 
 from dann.config import Config
 from conftest import REPO, run_script
-from dann import outputs, sweep
+from dann import launchers, outputs, sweep
 
 TINY = ["--source", "mnist", "--target", "mnist_m", "--no-download", "--device", "cpu", "--batch-size", "8"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -179,4 +179,4 @@ def test_where_runs_train_is_checked_before_anything_runs(capsys):
             choose.parse_args(["--source", "mnist", "--target", "mnist_m", *flags])
         assert e.value.code == 2 and message in capsys.readouterr().err
     args = choose.parse_args(["--source", "mnist", "--target", "mnist_m", "--jobs", "2"])
-    assert choose.launcher(args).slots == 2
+    assert launchers.from_flags(args).slots == 2

@@ -41,8 +41,7 @@ def cluster():
     nodes = [subprocess.Popen([*RAY, "start", "--head", f"--port={address.split(':')[1]}", "--num-cpus=1",
                                "--include-dashboard=false", "--disable-usage-stats", "--block"],
                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
-    try:
-        wait_for_nodes(address, 1)
+    try:  # the second node waits for the head by itself
         nodes.append(subprocess.Popen([*RAY, "start", f"--address={address}", "--num-cpus=1", "--block"], env=ENV,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         wait_for_nodes(address, 2)
@@ -105,6 +104,10 @@ def test_a_sweep_on_a_two_node_ray_cluster_survives_a_killed_worker_and_matches_
     args = [sys.executable, str(REPO / "choose.py"), *SWEEP, "--data-dir", str(synthetic_root), "--cluster", cluster,
             "--out", str(out)]
     first = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    alone = tmp_path / "alone"  # the killed run trained on this machine alone, meanwhile, to compare
+    local = subprocess.Popen([sys.executable, str(REPO / "choose.py"), *SWEEP[:-5], "dann", "--seeds", "0", "--jobs", "1",
+                              "--data-dir", str(synthetic_root), "--out", str(alone)], cwd=tmp_path, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     kill_worker_while_training(first, out / "dann" / "seed0", out / "logs" / "dann-seed0.log")
     stdout, stderr = first.communicate(timeout=300)
     assert first.returncode == 1, stderr[-2000:]
@@ -120,10 +123,7 @@ def test_a_sweep_on_a_two_node_ray_cluster_survives_a_killed_worker_and_matches_
     report = json.loads((out / "choice.json").read_text())
     assert [row["status"] for row in report["runs"]] == ["done"] * 4
 
-    alone = tmp_path / "alone"
-    local = run_script("choose.py", *SWEEP[:-4], "--candidates", "dann", "--seeds", "0", "--jobs", "1",
-                       "--data-dir", synthetic_root, "--out", alone, cwd=tmp_path, env=ENV)
-    assert local.returncode == 0, local.stderr[-2000:]
+    assert local.wait(timeout=300) == 0, (alone / "logs" / "dann-seed0.log").read_text()[-2000:]
     on_cluster, here = weights(out / "dann" / "seed0"), weights(alone / "dann" / "seed0")
     assert on_cluster.keys() == here.keys() and all(torch.equal(on_cluster[k], here[k]) for k in here)
 

@@ -24,7 +24,8 @@ def rows_in(script):
 NARROWED = {"carry_over.sh": {"TASKS": "synth:mnist", "CANDIDATES": "adamatch self-ensemble source-only"},
             "label_free_estimates.sh": {"CANDIDATES": "source-only"}, "multi_source.sh": {"CANDIDATES": "source-only"},
             "synth_tasks.sh": {"CANDIDATES": "source-only dann-im"},
-            "choose_without_labels.sh": {"CANDIDATES": "source-only dann"}}
+            "choose_without_labels.sh": {"CANDIDATES": "source-only dann"},
+            "cluster_overhead.sh": {"CANDIDATES": "source-only"}}
 
 
 def sweeps_in(script):
