@@ -87,9 +87,10 @@ def main(argv=None):
     args = parse_args(argv)
     runs = sweep.plan(args.config, args.candidates, args.seeds, args.out)
     sweep.check_out(args.out, runs, args.no_train)
+    place = launchers.from_flags(args)  # a cluster that does not answer is refused before the folder is made
     outputs.claim_folder(args.out, "sweep")
     left = sum(r.status != "done" for r in runs)
-    with contextlib.closing(launchers.from_flags(args)) as place:
+    with contextlib.closing(place):
         print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} "
               + ("left untrained (--no-train)" if args.no_train else f"to train, {place.describe()}")
               + f". Rule: {sweep.RULE}.")

@@ -8,6 +8,7 @@ import ctypes
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +85,18 @@ def train_on_node(argv, log, threads):
         return process.wait()
 
 
+def answers(address, timeout=5.0):
+    """Refuse, in one line, an address where nothing listens (Ray itself would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--cluster {address}: give 'auto' or the head's host:port, as `ray start --head` prints it")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"--cluster {address}: no Ray cluster answers there ({e.strerror or e}); start one with: "
+                        "ray start --head, then pass the address it prints, or use --cluster auto") from None
+
+
 class OnRay:
     """Each run a task of a Ray cluster: cluster "auto" starts Ray on this machine for the sweep, else
     it is the address of a running cluster (`ray start --head` prints it). A run asks for `cpus`
@@ -94,6 +107,8 @@ class OnRay:
             import ray
         except ImportError:
             raise UserError("--cluster needs Ray, which is not installed: pip install -r requirements-cluster.txt") from None
+        if cluster != "auto":
+            answers(cluster)
         self.ray, self.cluster, self.cpus, self.gpus = ray, cluster, cpus, gpus
         self.threads, self.slots, self.task = max(1, math.ceil(cpus)), math.inf, None
 

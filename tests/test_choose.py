@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -180,3 +181,14 @@ def test_where_runs_train_is_checked_before_anything_runs(capsys):
         assert e.value.code == 2 and message in capsys.readouterr().err
     args = choose.parse_args(["--source", "mnist", "--target", "mnist_m", "--jobs", "2"])
     assert launchers.from_flags(args).slots == 2
+
+
+def test_a_cluster_address_where_nothing_listens_is_one_line_at_once():
+    from dann.common import UserError
+    with socket.socket() as s:  # a port just freed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address, message in ((f"127.0.0.1:{port}", "no Ray cluster answers there"), ("nowhere", "host:port"),
+                             ("127.0.0.1:", "host:port")):
+        with pytest.raises(UserError, match=message):
+            launchers.answers(address)
