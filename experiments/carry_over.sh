@@ -12,7 +12,7 @@ source "$(dirname "$0")/lib.sh"
 read -r -a seeds <<< "${SEEDS:-0 1 2}"
 read -r -a candidates <<< "${CANDIDATES:-adamatch self-ensemble source-only dann dann-im dirt-t vada}"
 read -r -a tasks <<< "${TASKS:-mnist:mnist_m mnist_m:mnist synth:mnist synth:mnist_m mnist:synth}"
-sweep=(--limit 7000 --eval-every 10 --jobs "${JOBS:-2}" --seeds "${seeds[@]}" --candidates "${candidates[@]}")
+sweep=(--limit 7000 --eval-every 10 "${PLACEMENT[@]}" --seeds "${seeds[@]}" --candidates "${candidates[@]}")
 for task in "${tasks[@]}"; do
   IFS=: read -r source target <<< "$task"
   python choose.py --source "$source" --target "$target" "${sweep[@]}" --out "$RUNS/choose-$source-$target-7000" \

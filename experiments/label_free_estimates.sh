@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 read -r -a seeds <<< "${SEEDS:-0 1 2}"
 read -r -a candidates <<< "${CANDIDATES:-adamatch self-ensemble source-only dann dann-im dirt-t vada}"
-sweep=(--limit 7000 --target-imbalance 10 --eval-every 10 --jobs "${JOBS:-2}" --seeds "${seeds[@]}"
+sweep=(--limit 7000 --target-imbalance 10 --eval-every 10 "${PLACEMENT[@]}" --seeds "${seeds[@]}"
        --candidates "${candidates[@]}")
 python choose.py --source mnist --target mnist_m "${sweep[@]}" --out "$RUNS/choose-mnist-mnist_m-7000-skew10" \
   "${OVERRIDES[@]}"

@@ -9,6 +9,21 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${RUNS:-runs/experiments}
 OVERRIDES=("$@")
 
+# Where a sweep's runs train: $JOBS side by side here (default 2), or, when the arguments name a
+# --cluster (choose.py; README 'On several machines'), on that cluster. Those arguments go to choose.py
+# only: a row is one main.py call on this machine.
+PLACEMENT=(--jobs "${JOBS:-2}")
+ROW_OVERRIDES=()
+cluster_value=0
+for arg in "${OVERRIDES[@]}"; do
+  if [ "$cluster_value" = 1 ]; then cluster_value=0; continue; fi
+  case $arg in
+    --cluster|--cpus-per-run|--gpus-per-run) PLACEMENT=(); cluster_value=1 ;;
+    --cluster=*|--cpus-per-run=*|--gpus-per-run=*) PLACEMENT=() ;;
+    *) ROW_OVERRIDES+=("$arg") ;;
+  esac
+done
+
 # TRAIN_ROWS=N (what the tests set): only a script's first N rows train; each later row's main.py
 # arguments go to $ROWS_FILE, one row a line, shell-quoted, for the test to parse without training
 TRAINED=0
@@ -17,7 +32,7 @@ TRAINED=0
 row() {
   local name=$1 out=$RUNS/$1
   shift
-  local args=(--source mnist --target mnist_m --eval-every 10 "$@" --out "$out" "${OVERRIDES[@]}")
+  local args=(--source mnist --target mnist_m --eval-every 10 "$@" --out "$out" "${ROW_OVERRIDES[@]}")
   if [ -f "$out/summary.json" ]; then
     echo "$name (done already): $(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["line"])' "$out/summary.json")"
     return

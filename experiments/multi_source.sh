@@ -7,6 +7,6 @@
 source "$(dirname "$0")/lib.sh"
 read -r -a seeds <<< "${SEEDS:-0 1 2}"
 read -r -a candidates <<< "${CANDIDATES:-self-ensemble source-only}"
-python choose.py --source mnist+synth --target mnist_m --limit 7000 --eval-every 10 --jobs "${JOBS:-2}" \
+python choose.py --source mnist+synth --target mnist_m --limit 7000 --eval-every 10 "${PLACEMENT[@]}" \
   --seeds "${seeds[@]}" --candidates "${candidates[@]}" --out "$RUNS/choose-mnist+synth-mnist_m-7000" "${OVERRIDES[@]}"
 python -m experiments.carry_over_table "$RUNS"/choose-*-7000
