@@ -1,7 +1,8 @@
 # Sourced by every script in experiments/. Each script is one table of RESULTS.md: it trains the
 # table's rows on MNIST -> MNIST-M, one `main.py --seeds` call a row, each printing the mean +- std
-# of its seeds' final models. Arguments given to a script are appended to every main.py call, so
-# they override its settings: `experiments/dann_dirt_t.sh --limit 300 --epochs 1` is a smoke run.
+# of its seeds' final models. Arguments given to a script are appended to every main.py and choose.py
+# call, so they override its settings: `experiments/dann_dirt_t.sh --limit 300 --epochs 1` is a smoke
+# run (those of --cluster, below, to choose.py only).
 # Rows go to $RUNS/<row> (default runs/experiments/<row>); a row that already finished there is
 # not trained again, so the scripts share rows (the DANN row that DIRT-T refines, for example).
 set -euo pipefail
