@@ -87,9 +87,11 @@ def main(argv=None):
     args = parse_args(argv)
     runs = sweep.plan(args.config, args.candidates, args.seeds, args.out)
     sweep.check_out(args.out, runs, args.no_train)
-    place = launchers.from_flags(args)  # a cluster that does not answer is refused before the folder is made
-    outputs.claim_folder(args.out, "sweep")
     left = sum(r.status != "done" for r in runs)
+    place = launchers.from_flags(args)
+    if left and not args.no_train:
+        place.open()  # a cluster that does not answer, or cannot hold a run, is refused before the folder is made
+    outputs.claim_folder(args.out, "sweep")
     with contextlib.closing(place):
         print(f"{len(runs)} runs in {args.out}: {len(runs) - left} finished already, {left} "
               + ("left untrained (--no-train)" if args.no_train else f"to train, {place.describe()}")

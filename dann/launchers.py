@@ -126,7 +126,18 @@ class OnRay:
             raise UserError(f"--cluster {self.cluster}: no Ray cluster could be joined ({str(e).splitlines()[0]}); "
                             "start one with: ray start --head, then pass the address it prints, or use --cluster auto"
                             ) from None
+        self.refuse_what_no_node_holds()
         self.task = self.ray.remote(max_retries=0)(train_on_node)  # a dead worker is reported; the same command resumes
+
+    def refuse_what_no_node_holds(self):
+        """Ray would queue a run that no node can hold for ever: say so instead."""
+        nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
+        for flag, resource, wanted in (("--cpus-per-run", "CPU", self.cpus), ("--gpus-per-run", "GPU", self.gpus)):
+            most = max((n.get(resource, 0) for n in nodes), default=0)
+            if wanted > most:
+                self.ray.shutdown()
+                raise UserError(f"{flag} {wanted:g}: no node of the cluster has that many {resource}s (the most: "
+                                f"{most:g}); ask for fewer, or add a node that has them")
 
     def describe(self):
         return (f"as Ray tasks on {'this machine' if self.cluster == 'auto' else self.cluster} with "

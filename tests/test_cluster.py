@@ -127,3 +127,8 @@ def test_a_sweep_on_a_two_node_ray_cluster_survives_a_killed_worker_and_matches_
     on_cluster, here = weights(out / "dann" / "seed0"), weights(alone / "dann" / "seed0")
     assert on_cluster.keys() == here.keys() and all(torch.equal(on_cluster[k], here[k]) for k in here)
 
+
+    # a run that no node can hold would wait in Ray's queue for ever: refused in one line, nothing made
+    gpu = run_script("choose.py", *args[2:-2], "--gpus-per-run", "1", "--out", tmp_path / "gpu", cwd=tmp_path, env=ENV)
+    assert gpu.returncode == 1 and "--gpus-per-run 1: no node of the cluster has that many GPUs" in gpu.stderr, gpu.stderr
+    assert not (tmp_path / "gpu").exists()
