@@ -139,12 +139,20 @@ class DANN(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, images, batch_size=2048):
+        return self._in_eval_batches(lambda x: F.softmax(self(x).float(), 1), images, batch_size)
+
+    @torch.no_grad()
+    def representation(self, images, batch_size=2048):
+        """The feature extractor's output, one flat row a picture: where the domains are made alike
+        (the importance weights of dann/trust.py are computed there)."""
+        return self._in_eval_batches(lambda x: self.features(self.prepare(x)).flatten(1).float(), images, batch_size)
+
+    def _in_eval_batches(self, f, images, batch_size):
         was_training = self.training
         self.eval()
-        probs = torch.cat([F.softmax(self(images[i:i + batch_size]).float(), 1)
-                           for i in range(0, len(images), batch_size)])
+        out = torch.cat([f(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
         self.train(was_training)
-        return probs
+        return out
 
 
 class Ensemble(nn.Module):
@@ -163,3 +171,7 @@ class Ensemble(nn.Module):
     @torch.no_grad()
     def predict_proba(self, images, batch_size=2048):
         return torch.stack([m.predict_proba(images, batch_size) for m in self.members]).mean(0)
+
+    @torch.no_grad()
+    def representation(self, images, batch_size=2048):
+        return torch.cat([m.representation(images, batch_size) for m in self.members], 1)

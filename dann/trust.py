@@ -21,14 +21,16 @@ def calibrated(probs, temperature=1.0):
     return torch.softmax(probs.double().clamp_min(1e-300).log() / temperature, dim=1).to(probs.dtype)
 
 
-def fit_temperature(probs, labels):
-    """The temperature that minimises the negative log-likelihood of `labels` (a convex problem in
-    1 / T, solved on log T between 0.05 and 20)."""
+def fit_temperature(probs, labels, weights=None):
+    """The temperature that minimises the negative log-likelihood of `labels`, each picture counted
+    `weights` times (default once): a convex problem in 1 / T, solved on log T between 0.05 and 20."""
     from scipy.optimize import minimize_scalar
     log_probs = probs.double().clamp_min(1e-300).log()
+    weights = torch.ones(len(labels), dtype=torch.float64) if weights is None else weights.double().cpu()
 
     def nll(log_t):
-        return torch.nn.functional.cross_entropy(log_probs / math.exp(log_t), labels).item()
+        losses = torch.nn.functional.cross_entropy(log_probs / math.exp(log_t), labels, reduction="none")
+        return ((weights * losses).sum() / weights.sum()).item()
     return round(math.exp(minimize_scalar(nll, bounds=(math.log(0.05), math.log(20)), method="bounded").x), 4)
 
 

@@ -91,3 +91,27 @@ def test_cot_charges_predictions_whose_class_mix_is_not_the_sources():
     # all predicted as class 0 while the source is half class 1: half must move at a cost near 1
     assert abs(scores.confidence_optimal_transport(one_class) - 0.5) < 0.03
     assert scores.mean_entropy(one_class) < 0.1  # though every prediction is sure
+
+
+def test_a_weighted_temperature_is_that_of_the_pictures_weighed():
+    sharp, sharp_labels = made_up(n=10000, temperature=3.0, seed=1)
+    plain, plain_labels = made_up(n=10000, temperature=1.0, seed=2)
+    probs, labels = torch.cat([sharp, plain]), torch.cat([sharp_labels, plain_labels])
+    only_sharp = torch.cat([torch.ones(10000), torch.zeros(10000)])
+    assert abs(trust.fit_temperature(probs, labels, only_sharp) - 3.0) < 0.25
+    assert abs(trust.fit_temperature(probs, labels, 1 - only_sharp) - 1.0) < 0.08
+    assert trust.fit_temperature(probs, labels, torch.full((20000,), 7.0)) == trust.fit_temperature(probs, labels)
+
+
+def test_importance_weights_are_the_density_ratio_of_two_known_domains():
+    """Source N(0, 1), target N(1, 1) in one dimension (and noise in another): p_t / p_s = exp(x - 1/2),
+    so the weights, normalised to mean 1 over the source, are exp(x) / E_s[exp(x)] = exp(x - 1/2)."""
+    from experiments.weighted_calibration import effective_share, importance_weights
+    g = torch.Generator().manual_seed(0)
+    source, target = torch.randn(8000, 2, generator=g), torch.randn(8000, 2, generator=g) + torch.tensor([1.0, 0.0])
+    weights = importance_weights(source, target)
+    truth = (source[:, 0] - 0.5).exp()
+    assert abs(weights.mean().item() - 1) < 1e-9
+    assert ((weights.log() - truth.log()).abs().median()) < 0.1
+    assert 0.2 < effective_share(weights) < 0.6  # exp(-1) = .37 for this pair of domains
+    assert effective_share(torch.ones(5)) == 1.0
