@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# Self-ensembling as a refinement of the bundled DANN-then-DIRT-T model (full size, MNIST -> MNIST-M, seed 0),
-# for as many epochs as DIRT-T's own refinement phase (50). About 1 h on a 2-core CPU, one thread.
+# Self-ensembling as a refinement of a DANN-then-DIRT-T model, for as many epochs as DIRT-T's own
+# refinement phase at full size (50). Full size: from the bundled DIRT-T model (seed 0), about 1 h on a
+# 2-core CPU, one thread. Short schedule (--limit 7000): DANN, DIRT-T, then self-ensembling, seeds 0-2,
+# about 30 min a seed; the first two rows are short_schedule.sh's.
 source "$(dirname "$0")/lib.sh"
+short=(--limit 7000)
 row self-ensemble-from-dirt-t --method self-ensemble --init mnist-mnist_m-dirt-t --epochs 50 --seeds 0
+row short-dann --method dann --seeds 0 1 2 "${short[@]}"
+row short-dirt-t --method dirt-t --init "$RUNS/short-dann/seed{seed}" --seeds 0 1 2 "${short[@]}"
+row short-self-ensemble-from-dirt-t --method self-ensemble --init "$RUNS/short-dirt-t/seed{seed}" --epochs 50 \
+  --seeds 0 1 2 "${short[@]}"
