@@ -38,6 +38,7 @@ and add a `Score` to SCORES; every report then carries it.
 """
 import dataclasses
 import itertools
+import statistics
 from typing import Callable, Optional
 
 import torch
@@ -185,7 +186,8 @@ SCORES = {s.name: s for s in (
     Score("snd", soft_neighbourhood_density, higher, "SND"),
 )}
 # scored over a sweep's candidates together (ensemble_agreement), not one model at a time: choose.py's table
-SWEEP_SCORES = {s.name: s for s in (Score("agreement", None, higher, "agreement"),)}
+SWEEP_SCORES = {s.name: s for s in (Score("agreement", None, higher, "agreement"),
+                                     Score("seed_agreement", None, higher, "seed agr."))}
 ALL_SCORES = {**SCORES, **SWEEP_SCORES}
 
 
@@ -229,6 +231,17 @@ def ensemble_agreement(predictions):
         return []
     consensus = torch.stack(predictions).mean(0).argmax(1)
     return [(p.argmax(1) == consensus).double().mean().item() for p in predictions]
+
+
+def seed_agreement(predictions):
+    """GDE (Jiang et al., ICLR 2022): each copy of one recipe (trained with another seed) estimated as
+    accurate as its mean agreement with the other copies' classes on the target pictures; None for a
+    recipe with one copy."""
+    classes = [p.argmax(1) for p in predictions]
+    if len(classes) < 2:
+        return [None] * len(classes)
+    return [statistics.mean((c == other).double().mean().item() for j, other in enumerate(classes) if j != i)
+            for i, c in enumerate(classes)]
 
 
 def label_free_report(model, sets, method):

@@ -25,7 +25,8 @@ from dann.common import REPO, UserError
 from dann.config import Config
 from dann.methods import METHODS
 from dann.evaluation import accuracy, predictions
-from dann.scores import ALL_SCORES, ensemble_agreement, estimated_class_mix, evidence, label_free_report, label_free_scores
+from dann.scores import (ALL_SCORES, ensemble_agreement, estimated_class_mix, evidence, label_free_report,
+                         label_free_scores, seed_agreement)
 from dann.stopping import stop_requests
 
 # Class shift ranked 25 short MNIST -> MNIST-M runs best of the label-free scores (Spearman .50 with
@@ -220,7 +221,8 @@ def last_line(log):
 def score_all(runs, sets):
     """Score every finished run's final model on `sets` (training.load_data's) with the scores as they
     are now, so that a sweep made before a score existed gains it without training anything, and each
-    candidate by its agreement with the ensemble of all of them (the mean of their predictions)."""
+    candidate by its agreement with the ensemble of all of them (the mean of their predictions), and with
+    its own other seeds (seed_agreement, None for a candidate of one seed)."""
     done = [r for r in runs if r.status == "done"]
     predictions = {}
     for r in done:
@@ -231,6 +233,10 @@ def score_all(runs, sets):
     candidates = [r for r in done if r.eligible]
     for r, agreement in zip(candidates, ensemble_agreement([predictions[r.name] for r in candidates])):
         r.scores["agreement"] = agreement
+    for name in {r.candidate for r in candidates}:
+        copies = [r for r in candidates if r.candidate == name]
+        for r, agreement in zip(copies, seed_agreement([predictions[r.name] for r in copies])):
+            r.scores["seed_agreement"] = agreement
 
 
 def choose(runs):

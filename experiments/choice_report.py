@@ -122,9 +122,10 @@ def print_scores_as_rules(folders, fit):
 
 def print_estimate_errors(folders):
     """|estimated - true| target accuracy of every candidate run, by sweep folder and over all."""
-    print("\n| sweep | runs | estimated accuracy: mean error | worst | agreement as an estimate: mean error | worst |")
-    print("| --- " * 6 + "|")
-    everything = {"estimated_accuracy": [], "agreement": []}
+    print("\n| sweep | runs | estimated accuracy: mean error | worst | agreement as an estimate: mean error | worst "
+          "| seed agreement (GDE): mean error | worst |")
+    print("| --- " * 8 + "|")
+    everything = {"estimated_accuracy": [], "agreement": [], "seed_agreement": []}
     for f in folders:
         rows = [r for r in rows_of(f) if r.get("eligible", True)]
         cells = []

@@ -63,6 +63,10 @@ def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_re
     # every candidate scored afresh, the DANN runs that DIRT-T refines outside the ensemble
     assert all(0 <= row["label_free"]["agreement"] <= 1 and len(row["target_class_mix"]) == 10 for row in candidates)
     assert all("agreement" not in row["label_free"] for row in done if not row["eligible"])
+    for row in candidates:  # GDE: each seed against the other seed of its candidate
+        other = next(o for o in candidates if o["candidate"] == row["candidate"] and o is not row)
+        assert row["label_free"]["seed_agreement"] == other["label_free"]["seed_agreement"]
+        assert 0 <= row["label_free"]["seed_agreement"] <= 1
     assert report["chosen"] == f"{chosen['candidate']}/seed{chosen['seed']}" and "<- chosen" in r.stdout
     shared = json.loads((out / "chosen" / "metrics.json").read_text())
     assert shared["config"]["method"] == chosen["candidate"] and shared["config"]["seed"] == chosen["seed"]

@@ -124,3 +124,11 @@ def test_each_model_is_scored_by_its_agreement_with_the_ensemble_of_all():
     half = F.one_hot(torch.tensor([0, 1] * 4), 2).double()
     assert scores.ensemble_agreement([zeros, zeros, half]) == [1.0, 1.0, 0.5]
     assert scores.ensemble_agreement([half]) == [1.0] and scores.ensemble_agreement([]) == []
+
+
+def test_each_seed_is_estimated_as_accurate_as_its_mean_agreement_with_the_other_seeds():
+    # GDE: seeds a and b read 8 pictures alike; c reads 4 of them otherwise
+    a = F.one_hot(torch.zeros(8, dtype=torch.long), 2).double()
+    c = F.one_hot(torch.tensor([0, 1] * 4), 2).double()
+    assert scores.seed_agreement([a, a.clone(), c]) == [0.75, 0.75, 0.5]
+    assert scores.seed_agreement([c]) == [None] and scores.seed_agreement([]) == []
