@@ -10,7 +10,7 @@ import time
 import torch
 import torchvision.transforms.v2 as T
 
-from dann import datasets, outputs, training
+from dann import datasets, outputs, stepping, training
 from dann.common import REPO, UserError
 from dann.config import Config
 from dann.datasets import load_domain, missing_files
@@ -76,8 +76,8 @@ def plain_step(model, opt, images, labels, unlabelled, step, total_steps):
     """One DANN step the usual way: the learning rate set from Python, then the method's loss."""
     p = torch.tensor(step / total_steps, dtype=torch.float64)
     for group in opt.param_groups:
-        group["lr"] = training.learning_rate(p, 0.01, 10, 0.75).item()
-    return training.sgd_step(model, opt, METHODS["dann"], Batch(images, labels, unlabelled), p.to(images.device),
+        group["lr"] = stepping.learning_rate(p, 0.01, 10, 0.75).item()
+    return stepping.sgd_step(model, opt, METHODS["dann"], Batch(images, labels, unlabelled), p.to(images.device),
                              PLAIN)
 
 
@@ -185,7 +185,7 @@ def device_name(device):
 
 def measure(task, source, target, device, steps, workers):
     arch = TASKS[task][4]
-    steps_per_epoch = training.epoch_length((len(source[0]), len(target[0])), BATCH)
+    steps_per_epoch = stepping.epoch_length((len(source[0]), len(target[0])), BATCH)
     timings = {"baseline": time_baseline(arch, source, target, device, steps, 3, workers, EPOCHS * steps_per_epoch)}
     for name, changes, compile_model in variants(device):
         try:

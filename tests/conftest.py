@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dann import datasets, domains, training
+from dann import datasets, domains, stepping, training
 from dann.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def ctrl_c_after(monkeypatch, steps):
     """Make training's SGD step press Ctrl-C (SIGINT) once it has run `steps` times; returns the real step."""
-    real_step, calls = training.sgd_step, []
+    real_step, calls = stepping.sgd_step, []
 
     def step_then_ctrl_c(*args):
         result = real_step(*args)
@@ -30,7 +30,7 @@ def ctrl_c_after(monkeypatch, steps):
             signal.raise_signal(signal.SIGINT)
         return result
 
-    monkeypatch.setattr(training, "sgd_step", step_then_ctrl_c)
+    monkeypatch.setattr(stepping, "sgd_step", step_then_ctrl_c)
     return real_step
 
 

@@ -17,7 +17,7 @@ import image_annotate
 from dann.common import UserError
 from dann.config import Config
 from conftest import REPO, digit_images, run_script, with_sources
-from dann import annotate, checkpoints, datasets, domains, evaluation, outputs, pretrained, runs, training, trust
+from dann import annotate, checkpoints, datasets, domains, evaluation, outputs, pretrained, runs, stepping, training, trust
 
 DIGIT_7 = REPO / "images" / "mnist_test0_digit7.png"
 
@@ -29,7 +29,7 @@ def tiny(root, **changes):
 
 def stop_after(monkeypatch, steps, sig):
     """Make the training step raise `sig` at this process once it has run `steps` times."""
-    real, calls = training.sgd_step, []
+    real, calls = stepping.sgd_step, []
 
     def step_then_signal(*args):
         result = real(*args)
@@ -37,7 +37,7 @@ def stop_after(monkeypatch, steps, sig):
         if len(calls) == steps:
             signal.raise_signal(sig)
         return result
-    monkeypatch.setattr(training, "sgd_step", step_then_signal)
+    monkeypatch.setattr(stepping, "sgd_step", step_then_signal)
 
 
 # ---------------------------------------------------------------- 1. a run folder belongs to one process
@@ -86,7 +86,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_no_nan_model_is_saved(synthet
     out = tmp_path / "run"
     training.train(tiny(synthetic_root, epochs=1), out)  # a good first epoch, saved ...
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
-    real = training.sgd_step
+    real = stepping.sgd_step
 
     def poisoned(model, *args):  # ... then the weights blow up in the resumed run's second step
         result = real(model, *args)
@@ -96,7 +96,7 @@ def test_a_loss_that_becomes_nan_stops_the_run_and_no_nan_model_is_saved(synthet
         calls.append(1)
         return result
     calls = []
-    monkeypatch.setattr(training, "sgd_step", poisoned)
+    monkeypatch.setattr(stepping, "sgd_step", poisoned)
     (out / "metrics.json").unlink()
     cfg = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**cfg, "epochs": 3}))

@@ -9,7 +9,7 @@ from conftest import ctrl_c_after
 from dann.common import UserError
 from dann.methods import METHODS, Batch, Method
 from dann.config import Config
-from dann import checkpoints, domains, methods, models, pretrained, runs, training
+from dann import checkpoints, domains, methods, models, pretrained, runs, stepping, training
 
 
 def tiny_batch(unlabelled=True, n=6, method=None):
@@ -130,13 +130,13 @@ def test_vat_loss_sends_no_gradient_through_its_target():
 def test_the_averaged_model_moves_by_one_minus_decay_each_step():
     torch.manual_seed(0)
     cfg = Config(source="mnist", target="mnist_m", method="source-only", batch_size=4, epochs=1, ema=0.9)
-    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
-    ema = training.frozen_copy(model)
+    model, opt = stepping.model_and_optimizer(cfg, torch.device("cpu"))
+    ema = stepping.frozen_copy(model)
     start = [p.detach().clone() for p in ema.parameters()]
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
-    step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
+    step, state = stepping.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
                                      2, 0, ema)
-    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(stepping.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     for e, s, p in zip(ema.parameters(), start, model.parameters()):
         assert torch.allclose(e, 0.9 * s + 0.1 * p.detach(), atol=1e-7)
@@ -170,13 +170,13 @@ def test_every_method_takes_as_many_steps(synthetic_root, tmp_path):
 def test_dirt_t_follows_a_teacher_that_no_gradient_reaches(bf16):
     torch.manual_seed(0)
     cfg = Config(source="mnist", target="mnist_m", method="dirt-t", init="run", batch_size=4, epochs=1, bf16=bf16)
-    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
+    model, opt = stepping.model_and_optimizer(cfg, torch.device("cpu"))
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)  # a model that predicts something
-    teacher = training.frozen_copy(model).eval()
+    teacher = stepping.frozen_copy(model).eval()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
-    step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
-    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
+    step, state = stepping.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
+    state.batches.copy_(stepping.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     stats = dict(zip(METHODS["dirt-t"].stats, state.last.tolist()))
     # the first step starts from the teacher itself (computed in fp32; the bf16 model differs by rounding)
@@ -191,13 +191,13 @@ def test_dirt_t_follows_a_teacher_that_no_gradient_reaches(bf16):
 def test_with_augment_the_teacher_sees_the_plain_target_batch_and_the_model_an_augmented_one():
     torch.manual_seed(0)
     cfg = Config(source="mnist", target="mnist_m", method="dirt-t", init="run", batch_size=4, epochs=1, augment=True)
-    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
+    model, opt = stepping.model_and_optimizer(cfg, torch.device("cpu"))
     torch.nn.init.xavier_uniform_(model.label_classifier[-1].weight)
-    teacher, seen = training.frozen_copy(model).eval(), []
+    teacher, seen = stepping.frozen_copy(model).eval(), []
     teacher.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
-    step, state = training.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
-    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
+    step, state = stepping.make_step(model, opt, METHODS["dirt-t"], (None, None, target), cfg, 2, 0, teacher=teacher)
+    state.batches.copy_(stepping.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     assert torch.equal(seen[0], target[state.batches[0, 0]])
     # the model starts as the teacher's copy, so only a different (augmented) input can make them disagree
@@ -235,14 +235,14 @@ def test_the_averaged_model_averages_batch_norm_statistics_too():
     # the paper's networks have no batch norm; one that a user adds must not be evaluated with stale statistics
     torch.manual_seed(0)
     cfg = Config(source="mnist", target="mnist_m", method="source-only", batch_size=4, epochs=1, ema=0.9)
-    model, opt = training.model_and_optimizer(cfg, torch.device("cpu"))
+    model, opt = stepping.model_and_optimizer(cfg, torch.device("cpu"))
     model.features[1] = torch.nn.Sequential(torch.nn.BatchNorm2d(32), torch.nn.ReLU())
     opt.add_param_group({"params": list(model.features[1].parameters())})
-    ema = training.frozen_copy(model)
+    ema = stepping.frozen_copy(model)
     images = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
-    step, state = training.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
+    step, state = stepping.make_step(model, opt, METHODS["source-only"], (images, torch.arange(8) % 10, None), cfg,
                                      2, 0, ema)
-    state.batches.copy_(training.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
+    state.batches.copy_(stepping.epoch_indices([(8,)], 2, 4, 0, 0, "cpu"))
     step()
     bn, averaged = model.features[1][0], ema.features[1][0]
     assert not torch.equal(bn.running_mean, torch.zeros(32))  # one training step has moved the statistics
@@ -279,7 +279,7 @@ def test_a_method_with_a_teacher_resumes_exactly(synthetic_root, tmp_path, monke
     training.train(cfg, tmp_path / "whole")
     real_step = ctrl_c_after(monkeypatch, stop_after)
     assert training.train(cfg, tmp_path / "cut") is None
-    monkeypatch.setattr(training, "sgd_step", real_step)
+    monkeypatch.setattr(stepping, "sgd_step", real_step)
     training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
     whole, cut = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "cut"))
     assert whole["step"] == cut["step"] == 8
@@ -382,16 +382,16 @@ def test_each_method_trains_with_its_papers_optimiser_unless_the_flags_say_other
     task = {"source": "mnist", "target": "mnist_m"}
     cpu = torch.device("cpu")
     se = Config(**task, method="self-ensemble")
-    _, opt = training.model_and_optimizer(se, cpu)
+    _, opt = stepping.model_and_optimizer(se, cpu)
     assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"].item() == pytest.approx(0.001)
-    assert training.learning_rate(torch.tensor(0.9), se.recipe.lr, se.recipe.lr_alpha, se.lr_beta) == pytest.approx(0.001)
+    assert stepping.learning_rate(torch.tensor(0.9), se.recipe.lr, se.recipe.lr_alpha, se.lr_beta) == pytest.approx(0.001)
     assert se.command() == "python main.py --source mnist --target mnist_m --method self-ensemble"
-    _, opt = training.model_and_optimizer(Config(**task, method="self-ensemble", optimizer="sgd"), cpu)
+    _, opt = stepping.model_and_optimizer(Config(**task, method="self-ensemble", optimizer="sgd"), cpu)
     assert isinstance(opt, torch.optim.SGD)
     for name in ("dann", "adamatch"):
         cfg = Config(**task, method=name)
         assert (cfg.recipe.optimizer, cfg.recipe.lr, cfg.recipe.lr_alpha) == ("sgd", 0.01, 10.0)
-        assert isinstance(training.model_and_optimizer(cfg, cpu)[1], torch.optim.SGD)
+        assert isinstance(stepping.model_and_optimizer(cfg, cpu)[1], torch.optim.SGD)
     # a configuration that spells out its method's own values (config.json of older runs) is the same run
     spelled = Config(**task, lr=0.01, lr_alpha=10.0, optimizer="sgd")
     assert spelled.same_model(Config(**task)) and "--lr" not in spelled.command()

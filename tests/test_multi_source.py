@@ -8,7 +8,7 @@ from PIL import Image
 
 import valid
 from experiments import choice_report
-from dann import checkpoints, domains, training
+from dann import checkpoints, domains, stepping, training
 from dann.config import Config
 from dann.methods import METHODS
 from tests.conftest import run_script
@@ -38,15 +38,15 @@ def test_bad_multi_source_settings_are_refused(source, target, batch_size, says)
 
 def test_each_batch_draws_an_equal_share_from_every_source():
     parts, batch_size = (10, 4, 7), 8
-    batches = training.balanced_batches(parts, 5, batch_size, seed=2, epoch=3, device="cpu")
+    batches = stepping.balanced_batches(parts, 5, batch_size, seed=2, epoch=3, device="cpu")
     starts = [0, 10, 14, 21]
     counts = torch.stack([((batches >= a) & (batches < b)).sum(1) for a, b in zip(starts, starts[1:])], 1)
     assert counts.tolist() == [[3, 3, 2]] * 5  # 8 = 3 + 3 + 2, the first parts one more
-    assert torch.equal(batches, training.balanced_batches(parts, 5, batch_size, seed=2, epoch=3, device="cpu"))
+    assert torch.equal(batches, stepping.balanced_batches(parts, 5, batch_size, seed=2, epoch=3, device="cpu"))
     # the small part (4 pictures) wraps around, each of its pictures drawn as often as the others
     assert torch.bincount(batches[:, 3:6].flatten() - 10).tolist() == [4, 4, 4, 3]
-    one = training.balanced_batches((10,), 5, batch_size, seed=2, epoch=3, device="cpu")
-    assert torch.equal(one, training.epoch_batches(10, 5, batch_size, seed=2, epoch=3, device="cpu"))
+    one = stepping.balanced_batches((10,), 5, batch_size, seed=2, epoch=3, device="cpu")
+    assert torch.equal(one, stepping.epoch_batches(10, 5, batch_size, seed=2, epoch=3, device="cpu"))
 
 
 def test_load_data_joins_the_sources_each_cut_to_limit(synthetic_root):

@@ -11,7 +11,7 @@ import torch
 from dann.common import UserError
 from dann.config import Config
 from conftest import REPO, ctrl_c_after
-from dann import checkpoints, config, methods, models, runs, training
+from dann import checkpoints, config, methods, models, runs, stepping, training
 
 
 def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
@@ -32,7 +32,7 @@ def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
 
 def test_schedules_match_the_paper_formulas():
     p = torch.tensor([0, 0.5, 1], dtype=torch.float64)
-    assert training.learning_rate(p, 0.01, 10, 0.75).tolist() == [0.01, 0.01 / 6 ** 0.75, 0.01 / 11 ** 0.75]
+    assert stepping.learning_rate(p, 0.01, 10, 0.75).tolist() == [0.01, 0.01 / 6 ** 0.75, 0.01 / 11 ** 0.75]
     lambd = methods.adaptation_weight(p, 10).tolist()
     assert lambd[0] == 0
     assert math.isclose(lambd[1], 2 / (1 + math.exp(-5)) - 1)
@@ -52,10 +52,10 @@ def test_architectures_have_the_papers_shapes(arch, features):
 
 
 def test_epoch_batches_cover_the_set_and_depend_only_on_seed_and_epoch():
-    a = training.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu")
+    a = stepping.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu")
     assert a.shape == (3, 4) and set(a.flatten()[:10].tolist()) == set(range(10))
-    assert torch.equal(a, training.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu"))
-    assert not torch.equal(a, training.epoch_batches(10, 3, 4, seed=1, epoch=1, device="cpu"))
+    assert torch.equal(a, stepping.epoch_batches(10, 3, 4, seed=1, epoch=0, device="cpu"))
+    assert not torch.equal(a, stepping.epoch_batches(10, 3, 4, seed=1, epoch=1, device="cpu"))
 
 
 def tiny_config(root, **changes):
@@ -111,7 +111,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(synthetic_root, tmp_path
     assert tiny_run(synthetic_root, tmp_path / "cut", dropout=0.3, method=method, **flags) is None
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == stop_after
     assert not (tmp_path / "cut" / "metrics.json").exists()
-    monkeypatch.setattr(training, "sgd_step", real_step)
+    monkeypatch.setattr(stepping, "sgd_step", real_step)
     resumed = training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
     final = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     for name, tensor in whole["model"].items():
@@ -128,7 +128,7 @@ def test_resume_lays_momentum_out_like_its_parameter(synthetic_root, tmp_path):
     for s in ckpt["optimizer"]["state"].values():
         s["momentum_buffer"] = s["momentum_buffer"].contiguous()
     torch.save(ckpt, path)
-    model, opt = training.model_and_optimizer(Config(**ckpt["config"]), torch.device("cpu"))
+    model, opt = stepping.model_and_optimizer(Config(**ckpt["config"]), torch.device("cpu"))
     lr = opt.param_groups[0]["lr"]
     checkpoints.restore(tmp_path / "run", model, opt, {})
     convs = [p for p in model.parameters() if p.dim() == 4]
@@ -255,9 +255,9 @@ def test_the_step_reads_no_value_back_to_the_host(name):
     labels = torch.empty(40, dtype=torch.long, device=meta)
     train_sets = (images if method.labelled else None, labels if method.labelled else None,
                   images if method.uses_unlabelled else None)
-    teacher = training.frozen_copy(model).eval() if method.teacher else None
+    teacher = stepping.frozen_copy(model).eval() if method.teacher else None
     mean_teacher = teacher if method.teacher and method.teacher.averages_student else None
-    step, state = training.make_step(model, opt, method, train_sets, cfg, 10, 0, ema=mean_teacher, teacher=teacher,
+    step, state = stepping.make_step(model, opt, method, train_sets, cfg, 10, 0, ema=mean_teacher, teacher=teacher,
                                      decay=cfg.teacher_ema)
     for _ in range(3):
         step()
@@ -283,7 +283,7 @@ def test_resume_of_a_checkpoint_missing_its_progress_is_one_line(synthetic_root,
 def test_a_failing_graph_capture_falls_back_to_the_eager_step(capsys):
     # on this CPU-only machine torch.cuda.CUDAGraph() itself raises, as a capture that fails would
     calls = []
-    step = training.CapturedStep(lambda: calls.append(1), warmup=0)
+    step = stepping.CapturedStep(lambda: calls.append(1), warmup=0)
     for _ in range(3):
         step()
     assert len(calls) == 3 and step.graph is None  # every call still one real training step
