@@ -41,6 +41,29 @@ def test_nothing_changes_sys_path():
     assert [str(p.relative_to(REPO)) for p in python_files() if changes_sys_path(p)] == []
 
 
+CORE = {"models", "augment", "methods", "stepping"}  # networks, augmentation, losses, the step: the research
+BELOW_THE_CORE = {"common"}  # the one error type a bad setting raises
+
+
+def dann_imports(name):
+    """The dann modules that dann/<name>.py imports, read from its syntax tree."""
+    found = set()
+    for node in ast.walk(ast.parse((REPO / "dann" / f"{name}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dann"):
+            found |= {node.module.split(".")[1]} if "." in node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("dann.")}
+    return found
+
+
+def test_the_core_imports_nothing_of_the_shell_around_it():
+    """Run folders, checkpoints, bundled models, evaluation, sweeps, the console: all call down into
+    the core, never the other way."""
+    for module in CORE:
+        assert dann_imports(module) <= CORE | BELOW_THE_CORE, module
+    assert dann_imports("training") & CORE  # and the loop does train through it
+
+
 @pytest.mark.parametrize("module,absent", [
     ("dann.evaluation", "dann.training"),  # evaluating needs no engine
     ("dann.models", "dann.datasets"),  # the networks read no dataset
