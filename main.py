@@ -22,7 +22,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from dann import outputs, runs, training
+from dann import launchers, outputs, runs, sweep, training
 from dann.config import Config, add_flags, flag_name
 
 
@@ -35,7 +35,11 @@ def parse_args(argv=None):
     run.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                      help="one run per seed, one after another, in <out>/seed<S>/; then the mean +- std of their "
                           "final accuracies, printed and written to <out>/summary.json")
+    launchers.add_flags(p, run, jobs_default="one after another, in this process")
     args = p.parse_args(argv)
+    launchers.check_flags(p, args)
+    if (args.jobs is not None or args.cluster is not None) and not args.seeds:
+        p.error("--jobs and --cluster place the runs of --seeds; give --seeds (or train one run without them)")
     if args.seeds and args.seed != 0:
         p.error("--seed and --seeds: give one of them")
     if args.seeds and args.resume:
@@ -58,7 +62,8 @@ def main(argv=None):
     elif args.seeds:
         out = runs.new_run_folder(args.config, args.out, kind="row")
         outputs.refuse_foreign([out / SUMMARY], "choose another --out")
-        result = train_seeds(args.config, args.seeds, out)
+        placed = args.jobs is not None or args.cluster is not None
+        result = train_seeds(args.config, args.seeds, out, launchers.from_flags(args) if placed else None)
     else:
         result = training.train(args.config, runs.new_run_folder(args.config, args.out))
     return 1 if result is None else result
@@ -67,14 +72,22 @@ def main(argv=None):
 SUMMARY = "summary.json"
 
 
-def train_seeds(cfg, seeds, out):
-    finished = []
-    for seed in seeds:
-        seed_cfg = dataclasses.replace(cfg, seed=seed, init=cfg.init and cfg.init.replace("{seed}", str(seed)))
-        metrics = training.train(seed_cfg, runs.new_run_folder(seed_cfg, out / f"seed{seed}"))
-        if metrics is None:  # Ctrl-C: that run is saved; the others wait
+def train_seeds(cfg, seeds, out, place=None):
+    """Each seed's run, in this process one after another, or as main.py processes through `place`
+    (--jobs, --cluster); then the row's summary, or None when a run did not finish (it is saved)."""
+    configs = {seed: dataclasses.replace(cfg, seed=seed, init=cfg.init and cfg.init.replace("{seed}", str(seed)))
+               for seed in seeds}
+    if place is not None:
+        finished = sweep.train_copies(configs, out, place)
+        if finished is None:
             return None
-        finished.append(metrics)
+    else:
+        finished = []
+        for seed, seed_cfg in configs.items():
+            metrics = training.train(seed_cfg, runs.new_run_folder(seed_cfg, out / f"seed{seed}"))
+            if metrics is None:  # Ctrl-C: that run is saved; the others wait
+                return None
+            finished.append(metrics)
     summary = training.seed_summary(finished, cfg)
     outputs.save(json.dumps(summary, indent=2), out / SUMMARY)
     print(summary["line"])

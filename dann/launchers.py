@@ -167,10 +167,10 @@ class OnRay:
 
 # ---------------------------------------------------------------- the flags that choose between them
 
-def add_flags(parser, group):
+def add_flags(parser, group, jobs_default="the CPU's cores, at most 4"):
     """--jobs in `group`; --cluster, --cpus-per-run and --gpus-per-run in a group of their own."""
     group.add_argument("--jobs", type=int, default=None, metavar="J",
-                       help="on this machine: main.py processes side by side (default: the CPU's cores, at most 4), "
+                       help=f"on this machine: main.py processes side by side (default: {jobs_default}), "
                             "each with cores / J threads unless OMP_NUM_THREADS says otherwise")
     cluster = parser.add_argument_group("on several machines (README, 'On several machines'; needs Ray: pip install "
                                         "-r requirements-cluster.txt)")

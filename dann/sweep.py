@@ -9,6 +9,7 @@ main.py process of its own, several side by side, on this machine or as tasks of
 stopped one is resumed, so the same command continues a stopped sweep; a candidate that refines
 another (DIRT-T) starts from that candidate's run of the same seed, which it shares.
 """
+import contextlib
 import dataclasses
 import sys
 import time
@@ -161,6 +162,24 @@ def run_all(runs, launcher, log_dir):
                     del running[handle]
                     finished(run, stop["now"], bar, launcher.failure(handle))
     return not waiting
+
+
+def train_copies(configs, out, launcher):
+    """main.py --seeds through a launcher: each seed's run ({seed: Config}) trained in out/seed<S> as a
+    process of its own, side by side or on a cluster, one that finished already not trained again, one
+    stopped continued. -> their metrics, or None (each run saved) when one did not finish."""
+    runs = [read_status(CandidateRun(cfg.method, seed, cfg, out / f"seed{seed}", None)) for seed, cfg in configs.items()]
+    outputs.refuse_foreign([log_path(out / "logs", r) for r in runs], "choose another --out")
+    with contextlib.closing(launcher):
+        if any(r.status != "done" for r in runs):
+            launcher.open()  # a cluster that does not answer, or cannot hold a run, is refused before the folder is made
+        outputs.claim_folder(out, "row")  # so that the same command continues it
+        run_all(runs, launcher, out / "logs")
+    unfinished = [r for r in runs if r.status != "done"]
+    for r in unfinished:
+        print(f"not finished: {r.name} ({r.status}{': ' + r.note if r.note else ''}); the same command continues it",
+              file=sys.stderr)
+    return None if unfinished else [r.metrics for r in runs]
 
 
 def log_path(log_dir, run):

@@ -2,7 +2,7 @@
 # table's rows on MNIST -> MNIST-M, one `main.py --seeds` call a row, each printing the mean +- std
 # of its seeds' final models. Arguments given to a script are appended to every main.py and choose.py
 # call, so they override its settings: `experiments/dann_dirt_t.sh --limit 300 --epochs 1` is a smoke
-# run (those of --cluster, below, to choose.py only).
+# run.
 # Rows go to $RUNS/<row> (default runs/experiments/<row>); a row that already finished there is
 # not trained again, so the scripts share rows (the DANN row that DIRT-T refines, for example).
 set -euo pipefail
@@ -11,18 +11,10 @@ RUNS=${RUNS:-runs/experiments}
 OVERRIDES=("$@")
 
 # Where a sweep's runs train: $JOBS side by side here (default 2), or, when the arguments name a
-# --cluster (choose.py; README 'On several machines'), on that cluster. Those arguments go to choose.py
-# only: a row is one main.py call on this machine.
+# --cluster (README 'On several machines'), on that cluster, a row's seeds too.
 PLACEMENT=(--jobs "${JOBS:-2}")
-ROW_OVERRIDES=()
-cluster_value=0
 for arg in "${OVERRIDES[@]}"; do
-  if [ "$cluster_value" = 1 ]; then cluster_value=0; continue; fi
-  case $arg in
-    --cluster|--cpus-per-run|--gpus-per-run) PLACEMENT=(); cluster_value=1 ;;
-    --cluster=*|--cpus-per-run=*|--gpus-per-run=*) PLACEMENT=() ;;
-    *) ROW_OVERRIDES+=("$arg") ;;
-  esac
+  case $arg in --cluster|--cluster=*) PLACEMENT=() ;; esac
 done
 
 # TRAIN_ROWS=N (what the tests set): only a script's first N rows train; each later row's main.py
@@ -33,7 +25,7 @@ TRAINED=0
 row() {
   local name=$1 out=$RUNS/$1
   shift
-  local args=(--source mnist --target mnist_m --eval-every 10 "$@" --out "$out" "${ROW_OVERRIDES[@]}")
+  local args=(--source mnist --target mnist_m --eval-every 10 "$@" --out "$out" "${OVERRIDES[@]}")
   if [ -f "$out/summary.json" ]; then
     echo "$name (done already): $(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["line"])' "$out/summary.json")"
     return

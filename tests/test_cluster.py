@@ -132,3 +132,11 @@ def test_a_sweep_on_a_two_node_ray_cluster_survives_a_killed_worker_and_matches_
     gpu = run_script("choose.py", *args[2:-2], "--gpus-per-run", "1", "--out", tmp_path / "gpu", cwd=tmp_path, env=ENV)
     assert gpu.returncode == 1 and "--gpus-per-run 1: no node of the cluster has that many GPUs" in gpu.stderr, gpu.stderr
     assert not (tmp_path / "gpu").exists()
+
+    # a results row's seeds as tasks of the same cluster
+    row = run_script("main.py", *SWEEP[:SWEEP.index("--epochs")], "--epochs", "2", "--seeds", "0", "1", "--data-dir",
+                     synthetic_root, "--cluster", cluster, "--out", tmp_path / "row", cwd=tmp_path, env=ENV)
+    assert row.returncode == 0, row.stderr[-2000:]
+    summary = json.loads((tmp_path / "row" / "summary.json").read_text())
+    assert len(summary["target_test_acc"]["runs"]) == 2 and row.stdout.strip().splitlines()[-1] == summary["line"]
+    assert all("on Ray node" in (tmp_path / "row" / "logs" / f"dann-seed{s}.log").read_text() for s in (0, 1))

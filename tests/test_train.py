@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -144,8 +145,9 @@ def test_target_only_trains_on_target_labels(synthetic_root, tmp_path):
     assert metrics["target_test_acc"] > 0.5  # the synthetic digits are learnable; chance is 0.1
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=env)
 
 
 @pytest.mark.slow
@@ -381,10 +383,19 @@ def test_curves_are_tensorboard_events(synthetic_root, tmp_path):
 
 @pytest.mark.slow
 def test_seeds_train_a_row_and_summarise_it(synthetic_root, tmp_path):
-    out = tmp_path / "row"
-    r = run_cli("--source", "mnist", "--target", "mnist_m", "--data-dir", str(synthetic_root), "--no-download",
-                "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--out", str(out), "--seeds", "0", "5")
+    out, one_thread = tmp_path / "row", {**os.environ, "OMP_NUM_THREADS": "1"}
+    row = ["--source", "mnist", "--target", "mnist_m", "--data-dir", str(synthetic_root), "--no-download",
+           "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--seeds", "0", "5"]
+    r = run_cli(*row, "--out", str(out), env=one_thread)
     assert r.returncode == 0, r.stderr
+    # the same row with its seeds side by side, each a main.py of its own: the same numbers, and a rerun trains nothing
+    side_by_side = run_cli(*row, "--out", str(tmp_path / "jobs"), "--jobs", "2", env=one_thread)
+    assert side_by_side.returncode == 0, side_by_side.stderr
+    assert side_by_side.stdout.strip().splitlines()[-1] == r.stdout.strip().splitlines()[-1]
+    assert sorted(p.name for p in (tmp_path / "jobs" / "logs").glob("*.log")) == ["dann-seed0.log", "dann-seed5.log"]
+    again = run_cli(*row, "--out", str(tmp_path / "jobs"), "--jobs", "2", env=one_thread)
+    assert again.returncode == 0 and "training" not in again.stderr, again.stderr
+    assert run_cli(*row[:-3], "--jobs", "2").returncode == 2  # --jobs places the runs of --seeds
     runs = [json.loads((out / f"seed{s}" / "metrics.json").read_text()) for s in (0, 5)]
     assert [m["config"]["seed"] for m in runs] == [0, 5]
     summary = json.loads((out / "summary.json").read_text())
