@@ -3,9 +3,16 @@ with one, and what a failed write says. Writing itself belongs to dann/outputs.p
 import errno
 import os
 import shutil
+from dataclasses import field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent  # the repository: pretrained/, images/, the scripts
+
+
+def setting(default, help, group=None, **flag):
+    """A field of a settings dataclass (dann/config.py's Config, a method's settings in dann/methods.py):
+    its default, its --help text, its group in --help (a method's settings: the method's), argparse extras."""
+    return field(default=default, metadata={"help": help, "group": group, **flag})
 
 
 class UserError(Exception):

@@ -7,29 +7,33 @@ import math
 import shlex
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 
-from dann.common import UserError
+from dann.common import UserError, setting
 from dann.domains import DOMAINS, default_arch, source_parts
 from dann.methods import METHODS
 from dann.models import ARCHS, INPUT_NORMS
 
 
-def setting(default, help, group, **flag):
-    """A Config field: its default, its --help text, its group in --help, and argparse extras."""
-    return field(default=default, metadata={"help": help, "group": group, **flag})
+# each method's settings (dann/methods.py), once each, in the order the methods first name them
+METHOD_SETTINGS = tuple(dict.fromkeys(s for m in METHODS.values() for s in m.settings))
+
+
+def settings_group(settings):
+    """The --help group of a method's settings: the methods that read them, and their paper."""
+    readers = [name for name, m in METHODS.items() if settings in m.settings]
+    return f"{' and '.join(readers)} (defaults: {settings.paper})"
 
 
 GROUPS = {"task": "task", "optimisation": "optimisation (defaults: the paper's recipe)",
-          "method": "method settings (defaults: each method's paper)", "run": "run"}
+          **{s.__name__: settings_group(s) for s in METHOD_SETTINGS}, "run": "run"}
 
 
 @dataclass(frozen=True)
-class Config:
-    """A run's settings: main.py's flags are made from these fields, config.json holds them, and a
-    Config is checked when it is made, so an invalid one never exists. A new setting is one field."""
+class TaskSettings:
+    """What is trained and how it is optimised: the first of Config's settings."""
     source: str = setting("svhn", f"labelled domain: {', '.join(DOMAINS)}, or a folder with a subfolder of pictures "
                           "per class (see README, 'Adapt to your own pictures'); several joined by + (mnist+synth) "
                           "train on all of them, each step drawing an equal share of its labelled batch from each; "
@@ -83,29 +87,11 @@ class Config:
     weight_decay: float = setting(1e-5, "L2 weight decay", "optimisation")
     ema: float = setting(0.0, "decay of an exponential moving average of the weights, which is then the model "
                          "evaluated and shared (VADA's reference code: 0.998); 0: off", "optimisation")
-    im_weight: float = setting(1.0, "dann-im: weight of (conditional entropy - entropy of the mean prediction) on "
-                               "the target, times lambda_p (SHOT: 1)", "method")
-    vat_source_weight: float = setting(1.0, "vada: weight of virtual adversarial training on the source (VADA: 1)",
-                                       "method")
-    vat_target_weight: float = setting(0.01, "vada: weight of conditional entropy and of virtual adversarial "
-                                       "training on the target (VADA: 0.01)", "method")
-    vat_radius: float = setting(3.5, "vada, dirt-t: norm of the virtual adversarial perturbation of a standardized "
-                                "image (VADA: 3.5)", "method")
-    teacher_every: int = setting(5000, "dirt-t: the teacher becomes a copy of the evaluated model every K steps "
-                                 "(reference code: 5000)", "method", metavar="K")
-    teacher_weight: float = setting(1.0, "dirt-t: weight of KL(teacher || model) on the target, beside entropy and "
-                                    "VAT at 1 (the reference's 1e-2 : 1e-2 : 1e-2)", "method")
-    teacher_ema: float = setting(0.99, "self-ensemble: decay of the mean teacher, the average of the model's weights "
-                                 "that is evaluated and shared (French et al.: 0.99)", "method")
-    confidence: float = setting(0.968, "self-ensemble: a target picture's consistency counts where the teacher's "
-                                "top probability exceeds this (French et al.: 0.968)", "method")
-    consistency_weight: float = setting(3.0, "self-ensemble: weight of the consistency and class-balance terms "
-                                        "(French et al.: 3)", "method")
-    balance_weight: float = setting(0.005, "self-ensemble: weight of the class-balance term within them (French et "
-                                    "al.: 0.005)", "method")
-    relative_confidence: float = setting(0.9, "adamatch: a pseudo-label counts where its probability is at least "
-                                         "this times the mean top probability on the weak source copies "
-                                         "(Berthelot et al.: 0.9)", "method")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run is carried out: the last of Config's settings."""
     device: str = setting("auto", "where to compute; auto: cuda when present", "run", choices=("auto", "cpu", "cuda"))
     bf16: bool = setting(False, "forward pass and losses in bfloat16 autocast; weights, gradients and the SGD update "
                          "stay float32. About 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without); "
@@ -119,6 +105,13 @@ class Config:
     save_every: int = setting(10, "checkpoint every K epochs and at the end", "run", metavar="K")
     data_dir: typing.Optional[str] = setting(None, "dataset folder (default: $DANN_DATA_DIR, else ./data)", "run")
     no_download: bool = setting(False, "fail instead of downloading missing datasets", "run")
+
+
+@dataclass(frozen=True)
+class Config(RunSettings, *reversed(METHOD_SETTINGS), TaskSettings):
+    """A run's settings: the task's and the optimisation's, each method's (dann/methods.py), the run's.
+    main.py's flags are made from these fields, config.json holds them, and a Config is checked when it
+    is made, so an invalid one never exists. A new setting is one field."""
 
     # Settings that change how a run is carried out but not the model it trains: left out of the
     # command that reproduces a run, and --device is the one a resumed run may change.
@@ -261,6 +254,9 @@ def _has_type(value, f):
     return isinstance(value, (int, float) if kind is float else kind) and value in f.metadata.get("choices", (value,))
 
 
+GROUP_OF = {f.name: s.__name__ for s in METHOD_SETTINGS for f in fields(s)}  # a method's setting -> its group
+
+
 def flag_name(name):
     return "--" + name.replace("_", "-")
 
@@ -272,7 +268,7 @@ def add_flags(parser, names=None, without=()):
     for f in fields(Config):
         if (names is not None and f.name not in names) or f.name in without:
             continue
-        where, meta = groups.get(f.metadata["group"], parser), f.metadata
+        where, meta = groups.get(f.metadata["group"] or GROUP_OF[f.name], parser), f.metadata
         if f.type is bool and f.default:  # an on-by-default switch is turned off by --no-NAME
             where.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false", help=meta["help"])
         elif f.type is bool:

@@ -12,19 +12,21 @@ the `Recipe` its paper optimises with. The loss function gets the model, the ste
 training progress p (0 -> 1, a device tensor) and the run's configuration, and returns (the loss
 to minimise, {name: scalar tensor}). It must read no value back to the host (no .item(), no Python
 branch on a tensor), so that on a GPU the whole step stays one CUDA graph. To add a method: write
-its loss function here and add it to METHODS; `main.py --method NAME` then trains it, with
-checkpoints, resume, logging and evaluation as for the others.
+its loss function here, its hyperparameters as a small settings dataclass (their flags follow), and
+add it to METHODS; `main.py --method NAME` then trains it, with checkpoints, resume, logging and
+evaluation as for the others.
 """
 import contextlib
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 
 from dann.augment import augmented
+from dann.common import setting
 from dann.models import initialise
 
 
@@ -84,6 +86,58 @@ class Recipe:
 ADAM = Recipe("adam", lr=0.001, lr_alpha=0.0)
 
 
+# ---------------------------------------------------------------- each method's settings
+# A method's hyperparameters: a small frozen dataclass whose fields become main.py's flags (--help groups
+# them under the methods that read them) and settings of the run's Config, read in the loss as cfg.<name>.
+
+@dataclass(frozen=True)
+class InformationMaximisation:
+    paper: ClassVar = "SHOT, Liang et al. 2020"
+    im_weight: float = setting(1.0, "weight of (conditional entropy - entropy of the mean prediction) on the target, "
+                               "times lambda_p (SHOT: 1)")
+
+
+@dataclass(frozen=True)
+class VirtualAdversarialWeights:
+    paper: ClassVar = "VADA, Shu et al. 2018"
+    vat_source_weight: float = setting(1.0, "weight of virtual adversarial training on the source (VADA: 1)")
+    vat_target_weight: float = setting(0.01, "weight of conditional entropy and of virtual adversarial training on "
+                                       "the target (VADA: 0.01)")
+
+
+@dataclass(frozen=True)
+class VirtualAdversarialRadius:
+    paper: ClassVar = "Shu et al. 2018"
+    vat_radius: float = setting(3.5, "norm of the virtual adversarial perturbation of a standardized image (VADA: 3.5)")
+
+
+@dataclass(frozen=True)
+class Refinement:
+    paper: ClassVar = "DIRT-T, Shu et al. 2018"
+    teacher_every: int = setting(5000, "the teacher becomes a copy of the evaluated model every K steps (reference "
+                                 "code: 5000)", metavar="K")
+    teacher_weight: float = setting(1.0, "weight of KL(teacher || model) on the target, beside entropy and VAT at 1 "
+                                    "(the reference's 1e-2 : 1e-2 : 1e-2)")
+
+
+@dataclass(frozen=True)
+class SelfEnsembling:
+    paper: ClassVar = "French et al. 2018"
+    teacher_ema: float = setting(0.99, "decay of the mean teacher, the average of the model's weights that is "
+                                 "evaluated and shared (French et al.: 0.99)")
+    confidence: float = setting(0.968, "a target picture's consistency counts where the teacher's top probability "
+                                "exceeds this (French et al.: 0.968)")
+    consistency_weight: float = setting(3.0, "weight of the consistency and class-balance terms (French et al.: 3)")
+    balance_weight: float = setting(0.005, "weight of the class-balance term within them (French et al.: 0.005)")
+
+
+@dataclass(frozen=True)
+class RelativeThreshold:
+    paper: ClassVar = "AdaMatch, Berthelot et al. 2022"
+    relative_confidence: float = setting(0.9, "a pseudo-label counts where its probability is at least this times "
+                                         "the mean top probability on the weak source copies (Berthelot et al.: 0.9)")
+
+
 @dataclass(frozen=True)
 class Method:
     loss: Callable  # (model, batch, p, cfg) -> (loss, {name: scalar tensor})
@@ -93,6 +147,7 @@ class Method:
     teacher: Optional[Teacher] = None  # None: the method learns from no teacher
     augments: bool = False  # augments its batches itself, as its paper does (then --augment is refused)
     recipe: Recipe = Recipe()  # its paper's optimiser, unless the run's flags say otherwise
+    settings: tuple = ()  # the settings dataclasses whose fields its loss reads from the run's Config
 
     @property
     def trains_domain_classifier(self):
@@ -314,18 +369,21 @@ def unit(d):
 ADVERSARIAL = ("class_loss", "domain_loss", "domain_acc", "lambda")
 METHODS = {
     "dann": Method(dann, labelled="source", uses_unlabelled=True, stats=ADVERSARIAL),
-    "dann-im": Method(dann_im, labelled="source", uses_unlabelled=True, stats=ADVERSARIAL + ("entropy", "diversity")),
+    "dann-im": Method(dann_im, labelled="source", uses_unlabelled=True, stats=ADVERSARIAL + ("entropy", "diversity"),
+                      settings=(InformationMaximisation,)),
     "vada": Method(vada, labelled="source", uses_unlabelled=True,
-                   stats=ADVERSARIAL + ("entropy", "vat_source", "vat_target")),
+                   stats=ADVERSARIAL + ("entropy", "vat_source", "vat_target"),
+                   settings=(VirtualAdversarialWeights, VirtualAdversarialRadius)),
     "dirt-t": Method(dirt_t, labelled=None, uses_unlabelled=True, stats=("entropy", "vat_target", "teacher_kl"),
-                     teacher=REFRESHED),
+                     teacher=REFRESHED, settings=(VirtualAdversarialRadius, Refinement)),
     "self-train": Method(self_train, labelled=None, uses_unlabelled=True, stats=("class_loss", "agreement"),
                          teacher=FIXED),
     "self-ensemble": Method(self_ensemble, labelled="source", uses_unlabelled=True,
                             stats=("class_loss", "consistency", "balance", "confident"), teacher=MEAN_TEACHER,
-                            augments=True, recipe=ADAM),
+                            augments=True, recipe=ADAM, settings=(SelfEnsembling,)),
     "adamatch": Method(adamatch, labelled="source", uses_unlabelled=True,
-                       stats=("class_loss", "target_loss", "confident", "threshold"), augments=True),
+                       stats=("class_loss", "target_loss", "confident", "threshold"), augments=True,
+                       settings=(RelativeThreshold,)),
     "source-only": Method(supervised, labelled="source", uses_unlabelled=False, stats=("class_loss",)),
     "target-only": Method(supervised, labelled="target", uses_unlabelled=False, stats=("class_loss",)),
 }

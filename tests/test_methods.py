@@ -432,3 +432,45 @@ def test_a_new_method_is_one_function_and_one_registry_line_and_trains_with_ever
     assert metrics["config"]["method"] == "toy" and metrics["target_test_acc"] is not None
     assert {"class_loss", "entropy"} <= set(metrics["history"][-1]) and "unsure_below" in metrics
     assert (tmp_path / "toy" / "checkpoint.pt").is_file()
+
+
+TOY_WITH_SETTINGS = '''
+import sys
+from dataclasses import dataclass
+from typing import ClassVar
+import torch.nn.functional as F
+from dann.common import setting
+from dann.methods import METHODS, Method
+
+@dataclass(frozen=True)
+class Smoothing:
+    paper: ClassVar = "Szegedy et al. 2016"
+    smoothing: float = setting(0.1, "label smoothing of the class loss")
+
+def smoothed(model, batch, p, cfg):
+    loss = F.cross_entropy(model(batch.images), batch.labels, label_smoothing=cfg.smoothing)
+    return loss, {"class_loss": loss}
+
+METHODS["smoothed"] = Method(smoothed, labelled="source", uses_unlabelled=False, stats=("class_loss",),
+                             settings=(Smoothing,))
+import main
+sys.exit(main.main(sys.argv[1:]) is None)
+'''
+
+
+@pytest.mark.slow
+def test_a_new_methods_settings_are_one_dataclass_whose_fields_become_its_flags(synthetic_root, tmp_path):
+    """A method's hyperparameters: one small dataclass beside its loss, registered with it; main.py's
+    flags, --help group and config.json follow."""
+    import subprocess
+    import sys
+    from conftest import REPO
+    toy = [sys.executable, "-c", TOY_WITH_SETTINGS]
+    shown = subprocess.run([*toy, "--help"], cwd=REPO, capture_output=True, text=True)
+    assert "smoothed (defaults: Szegedy et al. 2016):" in shown.stdout and "--smoothing SMOOTHING" in shown.stdout
+    r = subprocess.run([*toy, "--source", "mnist", "--target", "mnist_m", "--method", "smoothed", "--smoothing", "0.2",
+                        "--data-dir", str(synthetic_root), "--no-download", "--device", "cpu", "--epochs", "1",
+                        "--batch-size", "8", "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["smoothing"] == 0.2 and saved["method"] == "smoothed"
