@@ -86,58 +86,6 @@ class Recipe:
 ADAM = Recipe("adam", lr=0.001, lr_alpha=0.0)
 
 
-# ---------------------------------------------------------------- each method's settings
-# A method's hyperparameters: a small frozen dataclass whose fields become main.py's flags (--help groups
-# them under the methods that read them) and settings of the run's Config, read in the loss as cfg.<name>.
-
-@dataclass(frozen=True)
-class InformationMaximisation:
-    paper: ClassVar = "SHOT, Liang et al. 2020"
-    im_weight: float = setting(1.0, "weight of (conditional entropy - entropy of the mean prediction) on the target, "
-                               "times lambda_p (SHOT: 1)")
-
-
-@dataclass(frozen=True)
-class VirtualAdversarialWeights:
-    paper: ClassVar = "VADA, Shu et al. 2018"
-    vat_source_weight: float = setting(1.0, "weight of virtual adversarial training on the source (VADA: 1)")
-    vat_target_weight: float = setting(0.01, "weight of conditional entropy and of virtual adversarial training on "
-                                       "the target (VADA: 0.01)")
-
-
-@dataclass(frozen=True)
-class VirtualAdversarialRadius:
-    paper: ClassVar = "Shu et al. 2018"
-    vat_radius: float = setting(3.5, "norm of the virtual adversarial perturbation of a standardized image (VADA: 3.5)")
-
-
-@dataclass(frozen=True)
-class Refinement:
-    paper: ClassVar = "DIRT-T, Shu et al. 2018"
-    teacher_every: int = setting(5000, "the teacher becomes a copy of the evaluated model every K steps (reference "
-                                 "code: 5000)", metavar="K")
-    teacher_weight: float = setting(1.0, "weight of KL(teacher || model) on the target, beside entropy and VAT at 1 "
-                                    "(the reference's 1e-2 : 1e-2 : 1e-2)")
-
-
-@dataclass(frozen=True)
-class SelfEnsembling:
-    paper: ClassVar = "French et al. 2018"
-    teacher_ema: float = setting(0.99, "decay of the mean teacher, the average of the model's weights that is "
-                                 "evaluated and shared (French et al.: 0.99)")
-    confidence: float = setting(0.968, "a target picture's consistency counts where the teacher's top probability "
-                                "exceeds this (French et al.: 0.968)")
-    consistency_weight: float = setting(3.0, "weight of the consistency and class-balance terms (French et al.: 3)")
-    balance_weight: float = setting(0.005, "weight of the class-balance term within them (French et al.: 0.005)")
-
-
-@dataclass(frozen=True)
-class RelativeThreshold:
-    paper: ClassVar = "AdaMatch, Berthelot et al. 2022"
-    relative_confidence: float = setting(0.9, "a pseudo-label counts where its probability is at least this times "
-                                         "the mean top probability on the weak source copies (Berthelot et al.: 0.9)")
-
-
 @dataclass(frozen=True)
 class Method:
     loss: Callable  # (model, batch, p, cfg) -> (loss, {name: scalar tensor})
@@ -182,6 +130,13 @@ def adversarial_terms(model, batch, p, cfg, classify_unlabelled=False):
                                               "domain_acc": domain_acc, "lambda": model.grl.lambd}
 
 
+@dataclass(frozen=True)
+class InformationMaximisation:
+    paper: ClassVar = "SHOT, Liang et al. 2020"
+    im_weight: float = setting(1.0, "weight of (conditional entropy - entropy of the mean prediction) on the target, "
+                               "times lambda_p (SHOT: 1)")
+
+
 def dann_im(model, batch, p, cfg):
     """DANN plus information maximisation on the unlabelled batch (Liang et al., SHOT, ICML 2020,
     section 3.2; Krause et al. 2010): make each prediction confident (low conditional entropy)
@@ -192,6 +147,20 @@ def dann_im(model, batch, p, cfg):
     entropy, diversity = prediction_entropies(logits[len(batch.images):])
     loss = loss + cfg.im_weight * stats["lambda"] * (entropy - diversity)
     return loss, {**stats, "entropy": entropy, "diversity": diversity}
+
+
+@dataclass(frozen=True)
+class VirtualAdversarialWeights:
+    paper: ClassVar = "VADA, Shu et al. 2018"
+    vat_source_weight: float = setting(1.0, "weight of virtual adversarial training on the source (VADA: 1)")
+    vat_target_weight: float = setting(0.01, "weight of conditional entropy and of virtual adversarial training on "
+                                       "the target (VADA: 0.01)")
+
+
+@dataclass(frozen=True)
+class VirtualAdversarialRadius:
+    paper: ClassVar = "Shu et al. 2018"
+    vat_radius: float = setting(3.5, "norm of the virtual adversarial perturbation of a standardized image (VADA: 3.5)")
 
 
 def vada(model, batch, p, cfg):
@@ -208,6 +177,15 @@ def vada(model, batch, p, cfg):
     vat_target = vat_loss(model, model.prepare(batch.unlabelled), logits[n:], cfg.vat_radius)
     loss = loss + cfg.vat_source_weight * vat_source + cfg.vat_target_weight * (entropy + vat_target)
     return loss, {**stats, "entropy": entropy, "vat_source": vat_source, "vat_target": vat_target}
+
+
+@dataclass(frozen=True)
+class Refinement:
+    paper: ClassVar = "DIRT-T, Shu et al. 2018"
+    teacher_every: int = setting(5000, "the teacher becomes a copy of the evaluated model every K steps (reference "
+                                 "code: 5000)", metavar="K")
+    teacher_weight: float = setting(1.0, "weight of KL(teacher || model) on the target, beside entropy and VAT at 1 "
+                                    "(the reference's 1e-2 : 1e-2 : 1e-2)")
 
 
 def dirt_t(model, batch, p, cfg):
@@ -241,6 +219,17 @@ def self_train(model, batch, p, cfg):
     return class_loss, {"class_loss": class_loss, "agreement": agreement}
 
 
+@dataclass(frozen=True)
+class SelfEnsembling:
+    paper: ClassVar = "French et al. 2018"
+    teacher_ema: float = setting(0.99, "decay of the mean teacher, the average of the model's weights that is "
+                                 "evaluated and shared (French et al.: 0.99)")
+    confidence: float = setting(0.968, "a target picture's consistency counts where the teacher's top probability "
+                                "exceeds this (French et al.: 0.968)")
+    consistency_weight: float = setting(3.0, "weight of the consistency and class-balance terms (French et al.: 3)")
+    balance_weight: float = setting(0.005, "weight of the class-balance term within them (French et al.: 0.005)")
+
+
 def self_ensemble(model, batch, p, cfg):
     """Self-ensembling (French, Mackiewicz & Fisher, ICLR 2018): the class loss on augmented
     labelled pictures, plus, on the unlabelled batch, the squared difference between the model's
@@ -267,6 +256,13 @@ def class_balance(probs):
     uniform = torch.full_like(mean, 1 / len(mean))
     with bf16_autocast(mean.device, False):  # CUDA's autocast refuses binary_cross_entropy, even in float32
         return F.binary_cross_entropy(mean.clamp(1e-6, 1 - 1e-6), uniform, reduction="sum")
+
+
+@dataclass(frozen=True)
+class RelativeThreshold:
+    paper: ClassVar = "AdaMatch, Berthelot et al. 2022"
+    relative_confidence: float = setting(0.9, "a pseudo-label counts where its probability is at least this times "
+                                         "the mean top probability on the weak source copies (Berthelot et al.: 0.9)")
 
 
 def adamatch(model, batch, p, cfg):
