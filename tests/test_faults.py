@@ -75,10 +75,18 @@ def test_a_crashed_training_leaves_no_lock_behind(tmp_path):
                                           ("--momentum=5", "--momentum must be in [0, 1)"),
                                           ("--weight-decay=-1", "--weight-decay must be 0 or more"),
                                           ("--gamma=-inf", "--gamma must be a finite number, not -inf")])
+def test_settings_that_cannot_train_are_refused_before_anything_starts(tmp_path, flag, message, capsys):
+    import main
+    with pytest.raises(SystemExit) as e:
+        main.main([flag, "--out", str(tmp_path / "run")])
+    assert e.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(f" error: {message}")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
-def test_settings_that_cannot_train_are_refused_before_anything_starts(tmp_path, flag, message):
-    r = run_script("main.py", flag, "--out", tmp_path / "run")
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f"main.py: error: {message}"
+def test_a_setting_that_cannot_train_is_one_line_of_the_script(tmp_path):
+    r = run_script("main.py", "--lr=nan", "--out", tmp_path / "run")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "main.py: error: --lr must be a finite number, not nan"
     assert not (tmp_path / "run").exists()
 
 

@@ -124,12 +124,21 @@ def test_unreadable_pictures_are_skipped_counted_and_listed(tmp_path, synthetic_
     (lambda d: (picture_folder(d, [1], layout={1: "a"}), picture_folder(d, [2])), "both directly"),
     (lambda d: None, "neither a built-in domain (mnist, svhn, mnist_m, usps, synth) nor a folder of pictures"),
 ])
-@pytest.mark.slow
-def test_a_bad_source_folder_is_one_line(tmp_path, synthetic_root, make, message):
+def test_a_bad_source_folder_is_refused_with_what_to_do(tmp_path, synthetic_root, make, message):
+    import main
     make(tmp_path / "bad")
+    with pytest.raises(UserError) as e:
+        main.main(["--source", str(tmp_path / "bad"), "--target", "mnist_m", "--data-dir", str(synthetic_root),
+                   "--no-download", "--out", str(tmp_path / "run")])
+    assert message in str(e.value) and "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_bad_source_folder_is_one_line_of_the_script(tmp_path, synthetic_root):
+    (tmp_path / "bad").mkdir()
     r = run_main("--source", tmp_path / "bad", "--target", "mnist_m", "--data-dir", synthetic_root, "--no-download",
                  "--out", tmp_path / "run")
-    assert r.returncode == 1 and "Traceback" not in r.stderr and message in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "holds no pictures" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 

@@ -180,13 +180,15 @@ def test_cli_bad_inputs(tmp_path):
     (lambda cfg: {**cfg, "augment": 1}, "does not hold the settings main.py writes"),
     (lambda cfg: {"epochs": 0}, "config.json says --epochs must be at least 1"),  # the others: their defaults
 ])
-@pytest.mark.slow
-def test_resume_of_an_edited_config_is_one_line(tmp_path, edit, message):
+def test_resume_of_an_edited_config_is_refused_with_what_to_do(tmp_path, edit, message):
+    """main.main as the script runs it (a UserError is the script's one line: test_cli_bad_inputs)."""
+    import main
     cfg = Config().as_dict()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text(json.dumps(edit(cfg)))
-    r = run_cli("--resume", str(tmp_path / "run"))
-    assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    with pytest.raises(UserError) as e:
+        main.main(["--resume", str(tmp_path / "run")])
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.slow

@@ -114,11 +114,22 @@ def test_a_checkpoint_carrying_pickled_code_is_refused(trained_run, tmp_path):
                                 if k != "config"}, p), "has the DANN checkpoint marker but not"),
 ])
 @pytest.mark.slow
-def test_bad_checkpoints_get_one_line(trained_run, tmp_path, make, message):
+def test_bad_checkpoints_are_refused_with_what_to_do(trained_run, tmp_path, make, message):
+    """valid.main as the script runs it; the script's one line for such an error: test_a_bad_checkpoint_is_one_line."""
+    import valid
     root, run = trained_run
     make(tmp_path / "x.pt", run)
+    with pytest.raises(UserError) as e:
+        valid.main(["--checkpoint", str(tmp_path / "x.pt"), "--data-dir", str(root), "--no-download"])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_bad_checkpoint_is_one_line(trained_run, tmp_path):
+    root, run = trained_run
+    (tmp_path / "x.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:5000])
     r = run_valid("--checkpoint", str(tmp_path / "x.pt"), "--data-dir", str(root), "--no-download")
-    assert r.returncode == 1 and message in r.stderr
+    assert r.returncode == 1 and "is not a readable checkpoint" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: ")
 
 
