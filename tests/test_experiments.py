@@ -23,9 +23,11 @@ def rows_in(script):
 # the other sweeps' candidates what one or two do (test_choose.py trains DIRT-T from its DANN run)
 NARROWED = {"carry_over.sh": {"TASKS": "synth:mnist", "CANDIDATES": "adamatch self-ensemble source-only"},
             "label_free_estimates.sh": {"CANDIDATES": "source-only"}, "multi_source.sh": {"CANDIDATES": "source-only"},
-            "synth_tasks.sh": {"CANDIDATES": "source-only dann-im"},
-            "choose_without_labels.sh": {"CANDIDATES": "source-only dann"},
+            "synth_tasks.sh": {"CANDIDATES": "source-only"}, "choose_without_labels.sh": {"CANDIDATES": "source-only"},
             "cluster_overhead.sh": {"CANDIDATES": "source-only"}}
+# scripts whose first row is a plain recipe that another script's first row (or another test) trains
+# already: only their flags are parsed here
+NOT_TRAINED = {"paper_table.sh", "short_schedule.sh", "quick_trial.sh", "self_train.sh"}
 
 
 def sweeps_in(script):
@@ -37,18 +39,18 @@ def sweeps_in(script):
 def test_every_experiment_script_trains_its_first_row_and_sweeps_and_every_other_row_parses(
         synthetic_root, tmp_path):
     assert {s.name for s in SCRIPTS} >= {"paper_table.sh", "dann_dirt_t.sh", "short_schedule.sh"}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRAIN_ROWS": "1"}  # each main.py start-up costs seconds
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # each main.py start-up costs seconds
     running = {}
     for script in SCRIPTS:  # side by side: most of each script's time is Python starting up
         running[script] = subprocess.Popen(
             ["bash", str(script), *TINY, "--data-dir", str(synthetic_root)], cwd=tmp_path, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env={**env, "RUNS": str(tmp_path / script.stem), "ROWS_FILE": str(tmp_path / f"{script.stem}.rows"),
-                 **NARROWED.get(script.name, {})})
+                 "TRAIN_ROWS": "0" if script.name in NOT_TRAINED else "1", **NARROWED.get(script.name, {})})
     for script, process in running.items():
         out = process.communicate(timeout=600)[0]
         assert process.returncode == 0, f"{script.name}:\n{out[-3000:]}"
-        trained = min(1, rows_in(script))
+        trained = 0 if script.name in NOT_TRAINED else min(1, rows_in(script))
         assert rows_in(script) + sweeps_in(script) > 0, script.name
         assert len(re.findall(r"mean \+- sample std of \d seeds", out)) == trained, f"{script.name}:\n{out[-3000:]}"
         assert len(list((tmp_path / script.stem).glob("*/summary.json"))) == trained
