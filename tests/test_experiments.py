@@ -6,11 +6,13 @@ import shlex
 import subprocess
 
 import pytest
+import torch
 
 import main
 from conftest import REPO
 
-SCRIPTS = sorted(s for s in (REPO / "experiments").glob("*.sh") if s.name != "lib.sh")  # lib.sh: what they share
+GPU_ONLY = {"gpu_packing.sh"}  # runs on a CUDA device: test_the_gpu_packing_script_runs_on_cuda
+SCRIPTS = sorted(s for s in (REPO / "experiments").glob("*.sh") if s.name not in {"lib.sh", *GPU_ONLY})  # lib.sh: what they share
 TINY = ["--limit", "40", "--epochs", "1", "--seeds", "0", "--no-download", "--device", "cpu"]
 
 
@@ -87,3 +89,14 @@ def test_the_photograph_set_is_the_same_every_time_and_a_partial_one_is_complete
     assert not list((tmp_path / "a").glob("*.part"))
     shares = photo_digits.read_set(tmp_path / "a", "mnist+synth-mnist_m-self-ensemble")
     assert set(shares) == set(photo_digits.KINDS) and all(v in (0, 0.5, 1) for v in shares.values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_gpu_packing_script_runs_on_cuda(synthetic_root, tmp_path):
+    r = subprocess.run(["bash", str(REPO / "experiments" / "gpu_packing.sh"), "--limit", "40", "--epochs", "1",
+                        "--no-download", "--data-dir", str(synthetic_root)], cwd=tmp_path, text=True,
+                       capture_output=True, env={**os.environ, "RUNS": str(tmp_path / "runs"), "SEEDS": "0",
+                                                 "CANDIDATES": "source-only", "PACK": "2"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert re.search(r"^one: .* runs an hour", r.stdout, re.M) and re.search(r"^packed 2: .* runs an hour", r.stdout, re.M)
