@@ -118,8 +118,9 @@ def main(argv=None):
         raise UserError(f"no candidate in {args.out} has finished; train them: the same command without --no-train"
                         if args.no_train else f"no candidate finished; see the logs in {args.out / 'logs'}")
     sweep.share_chosen(chosen, args.out / "chosen")
-    print(f"chosen: {chosen.name} (class shift {chosen.scores['class_shift']:.4f}), "
-          f"copied to {args.out / 'chosen'}: python valid.py --checkpoint {args.out / 'chosen'}")
+    estimate, how = sweep.estimated_accuracy(chosen)
+    print(f"chosen: {chosen.name} (class shift {chosen.scores['class_shift']:.4f}; estimated target accuracy "
+          f"{estimate:.4f}, {how}), copied to {args.out / 'chosen'}: python valid.py --checkpoint {args.out / 'chosen'}")
     if ensemble is not None:
         print(f"also offered: the ensemble of the {len(ensemble['members'])} finished candidates (the mean of their "
               f"predictions; estimated accuracy {ensemble['label_free']['estimated_accuracy']:.4f}): python valid.py "

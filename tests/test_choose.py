@@ -1,5 +1,6 @@
 """choose.py: candidates trained side by side, ranked without target labels, the choice shared."""
 import json
+import re
 import os
 import signal
 import socket
@@ -68,6 +69,8 @@ def test_a_sweep_chooses_a_model_that_valid_and_image_annotate_then_use_and_a_re
         assert row["label_free"]["seed_agreement"] == other["label_free"]["seed_agreement"]
         assert 0 <= row["label_free"]["seed_agreement"] <= 1
     assert report["chosen"] == f"{chosen['candidate']}/seed{chosen['seed']}" and "<- chosen" in r.stdout
+    assert f"estimated target accuracy {chosen['label_free']['seed_agreement']:.4f}, agreement with its other seeds" \
+        in r.stdout  # two seeds: GDE, not ATC
     shared = json.loads((out / "chosen" / "metrics.json").read_text())
     assert shared["config"]["method"] == chosen["candidate"] and shared["config"]["seed"] == chosen["seed"]
 
@@ -142,6 +145,7 @@ def test_a_failed_candidate_is_reported_its_refinement_skipped_and_the_others_st
     assert "failed: " in r.stdout and "checkpoint.pt is unreadable" in r.stdout
     assert "skipped: the run it refines, dann/seed0, did not finish" in r.stdout
     assert "chosen: source-only/seed0" in r.stdout and (tmp_path / "sweep" / "chosen" / "checkpoint.pt").is_file()
+    assert re.search(r"^chosen: source-only/seed0 .*estimated target accuracy [01]\.\d{4}, ATC\)", r.stdout, re.M)  # one seed
 
 
 def test_the_table_and_the_record_carry_every_registered_score_the_rules_first(capsys):
