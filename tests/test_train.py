@@ -151,21 +151,24 @@ def run_cli(*args, env=None):
 
 
 @pytest.mark.slow
-def test_cli_bad_inputs(tmp_path):
-    r = run_cli("--epochs", "0")
-    assert r.returncode == 2 and "--epochs must be at least 1" in r.stderr
-    r = run_cli("--source", "mnist", "--target", "mnist")
-    assert r.returncode == 2 and "nothing to adapt" in r.stderr
-    r = run_cli("--data-dir", str(tmp_path), "--no-download", "--out", str(tmp_path / "run"))
+def test_cli_bad_inputs(tmp_path, capsys):
+    import main
+    for argv, message in ((["--epochs", "0"], "--epochs must be at least 1"),
+                          (["--source", "mnist", "--target", "mnist"], "nothing to adapt")):
+        with pytest.raises(SystemExit) as e:
+            main.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    r = run_cli("--data-dir", str(tmp_path), "--no-download", "--out", str(tmp_path / "run"))  # the script's one line
     assert r.returncode == 1 and r.stderr.strip().startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert "python download_data.py --datasets" in r.stderr and not (tmp_path / "run").exists()
-    r = run_cli("--resume", str(tmp_path / "nothing"))
-    assert r.returncode == 1 and "no config.json there" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
-    r = run_cli("--resume", str(tmp_path / "broken"))
-    assert r.returncode == 1 and "config.json is not valid JSON" in r.stderr
-    assert "--limit" in run_cli("--help").stdout
+    for folder, message in ((tmp_path / "nothing", "no config.json there"), (tmp_path / "broken", "config.json is not valid JSON")):
+        with pytest.raises(UserError, match=message):
+            main.main(["--resume", str(folder)])
+    with pytest.raises(SystemExit):
+        main.main(["--help"])
+    assert "--limit" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("edit,message", [
