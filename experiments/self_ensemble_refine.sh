@@ -10,3 +10,6 @@ row short-dann --method dann --seeds 0 1 2 "${short[@]}"
 row short-dirt-t --method dirt-t --init "$RUNS/short-dann/seed{seed}" --seeds 0 1 2 "${short[@]}"
 row short-self-ensemble-from-dirt-t --method self-ensemble --init "$RUNS/short-dirt-t/seed{seed}" --epochs 50 \
   --seeds 0 1 2 "${short[@]}"
+# the same refinement from DANN alone: what DIRT-T's phase adds
+row short-self-ensemble-from-dann --method self-ensemble --init "$RUNS/short-dann/seed{seed}" --epochs 50 \
+  --seeds 0 1 2 "${short[@]}"
