@@ -32,8 +32,8 @@ def readings(model, decision, images):
 
 
 def recipe_rows(recipe, data_dir, photo_set):
-    models, decisions, sets = [], [], None
-    for folder in copies_of(recipe):
+    folders, models, decisions, sets = copies_of(recipe), [], [], None
+    for folder in folders:
         model, ckpt = load_checkpoint(folder / run_folder.CHECKPOINT)
         sets = sets or labelled_task(ckpt["config"], data_dir)
         models.append(model)
@@ -44,7 +44,7 @@ def recipe_rows(recipe, data_dir, photo_set):
         evidence = [scores.evidence(m, estimated_on) for m in models]
         gde = scores.seed_agreement([e.probs for e in evidence])
         read = [readings(m, d, images) for m, d in zip(models, decisions)]
-        for i, (folder, e, (predicted, sure)) in enumerate(zip(copies_of(recipe), evidence, read)):
+        for i, (folder, e, (predicted, sure)) in enumerate(zip(folders, evidence, read)):
             agreed = torch.stack([p == predicted for j, (p, _) in enumerate(read) if j != i]).all(0)
             right = predicted == labels
             yield {"recipe": Path(recipe).name, "seed": folder.name, "set": name, "accuracy": right.double().mean().item(),
