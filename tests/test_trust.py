@@ -115,3 +115,25 @@ def test_importance_weights_are_the_density_ratio_of_two_known_domains():
     assert ((weights.log() - truth.log()).abs().median()) < 0.1
     assert 0.2 < effective_share(weights) < 0.6  # exp(-1) = .37 for this pair of domains
     assert effective_share(torch.ones(5)) == 1.0
+
+
+def test_moved_copies_shift_each_picture_two_pixels_each_way_with_the_edge_repeated():
+    from experiments.shift_agreement import moved
+    picture = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    picture[0, 0, 3, 4] = 255
+    copies = moved(picture)
+    assert copies.shape == (4, 1, 1, 8, 8) and copies.dtype == torch.uint8
+    where = [tuple(c[0, 0].nonzero()[0].tolist()) for c in copies]
+    assert where == [(1, 4), (5, 4), (3, 2), (3, 6)]  # up, down, left, right
+    edge = torch.arange(64, dtype=torch.uint8).view(1, 1, 8, 8)
+    assert torch.equal(moved(edge)[0][0, 0, -3:], edge[0, 0, -1].expand(3, 8))  # moved up: the last row repeated
+
+
+def test_a_reading_is_sure_with_the_moves_only_where_every_moved_copy_agrees():
+    from experiments.shift_agreement import marking
+    chances = torch.tensor([0.99, 0.99, 0.6, 0.99])
+    agree = torch.tensor([[True] * 4, [True, True, False, True], [True] * 4, [True] * 4])
+    correct = torch.tensor([True, False, False, False])
+    marks = marking(chances, agree, 0.9, correct)
+    assert marks["threshold"] == (0.25, 1 / 3)
+    assert marks["threshold and moves"] == (0.5, 0.5)
