@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from dann import outputs
-from dann.common import REPO, UserError
+from dann.common import REPO, UserError, shipped
 from dann.domains import DIGITS
 from dann.trust import calibrated, sure_at
 from dann.fonts import drawable
@@ -18,7 +18,7 @@ from dann.pretrained import PRETRAINED_DIR
 
 DISPLAY_HEIGHT = 224
 DISPLAY_WIDTH = 4 * DISPLAY_HEIGHT  # at most: a picture of extreme shape is shown smaller, not wider
-IMAGES_DIR = REPO / "images"
+IMAGES_DIR = shipped("images")
 OWN_FOLDER = Path("annotated")  # for pictures inside the repository, which should not fill up with copies
 
 

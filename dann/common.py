@@ -6,7 +6,20 @@ import shutil
 from dataclasses import field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent  # the repository: pretrained/, images/, the scripts
+REPO = Path(__file__).resolve().parent.parent  # the folder that holds the package: a clone, or site-packages
+
+
+def shipped(folder):
+    """pretrained/ or images/: the clone's, where the package runs from one, else the copy that `pip
+    install .` put inside the package (pyproject.toml maps them to dann/_pretrained and dann/_images)."""
+    installed = Path(__file__).resolve().parent / f"_{folder}"
+    return installed if installed.is_dir() else REPO / folder
+
+
+def restore_hint(folder):
+    """How to get back a damaged file of `folder` (a shipped() folder)."""
+    inside = folder.parent == Path(__file__).resolve().parent
+    return "reinstall the package: pip install --force-reinstall ." if inside else f"git checkout -- {folder.name}/"
 
 
 def setting(default, help, group=None, **flag):

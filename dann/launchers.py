@@ -26,7 +26,7 @@ def spawn(argv, log, threads):
     killed by SIGKILL): nothing trains on unseen."""
     with outputs.open_log(log, "a") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                                env={**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": importable()},
                                 preexec_fn=_as_if_started_by_hand)
 
 
@@ -36,6 +36,12 @@ def _as_if_started_by_hand():
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     if _LIBC:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def importable():
+    """PYTHONPATH with the folder that holds this package first, so that `python -m dann.train` finds it
+    from any folder, installed or not."""
+    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 class Local:

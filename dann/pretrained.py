@@ -8,11 +8,11 @@ from urllib.parse import urlparse
 
 from dann import runs
 from dann.checkpoints import class_names, load_checkpoint
-from dann.common import REPO, UserError
+from dann.common import UserError, restore_hint, shipped
 from dann.download import download, matches
 from dann.models import Ensemble
 
-PRETRAINED_DIR = REPO / "pretrained"
+PRETRAINED_DIR = shipped("pretrained")
 REGISTRY = PRETRAINED_DIR / "registry.json"
 
 
@@ -22,7 +22,7 @@ def bundled_models():
         registry = json.loads(REGISTRY.read_text())
         assert isinstance(registry["models"], dict) and registry["default"] in registry["models"]
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        raise UserError(f"{REGISTRY} is missing or damaged; restore it with: git checkout -- pretrained/") from None
+        raise UserError(f"{REGISTRY} is missing or damaged; restore it with: {restore_hint(PRETRAINED_DIR)}") from None
     return registry
 
 
@@ -33,7 +33,7 @@ def bundled_checkpoint(name):
     path = PRETRAINED_DIR / entry["file"]
     if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
         raise UserError(f"bundled model {name}: {path} is missing or does not match its sha256 in "
-                        f"{REGISTRY.name}; restore it with: git checkout -- pretrained/")
+                        f"{REGISTRY.name}; restore it with: {restore_hint(PRETRAINED_DIR)}")
     return path
 
 

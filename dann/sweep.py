@@ -22,7 +22,7 @@ from tqdm import tqdm
 from dann import outputs, trust
 from dann import runs as run_folder
 from dann.checkpoints import ensemble_of, load_checkpoint, weights_only
-from dann.common import REPO, UserError
+from dann.common import UserError
 from dann.config import Config
 from dann.methods import METHODS
 from dann.evaluation import accuracy, predictions
@@ -122,8 +122,9 @@ def read_status(run):
 
 
 def command(run):
-    """The main.py command line that trains (or continues) `run`."""
-    main = [sys.executable, str(REPO / "main.py")]
+    """The command line that trains (or continues) `run`: main.py's, through the package (dann/train.py),
+    so that a sweep runs wherever the package is installed."""
+    main = [sys.executable, "-m", "dann.train"]
     if run.status == "to resume":
         return main + ["--resume", str(run.folder), "--device", run.cfg.device]
     return main + [*run.cfg.flags(everything=True), "--out", str(run.folder)]

@@ -67,7 +67,7 @@ def wait_for_nodes(address, count, timeout=90):
 
 
 def main_py_processes(run_folder):
-    """pid -> parent pid of the main.py processes training `run_folder`."""
+    """pid -> parent pid of the training processes (`python -m dann.train`, main.py's command) of `run_folder`."""
     found = {}
     for stat in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -75,7 +75,7 @@ def main_py_processes(run_folder):
             parent = int((stat.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if any(a.endswith(b"main.py") for a in argv) and str(run_folder).encode() in argv:
+        if b"dann.train" in argv and str(run_folder).encode() in argv:
             found[int(stat.parent.name)] = parent
     return found
 

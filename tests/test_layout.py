@@ -1,6 +1,8 @@
 """The layout the README's code map promises: a package with thin scripts at the root, imports that run
 one way, no sys.path changes, and a torch.hub entry that brings no generic module names along."""
 import ast
+import os
+import shutil
 import subprocess
 import sys
 
@@ -27,7 +29,7 @@ def test_a_script_is_a_command_line_only(script):
     """Its own functions parse flags and hand over to the package; the work is done there."""
     tree = ast.parse((REPO / script).read_text())
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    assert functions <= {"parse_args", "main", "train_seeds", "short_name", "print_table"}, functions
+    assert functions <= {"parse_args", "main", "short_name", "print_table"}, functions
     assert sum(1 for line in (REPO / script).read_text().splitlines() if line.strip()) < 130
 
 
@@ -97,3 +99,30 @@ def test_a_configuration_saved_with_the_old_name_of_the_method_setting_still_loa
     assert cfg.method == "source-only" and cfg.epochs == 3
     with pytest.raises(UserError, match="config.json does not hold the settings"):  # an unknown method, as before
         Config.from_saved({**saved, "mode": "dirt"}, "config.json")
+
+
+@pytest.mark.slow
+def test_the_installed_package_carries_its_models_and_pictures_and_trains_from_any_folder(synthetic_root, tmp_path):
+    """`pip install .` (here: its wheel into a folder of its own), then from a folder outside the clone:
+    `python -m dann.train` trains, the bundled models and the example pictures are found in the package."""
+    wheel, site, elsewhere = tmp_path / "wheel", tmp_path / "site", tmp_path / "elsewhere"
+    build = tmp_path / "clone"  # built from a copy: the build writes build/ and *.egg-info beside the sources
+    shutil.copytree(REPO, build, ignore=shutil.ignore_patterns(".git", "runs", "data", "build", "*.egg-info", "__pycache__"))
+    def pip(*args):
+        r = subprocess.run([sys.executable, "-m", "pip", *args, "-q"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+    pip("wheel", str(build), "--no-deps", "--no-build-isolation", "-w", str(wheel))
+    pip("install", "--no-deps", "--target", str(site), *map(str, wheel.glob("*.whl")))
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "dann.train", "--source", "mnist", "--target", "mnist_m", "--limit", "40",
+                        "--epochs", "1", "--no-download", "--device", "cpu", "--data-dir", str(synthetic_root),
+                        "--out", "run"], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (elsewhere / "run" / "metrics.json").is_file()
+    code = ("import dann.annotate as a, dann.pretrained as p; "
+            "m = p.bundled_model(p.bundled_models()['default']); "
+            "print(p.PRETRAINED_DIR, a.IMAGES_DIR, (a.IMAGES_DIR / 'pencil_7.jpg').is_file(), type(m).__name__)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == [str(site / "dann" / "_pretrained"), str(site / "dann" / "_images"), "True", "DANN"]
