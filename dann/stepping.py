@@ -2,19 +2,21 @@
 epoch's batches drawn by index from sets resident on the device, the model and its optimizer, and
 the step itself (gather, augmentation, schedule, the method's loss, backward, update, the average
 of the weights) as one function of device tensors, which on a GPU is captured once as a CUDA graph.
-dann/training.py runs it in the loop with its run folder; bench.py and the tests build it alone.
+Then the loop that runs it, epoch by epoch, calling back what surrounds a run (dann/training.py: its
+folder, console, evaluation, saving); bench.py and the tests build the step alone.
 """
 import copy
 import itertools
 import math
 import sys
 from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import torch
 from tqdm import tqdm
 
 from dann.augment import augmented
-from dann.methods import Batch, bf16_autocast
+from dann.methods import Batch, Method, bf16_autocast
 from dann.models import DANN
 
 # ---------------------------------------------------------------- schedule and batches
@@ -214,3 +216,62 @@ class CapturedStep:
             return
         self.graph = graph
         graph.replay()
+
+
+# ---------------------------------------------------------------- the loop
+
+@dataclass
+class Run:
+    """What a run trains with, built by setup(): the model and its optimizer, the models that
+    train beside it, the step and its state, and the shape of the schedule."""
+    cfg: Any  # a dann.config.Config
+    method: Method
+    model: DANN
+    opt: torch.optim.Optimizer
+    ema: Optional[DANN]  # --ema's average, which is then the model evaluated and shared
+    teacher: Optional[DANN]  # the model the method follows, if it follows one
+    step: Callable[[], None]  # one training step
+    state: StepState
+    sizes: list  # the sizes of the training sets the step draws from (labelled, unlabelled)
+    steps_per_epoch: int
+    total_steps: int
+    class_names: tuple  # what the model's outputs mean, saved with it
+    init_note: Optional[str] = None  # "unfinished, step K of N" when --init names an unfinished run
+
+    @property
+    def evaluated(self):
+        """The model reported, evaluated and saved for sharing."""
+        return self.model if self.ema is None else self.ema
+
+    @property
+    def companions(self):
+        """The models a checkpoint carries beside the trained one (None where absent; a mean teacher is the ema)."""
+        return {"ema": self.ema, "teacher": None if self.teacher is self.ema else self.teacher}
+
+    def start_epoch(self, epoch):
+        """Load the epoch's batches (a pure function of seed and epoch) and reset its sums."""
+        device = self.state.batches.device
+        self.state.batches.copy_(epoch_indices(self.sizes, self.steps_per_epoch, self.cfg.batch_size, self.cfg.seed,
+                                               epoch, device))
+        self.state.sums.zero_()
+
+
+def train_steps(run, step, shell):
+    """The loop, from `step` to the run's last: epoch by epoch, the epoch's batches drawn, then its
+    steps, a teacher moved after each. Between them it calls `shell`, what surrounds the run (checks,
+    console, curves, evaluation, saving: dann/training.py's Surroundings): after_step(step) after every
+    step, end_of_steps(step, first) at an epoch's end or where a stop ended it, stop_requested() to
+    end early. -> the step reached."""
+    while step < run.total_steps and not shell.stop_requested():
+        epoch, first = divmod(step, run.steps_per_epoch)
+        run.start_epoch(epoch)
+        for _ in range(first, run.steps_per_epoch):
+            run.step()
+            step += 1
+            if run.method.teacher:
+                run.method.teacher.after_step(run.teacher, run.evaluated, step, run.cfg)
+            shell.after_step(step)
+            if shell.stop_requested():
+                break
+        shell.end_of_steps(step, first)
+    return step

@@ -1,6 +1,7 @@
-"""The training engine behind main.py: the task's data, the loop (dann/stepping.py's step, evaluation,
-saving) and its run folder. No command line here: main.py turns flags into a `config.Config` and calls
-train(); bench.py and the tests build the same step with setup().
+"""The training engine behind main.py: the task's data, a run's setup, and what surrounds the loop
+(dann/stepping.py's train_steps): its run folder, checks, console, curves, evaluation and saving.
+No command line here: main.py turns flags into a `config.Config` and calls train(); bench.py and the
+tests build the same step with setup().
 
 Both training sets live on the training device as uint8 and batches are gathered there by
 index: no DataLoader and no per-sample Python in the loop. The whole step (gather, optional
@@ -13,9 +14,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
@@ -23,15 +22,15 @@ from tqdm import tqdm
 from dann import datasets, outputs, runs, trust
 from dann.checkpoints import restore, save_resumable
 from dann.common import UserError
-from dann.config import Config, pick_device
+from dann.config import pick_device
 from dann.curves import Curves
 from dann.domains import SPLITS, is_folder, source_parts
 from dann.evaluation import evaluate, shown
-from dann.methods import METHODS, Method
-from dann.models import DANN
+from dann.methods import METHODS
 from dann.pretrained import start_from
 from dann.scores import label_free_report
-from dann.stepping import StepState, drawn_sizes, epoch_indices, epoch_length, frozen_copy, make_step, model_and_optimizer
+from dann.stepping import (Run, drawn_sizes, epoch_length, frozen_copy, make_step, model_and_optimizer,
+                           train_steps)
 from dann.stopping import stop_requests
 
 def load_data(cfg, device, skipped=None):
@@ -152,42 +151,6 @@ def seed_summary(finished, row):
 
 # ---------------------------------------------------------------- setup
 
-@dataclass
-class Run:
-    """What a run trains with, built by setup(): the model and its optimizer, the models that
-    train beside it, the step and its state, and the shape of the schedule."""
-    cfg: Config
-    method: Method
-    model: DANN
-    opt: torch.optim.Optimizer
-    ema: Optional[DANN]  # --ema's average, which is then the model evaluated and shared
-    teacher: Optional[DANN]  # the model the method follows, if it follows one
-    step: Callable[[], None]  # one training step
-    state: StepState
-    sizes: list  # the sizes of the training sets the step draws from (labelled, unlabelled)
-    steps_per_epoch: int
-    total_steps: int
-    class_names: tuple  # what the model's outputs mean, saved with it
-    init_note: Optional[str] = None  # "unfinished, step K of N" when --init names an unfinished run
-
-    @property
-    def evaluated(self):
-        """The model reported, evaluated and saved for sharing."""
-        return self.model if self.ema is None else self.ema
-
-    @property
-    def companions(self):
-        """The models a checkpoint carries beside the trained one (None where absent; a mean teacher is the ema)."""
-        return {"ema": self.ema, "teacher": None if self.teacher is self.ema else self.teacher}
-
-    def start_epoch(self, epoch):
-        """Load the epoch's batches (a pure function of seed and epoch) and reset its sums."""
-        device = self.state.batches.device
-        self.state.batches.copy_(epoch_indices(self.sizes, self.steps_per_epoch, self.cfg.batch_size, self.cfg.seed,
-                                               epoch, device))
-        self.state.sums.zero_()
-
-
 def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
     """The model, optimizer, companions and step of a run on `sets` (load_data's dict; the
     training sets are enough): what train() runs and bench.py times. resume_from: a run folder
@@ -247,7 +210,7 @@ def train(cfg, out, resume=False):
 
 def train_in(run, sets, out, progress, device):
     """The loop of train(), in its claimed run folder."""
-    cfg, steps_per_epoch, total_steps, stats = run.cfg, run.steps_per_epoch, run.total_steps, run.method.stats
+    cfg, steps_per_epoch, total_steps = run.cfg, run.steps_per_epoch, run.total_steps
     if progress["step"] >= total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
     # saved in each checkpoint: a reader can tell a finished model, and name its classes
@@ -258,38 +221,8 @@ def train_in(run, sets, out, progress, device):
 
     curves = Curves(out)
     bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
-    step, started = progress["step"], time.time() - progress["wall_time_s"]
-    last_saved = progress["step"] if runs.status(out) != "new" else None
-    check_every = 1 if device.type == "cpu" else 50  # a check reads values back, which stalls a GPU
     with stop_requests() as stop, closing(curves, bar):
-        while step < total_steps and not stop["now"]:
-            epoch, first = divmod(step, steps_per_epoch)
-            run.start_epoch(epoch)
-            for _ in range(first, steps_per_epoch):
-                run.step()
-                step += 1
-                bar.update()
-                if run.method.teacher:
-                    run.method.teacher.after_step(run.teacher, run.evaluated, step, cfg)
-                if step % check_every == 0:
-                    check_finite(run, step, out, last_saved)
-                if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
-                    log_step(bar, curves, step, dict(zip(stats, run.state.last.tolist())), run.state.lr.item())
-                if stop["now"]:
-                    break
-            check_finite(run, step, out, last_saved)
-            epoch_done = step % steps_per_epoch == 0
-            if epoch_done:
-                means = dict(zip(stats, (run.state.sums / (steps_per_epoch - first)).tolist()))
-                progress["history"].append(end_of_epoch(run.evaluated, sets, cfg, step // steps_per_epoch, means,
-                                                        step == total_steps, curves, bar))
-            if step == total_steps:
-                labelled = run.method.labelled or "source"  # the domain whose labels it learnt, directly or not
-                progress.update(trust.decide(run.evaluated, sets.of(labelled, "test"), sets.target_train[0]))
-            progress.update(step=step, wall_time_s=time.time() - started)
-            if stop["now"] or step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.save_every == 0):
-                save_checkpoint(run, cfg, progress, out)
-                last_saved = step
+        step = train_steps(run, progress["step"], Surroundings(run, sets, out, progress, device, stop, curves, bar))
     if step < total_steps:
         print(f"stopped at step {step}/{total_steps}; saved. Continue with: python main.py --resume {runs.shown(out)}",
               file=sys.stderr)
@@ -299,6 +232,48 @@ def train_in(run, sets, out, progress, device):
     print(f"final model: source test {shown(final['source_test_acc'])}, target test {shown(final['target_test_acc'])}; "
           f"{out}/metrics.json", file=sys.stderr)
     return metrics
+
+
+class Surroundings:
+    """What the loop (dann/stepping.py's train_steps) calls between steps, in the run folder `out`:
+    the checks, the progress bar and curves, evaluation at an epoch's end, the calibration of the
+    final model, and saving."""
+
+    def __init__(self, run, sets, out, progress, device, stop, curves, bar):
+        self.run, self.sets, self.out, self.progress, self.stop, self.curves, self.bar = (
+            run, sets, out, progress, stop, curves, bar)
+        self.check_every = 1 if device.type == "cpu" else 50  # a check reads values back, which stalls a GPU
+        self.last_saved = progress["step"] if runs.status(out) != "new" else None
+        self.started = time.time() - progress["wall_time_s"]
+
+    def stop_requested(self):
+        return self.stop["now"]
+
+    def after_step(self, step):
+        self.bar.update()
+        if step % self.check_every == 0:
+            check_finite(self.run, step, self.out, self.last_saved)
+        if step % 50 == 0:  # reading values back syncs the GPU: do it rarely
+            state = self.run.state
+            log_step(self.bar, self.curves, step, dict(zip(self.run.method.stats, state.last.tolist())), state.lr.item())
+
+    def end_of_steps(self, step, first):
+        """At an epoch's end, or where a stop request ended the epoch early at `step` (it began at `first`)."""
+        run, cfg, progress = self.run, self.run.cfg, self.progress
+        check_finite(run, step, self.out, self.last_saved)
+        epoch_done = step % run.steps_per_epoch == 0
+        if epoch_done:
+            means = dict(zip(run.method.stats, (run.state.sums / (run.steps_per_epoch - first)).tolist()))
+            progress["history"].append(end_of_epoch(run.evaluated, self.sets, cfg, step // run.steps_per_epoch, means,
+                                                    step == run.total_steps, self.curves, self.bar))
+        if step == run.total_steps:
+            labelled = run.method.labelled or "source"  # the domain whose labels it learnt, directly or not
+            progress.update(trust.decide(run.evaluated, self.sets.of(labelled, "test"), self.sets.target_train[0]))
+        progress.update(step=step, wall_time_s=time.time() - self.started)
+        if self.stop["now"] or step == run.total_steps or (
+                epoch_done and (step // run.steps_per_epoch) % cfg.save_every == 0):
+            save_checkpoint(run, cfg, progress, self.out)
+            self.last_saved = step
 
 
 def save_checkpoint(run, cfg, progress, out):
