@@ -43,7 +43,7 @@ def test_nothing_changes_sys_path():
     assert [str(p.relative_to(REPO)) for p in python_files() if changes_sys_path(p)] == []
 
 
-CORE = {"models", "augment", "methods", "stepping"}  # networks, augmentation, losses, the step: the research
+CORE = {"models", "augment", "methods", "stepping"}  # networks, augmentation, losses, the step and loop: the research
 BELOW_THE_CORE = {"common"}  # the one error type a bad setting raises
 
 
