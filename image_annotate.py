@@ -33,7 +33,7 @@ from dann.annotate import destinations, expand, has_display, model_tag, process
 from dann.checkpoints import class_names, load_checkpoint
 from dann.runs import unfinished
 from dann.common import UserError
-from dann.evaluation import model_trust
+from dann.pretrained import model_trust
 from dann.trust import SURE_FLOOR, sure_at
 from dann.fonts import drawable
 from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint

@@ -27,7 +27,7 @@ from dann.config import add_flags, pick_device
 from dann.fonts import drawable
 from dann.methods import METHODS
 from dann.domains import DOMAINS, default_root, fetch_command, is_folder, source_parts
-from dann.pretrained import add_checkpoint_flags, format_bundled, resolve_checkpoint
+from dann.pretrained import add_checkpoint_flags, evaluation_folder, format_bundled, model_trust, resolve_checkpoint
 from dann.scores import label_free_report
 
 
@@ -60,7 +60,7 @@ def main(argv=None):
     cfg, note, names = ckpt["config"], unfinished(ckpt, path), class_names(ckpt)
     print(f"model: {path} ({why}{'; ' + note if note else ''}); {cfg['method']}, {cfg['source']} -> "
           f"{cfg['target']}, step {ckpt['step']}", file=sys.stderr if args.json else sys.stdout)
-    out_dir = args.out_dir or evaluation.evaluation_folder(path)
+    out_dir = args.out_dir or evaluation_folder(path)
     sources = source_parts(cfg["source"])
     roles = {**dict.fromkeys(sources, "source"), cfg["target"]: "target"}
     if args.domains:  # what was asked about; the model's own domains too where their test files are here already
@@ -71,7 +71,7 @@ def main(argv=None):
     roles.update({d: "extra" for d in args.domains if d not in roles})
     evaluation.claim_evaluation_folder(out_dir, path, list(roles))
     results = evaluation.test_reports(model, roles, names, args.data_dir, not args.no_download, device,
-                                      trust=evaluation.model_trust(ckpt, path))
+                                      trust=model_trust(ckpt, path))
     report = {"checkpoint": str(path.resolve()), "chosen": why, "method": cfg["method"], "step": ckpt["step"],
               "finished": note is None, "domains": results}
     if args.scores:

@@ -70,3 +70,19 @@ def write_failure(folder, error):
     text = str(error).strip()
     reason = getattr(error, "strerror", None) or (text.splitlines()[0] if text else type(error).__name__)
     return reason, "check the folder and the disk, then try again"
+
+
+def mismatched_torchvision():
+    """What to say when torchvision's compiled operators do not load into this torch: each torch
+    2.N needs torchvision 0.(N + 15), built for the same device (a CPU-only torch with a CUDA
+    torchvision, or the reverse, fails the same way)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        torch_version, vision_version = version("torch"), version("torchvision")
+    except PackageNotFoundError:
+        return "torch or torchvision is not installed; install both with: pip install -r requirements.txt"
+    release = torch_version.split("+")[0]
+    minor = int(release.split(".")[1])
+    index = "--index-url https://download.pytorch.org/whl/cpu " if "+cpu" in torch_version else ""
+    return (f"torchvision {vision_version} does not fit torch {torch_version} (its operators do not load); install "
+            f"the matching pair with: pip install {index}torch=={release} torchvision==0.{minor + 15}.*")

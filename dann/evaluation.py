@@ -9,7 +9,6 @@ import torch
 from dann import outputs
 from dann.common import UserError
 from dann.fonts import drawable, font_for
-from dann.pretrained import PRETRAINED_DIR, bundled_entry
 from dann.trust import calibrated, risk_coverage, sure_at
 
 
@@ -33,16 +32,6 @@ def evaluate(model, sets):
 def shown(acc):
     """An accuracy as the scripts print it, or why there is none."""
     return "none (an unlabelled target)" if acc is None else f"{acc:.4f}"
-
-
-def model_trust(ckpt, path):
-    """{"temperature", "unsure_below"} of a model (dann/trust.py): a bundled model's from the registry,
-    where `dann.bundle --remeasure` keeps them, else the checkpoint's (a finished run stores them);
-    a model from before calibration reads its raw probabilities (temperature 1) against its own
-    threshold, or none."""
-    entry = bundled_entry(path) or {}
-    found = entry if "temperature" in entry else ckpt if "unsure_below" in ckpt else entry
-    return {"temperature": found.get("temperature", 1.0), "unsure_below": found.get("unsure_below")}
 
 
 def confusion_matrix(labels, predictions, classes):
@@ -132,18 +121,6 @@ def save_confusion_figure(name, result, path, class_names):
     fig.tight_layout()
     outputs.write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-
-
-def evaluation_folder(path):
-    """Where an evaluation of checkpoint `path` writes by default: figures/<name>/, a name of its
-    own for each checkpoint, so that it never lands in pretrained/ or beside another run's files."""
-    if path.parent == PRETRAINED_DIR:
-        return Path("figures") / path.stem
-    try:
-        shown = path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:  # outside the current folder: its absolute path names it
-        shown = path.resolve()
-    return Path("figures") / "-".join(part for part in shown.with_suffix("").parts if part not in ("/", ".."))
 
 
 RISK_COVERAGE = "risk_coverage.png"

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from dann.cli import mismatched_torchvision
+from dann.common import mismatched_torchvision
 
 IMAGE_SIZE = 28
 NOT_PICTURES = (".pdf", ".eps", ".ps")  # PIL opens them through Ghostscript, as pages, not pictures

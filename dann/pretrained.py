@@ -145,3 +145,25 @@ def start_from(model, spec, classes):
 def shown_classes(names, most=6):
     """Class names for a message: their count, and the first few."""
     return f"{len(names)} ({', '.join(names[:most])}{', ...' if len(names) > most else ''})"
+
+
+def model_trust(ckpt, path):
+    """{"temperature", "unsure_below"} of a model (dann/trust.py): a bundled model's from the registry,
+    where `dann.bundle --remeasure` keeps them, else the checkpoint's (a finished run stores them);
+    a model from before calibration reads its raw probabilities (temperature 1) against its own
+    threshold, or none."""
+    entry = bundled_entry(path) or {}
+    found = entry if "temperature" in entry else ckpt if "unsure_below" in ckpt else entry
+    return {"temperature": found.get("temperature", 1.0), "unsure_below": found.get("unsure_below")}
+
+
+def evaluation_folder(path):
+    """Where an evaluation of checkpoint `path` writes by default: figures/<name>/, a name of its
+    own for each checkpoint, so that it never lands in pretrained/ or beside another run's files."""
+    if path.parent == PRETRAINED_DIR:
+        return Path("figures") / path.stem
+    try:
+        shown = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:  # outside the current folder: its absolute path names it
+        shown = path.resolve()
+    return Path("figures") / "-".join(part for part in shown.with_suffix("").parts if part not in ("/", ".."))

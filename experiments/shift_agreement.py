@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dann import evaluation, scores
+from dann import scores
 from dann.checkpoints import class_names, load_checkpoint
 from dann.common import REPO
 from dann.pictures import picture_to_digit
-from dann.pretrained import bundled_models, resolve_checkpoint
+from dann.pretrained import bundled_models, model_trust, resolve_checkpoint
 from dann.trust import RISK, calibrated, sure_at
 from experiments.not_digits import digits, not_digits
 from experiments.trust_report import CHOSEN_ON, labelled_sets, labelled_task, reader_goal
@@ -59,7 +59,7 @@ def marking(chances, agree, threshold, correct=None):
 def rows(spec, tests, data_dir):
     path = resolve_checkpoint(spec)[0]
     model, ckpt = load_checkpoint(path)
-    trust = evaluation.model_trust(ckpt, path)
+    trust = model_trust(ckpt, path)
     sets = labelled_task(ckpt["config"], data_dir)
     for name, (images, labels) in tests.items():
         chances, read, agree = readings(model, images, trust["temperature"])
@@ -99,7 +99,7 @@ def pictures_report(models, data_dir):
     for spec in models:
         path = resolve_checkpoint(spec)[0]
         model, ckpt = load_checkpoint(path)
-        trust = evaluation.model_trust(ckpt, path)
+        trust = model_trust(ckpt, path)
         chances, _, agree = readings(model, pictures, trust["temperature"])
         marks = marking(chances, agree, trust["unsure_below"])
         chance, read, agree = readings(model, pencil, trust["temperature"])

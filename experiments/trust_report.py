@@ -19,7 +19,7 @@ from dann import datasets, evaluation, scores
 from dann.checkpoints import class_names, load_checkpoint
 from dann.domains import source_parts
 from dann.pictures import picture_to_digit
-from dann.pretrained import bundled_models, resolve_checkpoint
+from dann.pretrained import bundled_models, model_trust, resolve_checkpoint
 from experiments.photo_digits import make_set
 
 ESTIMATORS = ("estimated_accuracy", "doc", "cot")  # ATC, DoC, COT
@@ -52,7 +52,7 @@ def labelled_task(cfg, data_dir):
 def rows(spec, tests, data_dir):
     path = resolve_checkpoint(spec)[0]
     model, ckpt = load_checkpoint(path)
-    trust, names = evaluation.model_trust(ckpt, path), class_names(ckpt)
+    trust, names = model_trust(ckpt, path), class_names(ckpt)
     sets = labelled_task(ckpt["config"], data_dir)
     for name, (images, labels) in tests.items():
         report = evaluation.domain_report(model, images, labels, "extra", names, trust)

@@ -332,7 +332,7 @@ def test_a_finished_run_carries_its_calibration_and_threshold(trained_run):
     for key in ("temperature", "unsure_below"):
         assert ckpt[key] == metrics[key] == checkpoints.weights_only(ckpt)[key]
         assert math.isclose(ckpt[key], again[key], rel_tol=1e-4)
-    assert evaluation.model_trust(ckpt, run / "checkpoint.pt") == again
+    assert pretrained.model_trust(ckpt, run / "checkpoint.pt") == again
 
 
 @pytest.mark.slow
