@@ -7,9 +7,7 @@ README's pencil 7. Last, the two adoption rules RESULTS.md wrote down before any
 
     python -m experiments.shift_agreement --data-dir data      # MNIST, MNIST-M and synth in data/
 """
-import argparse
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +20,7 @@ from dann.pictures import picture_to_digit
 from dann.pretrained import bundled_models, model_trust, resolve_checkpoint
 from dann.trust import RISK, calibrated, sure_at
 from experiments.not_digits import digits, not_digits
-from experiments.trust_report import CHOSEN_ON, labelled_sets, labelled_task, reader_goal
+from experiments.trust_report import CHOSEN_ON, labelled_sets, labelled_task, parse_args, reader_goal
 
 ATC_ERROR_ON_THE_FOUR = 0.0443  # RESULTS.md: ATC's mean absolute error on the four models, to beat
 THRESHOLD_ALONE_DISTANCE = 0.0269  # mean |sure error - .01| of the threshold alone on the four
@@ -135,12 +133,7 @@ def verdict(table):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=None, help="dataset folder with MNIST, MNIST-M and synth (default: ./data)")
-    p.add_argument("--photographs", type=Path, default=Path("photo_digits"), help="the photograph set (made if absent)")
-    p.add_argument("--models", nargs="+", default=list(bundled_models()["models"]), metavar="NAME|PATH",
-                   help="bundled model names, checkpoint files or run folders (default: every bundled model)")
-    args = p.parse_args()
+    args = parse_args(__doc__)
     tests = labelled_sets(args.data_dir, args.photographs)
     table = [row for spec in args.models for row in rows(spec, tests, args.data_dir)]
     print_table(table, bundled_models()["default"])

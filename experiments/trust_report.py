@@ -68,13 +68,18 @@ def reader_goal(row):
     return (row["sure_accuracy"] or 0) >= 0.99 and row["not_sure_share"] <= 2 * (1 - row["accuracy"]) + 0.02
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(description):
+    """--data-dir, --photographs, --models: what a report over the bundled models and the sets at hand reads."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None, help="dataset folder with MNIST, MNIST-M and synth (default: ./data)")
     p.add_argument("--photographs", type=Path, default=Path("photo_digits"), help="the photograph set (made if absent)")
     p.add_argument("--models", nargs="+", default=list(bundled_models()["models"]), metavar="NAME|PATH",
                    help="bundled model names, checkpoint files or run folders (default: every bundled model)")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main():
+    args = parse_args(__doc__)
     tests = labelled_sets(args.data_dir, args.photographs)
     table = [row for spec in args.models for row in rows(spec, tests, args.data_dir)]
     default = bundled_models()["default"]
