@@ -185,8 +185,9 @@ def setup(cfg, sets, device, resume_from=None, first_step=0, read_init=True):
 # ---------------------------------------------------------------- the loop
 
 def train(cfg, out, resume=False):
-    """Train (or, with resume, continue) the run in folder `out`; returns its metrics, or None if
-    Ctrl-C or SIGTERM stopped it (then it is saved and `python main.py --resume out` continues it)."""
+    """Train (or, with resume, continue) the run in folder `out`: its data, its setup, the loop, its
+    metrics; returns them, or None if Ctrl-C or SIGTERM stopped it (then it is saved and `python
+    main.py --resume out` continues it)."""
     out = Path(out)
     device = pick_device(cfg.device)
     check_batch_fits(cfg, device)
@@ -205,30 +206,34 @@ def train(cfg, out, resume=False):
         run, progress = setup(cfg, sets, device, resume_from=out if resume and saved else None)
         if not (resume and saved):
             runs.write_config(out, cfg)
-        return train_in(run, sets, out, progress, device)
+        announce(run, progress, out, device)
+        curves = Curves(out)
+        bar = tqdm(total=run.total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
+        with stop_requests() as stop, closing(curves, bar):
+            step = train_steps(run, progress["step"], Surroundings(run, sets, out, progress, device, stop, curves, bar))
+        return finish(run, progress, out, device, step)
 
 
-def train_in(run, sets, out, progress, device):
-    """The loop of train(), in its claimed run folder."""
-    cfg, steps_per_epoch, total_steps = run.cfg, run.steps_per_epoch, run.total_steps
-    if progress["step"] >= total_steps:
+def announce(run, progress, out, device):
+    """Refuse a finished run; else say what trains where, in one line."""
+    cfg = run.cfg
+    if progress["step"] >= run.total_steps:
         raise UserError(f"--resume {out}: that run already finished; its results are in {out}/metrics.json")
     # saved in each checkpoint: a reader can tell a finished model, and name its classes
-    progress.update(total_steps=total_steps, class_names=list(run.class_names))
+    progress.update(total_steps=run.total_steps, class_names=list(run.class_names))
     init = f"; from --init {cfg.init}: {run.init_note}" if run.init_note else ""
     print(f"{cfg.source} -> {cfg.target}, {cfg.method}, arch {cfg.arch}, {cfg.epochs} epochs x "
-          f"{steps_per_epoch} steps on {device}; run folder {out}{init}", file=sys.stderr)
+          f"{run.steps_per_epoch} steps on {device}; run folder {out}{init}", file=sys.stderr)
 
-    curves = Curves(out)
-    bar = tqdm(total=total_steps, initial=progress["step"], unit="step", dynamic_ncols=True)
-    with stop_requests() as stop, closing(curves, bar):
-        step = train_steps(run, progress["step"], Surroundings(run, sets, out, progress, device, stop, curves, bar))
-    if step < total_steps:
-        print(f"stopped at step {step}/{total_steps}; saved. Continue with: python main.py --resume {runs.shown(out)}",
+
+def finish(run, progress, out, device, step):
+    """After the loop: a stopped run says how to continue it (None); a finished one writes its metrics."""
+    if step < run.total_steps:
+        print(f"stopped at step {step}/{run.total_steps}; saved. Continue with: python main.py --resume {runs.shown(out)}",
               file=sys.stderr)
         return None
     final = {k: progress["history"][-1][k] for k in ("source_test_acc", "target_test_acc")}
-    metrics = write_metrics(out, cfg, progress, final, device)
+    metrics = write_metrics(out, run.cfg, progress, final, device)
     print(f"final model: source test {shown(final['source_test_acc'])}, target test {shown(final['target_test_acc'])}; "
           f"{out}/metrics.json", file=sys.stderr)
     return metrics
