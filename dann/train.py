@@ -21,6 +21,7 @@ if __name__ == "__main__":  # python -m dann.train: as main.py does, before torc
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from dann import launchers, outputs, runs, sweep, training
@@ -29,7 +30,9 @@ from dann.config import Config, add_flags, flag_name
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # named as it was called: main.py, or the package's module rather than its file name
+    prog = "python -m dann.train" if Path(sys.argv[0]).resolve() == Path(__file__).resolve() else None
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run = add_flags(p)["run"]
     run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<source>-<target>-<method>-<time>)")
     run.add_argument("--resume", type=Path, default=None, metavar="DIR",
