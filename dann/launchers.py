@@ -127,7 +127,7 @@ class OnRay:
         local = {"include_dashboard": False} if self.cluster == "auto" else {}
         try:
             self.ray.init(address="local" if self.cluster == "auto" else self.cluster, log_to_driver=False,
-                          logging_level="ERROR", runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, **local)
+                          logging_level="ERROR", runtime_env={"env_vars": {"PYTHONPATH": importable()}}, **local)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UserError(f"--cluster {self.cluster}: no Ray cluster could be joined ({str(e).splitlines()[0]}); "
                             "start one with: ray start --head, then pass the address it prints, or use --cluster auto"
