@@ -20,6 +20,7 @@ from dann.models import DANN
 TASKS = {  # name: (source, target, source train size, target train size, arch)
     "svhn-mnist": ("svhn", "mnist", 73_257, 60_000, "svhn"),
     "mnist-mnist_m": ("mnist", "mnist_m", 60_000, 59_001, "mnist"),
+    "mnist-mnist_m-bn": ("mnist", "mnist_m", 60_000, 59_001, "mnist-bn"),  # French et al.'s network
 }
 BATCH = 128
 EPOCHS = 100  # the paper's schedule, for the projection

@@ -239,7 +239,7 @@ def self_ensemble(model, batch, p, cfg):
     scaled by the confident share) that keeps the predictions from collapsing onto a few classes.
     Weights as in the paper: --consistency-weight 3 on both, --balance-weight 0.005 on the second."""
     n = len(batch.images)
-    logits = model(augmented("french", torch.cat([batch.images, batch.unlabelled]))).float()
+    logits = model.classify_apart(augmented("french", torch.cat([batch.images, batch.unlabelled])), n).float()
     class_loss = F.cross_entropy(logits[:n], batch.labels)
     student, teacher = F.softmax(logits[n:], 1), batch.teacher_probs
     confident = (teacher.max(1).values > cfg.confidence).float()

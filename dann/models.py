@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from dann.common import UserError
 
-ARCHS = ("mnist", "svhn")  # the paper's networks; which one a task uses by default: domains.default_arch
+ARCHS = ("mnist", "svhn", "mnist-bn")  # the paper's two and French et al.'s; a task's default: domains.default_arch
 INPUT_NORMS = ("standardize", "scale")  # what a network makes of its pixels: DANN.prepare
 
 
@@ -64,12 +64,18 @@ def feature_extractor(arch):
             nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
             nn.Conv2d(64, 128, 5, padding=2), nn.ReLU(inplace=True),
             nn.Flatten())
+    if arch == "mnist-bn":  # French et al.'s mnist-bn-32-64-256: 28 -> 24 -> 12 -> 10 -> 8 -> 4: 64 x 4 x 4
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 5), nn.BatchNorm2d(32), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 64, 3), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.5))  # their dropout, on the flattened features
     raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
 
 
-FEATURES = {"mnist": 48 * 4 * 4, "svhn": 128 * 6 * 6}
-LABEL_HIDDEN = {"mnist": (100, 100), "svhn": (3072, 2048)}
-DOMAIN_HIDDEN = {"mnist": (100,), "svhn": (1024, 1024)}
+FEATURES = {"mnist": 48 * 4 * 4, "svhn": 128 * 6 * 6, "mnist-bn": 64 * 4 * 4}
+LABEL_HIDDEN = {"mnist": (100, 100), "svhn": (3072, 2048), "mnist-bn": (256,)}
+DOMAIN_HIDDEN = {"mnist": (100,), "svhn": (1024, 1024), "mnist-bn": (100,)}
 
 
 def initialise(model):
@@ -112,6 +118,7 @@ class DANN(nn.Module):
         if input_norm not in INPUT_NORMS:
             raise UserError(f"unknown input normalisation {input_norm!r}; choose one of {', '.join(INPUT_NORMS)}")
         self.features = feature_extractor(arch)
+        self.batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in self.features)
         self.label_classifier = _mlp((FEATURES[arch], *LABEL_HIDDEN[arch], classes), dropout)
         self.grl = GradientReversal()
         self.domain_classifier = _mlp((FEATURES[arch], *DOMAIN_HIDDEN[arch], 2), dropout)
@@ -119,6 +126,15 @@ class DANN(nn.Module):
 
     def forward(self, images):
         return self.classify(self.prepare(images))
+
+    def classify_apart(self, images, n):
+        """Class logits of pictures whose first n come from one domain and the rest from another. With
+        batch norm each domain's part is normalised by its own batch statistics, as French et al. train
+        (one batch's statistics shared by two domains mix what the network is to tell apart); without
+        it, one pass."""
+        if not self.batch_norm:
+            return self(images)
+        return torch.cat([self(images[:n]), self(images[n:])])
 
     def prepare(self, images):
         """The network's input from pictures: standardized (each picture's channels at zero mean and unit
@@ -133,7 +149,10 @@ class DANN(nn.Module):
         """-> (class logits of the labelled images, and of the unlabelled ones if asked; domain
         logits of all of them). DANN's own loss needs the labelled half's class logits only,
         and with the svhn network that halves the work of its largest layers."""
-        f = self.features(self.prepare(torch.cat([labelled, unlabelled])))
+        if self.batch_norm:  # each domain normalised by its own batch statistics (classify_apart)
+            f = torch.cat([self.features(self.prepare(x)) for x in (labelled, unlabelled)])
+        else:
+            f = self.features(self.prepare(torch.cat([labelled, unlabelled])))
         logits = self.label_classifier(f if classify_unlabelled else f[:len(labelled)])
         return logits, self.domain_classifier(self.grl(f))
 

@@ -109,9 +109,12 @@ def frozen_copy(model):
     return ema
 
 
-def averaged_tensors(model):
+def averaged_tensors(model, weights_only=False):
     """What --ema averages: the weights and the batch-norm statistics (every floating-point
-    tensor of the state dict), so that the averaged model's normalisation fits its weights."""
+    tensor of the state dict), so that the averaged model's normalisation fits its weights. A mean
+    teacher averages the weights only (French et al.): its statistics are its own (make_step)."""
+    if weights_only:
+        return list(model.parameters())
     return [t for t in model.state_dict().values() if t.is_floating_point()]
 
 
@@ -141,9 +144,14 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
     steps_per_epoch = total_steps // cfg.epochs
     lr, recipe = opt.param_groups[0]["lr"], cfg.recipe
     n_stats, n_batches = len(method.stats), (images is not None) + (unlabelled is not None)
-    averaged, trained = ([], []) if ema is None else (averaged_tensors(ema), averaged_tensors(model))
+    mean_teacher = teacher is not None and teacher is ema
+    averaged, trained = ([], []) if ema is None else (averaged_tensors(ema, mean_teacher),
+                                                      averaged_tensors(model, mean_teacher))
     decay = cfg.ema if decay is None else decay
     teacher_view = (method.teacher and method.teacher.view) or (lambda x: x)
+    # French et al.'s mean teacher reads in training mode: it normalises each target batch by that
+    # batch's statistics, and its running statistics, used where it is evaluated, follow the target alone
+    teacher_in_training_mode = mean_teacher and model.batch_norm
     state = StepState(step=torch.tensor(first_step, device=device), lr=lr,
                       batches=torch.zeros(steps_per_epoch, n_batches, cfg.batch_size, dtype=torch.long, device=device),
                       sums=torch.zeros(n_stats, device=device), last=torch.zeros(n_stats, device=device))
@@ -160,7 +168,9 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
             batch.unlabelled = unlabelled.index_select(0, next(indices))
         if teacher is not None:  # on the plain images unless the method says otherwise: a teacher
             with torch.no_grad():  # unsure of --augment's shifted ones would hold the model there
+                teacher.train(teacher_in_training_mode)
                 batch.teacher_probs = torch.softmax(teacher(teacher_view(batch.unlabelled)).float(), 1)
+                teacher.eval()
         if cfg.augment:
             batch.images, batch.unlabelled = (x if x is None else augmented("light", x)
                                               for x in (batch.images, batch.unlabelled))
