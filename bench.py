@@ -1,6 +1,6 @@
 """Training throughput: this project's step against the usual DataLoader pipeline.
 
-    python bench.py                       # both tasks, on the CPU and (when present) the GPU
+    python bench.py                       # every task, on the CPU and (when present) the GPU
     python bench.py --devices cuda --tasks svhn-mnist --steps 2000
     python bench.py --real                # the real training sets, where downloaded
 

@@ -53,7 +53,8 @@ class TaskSettings:
                         "augmented target pictures on strongly augmented ones (Berthelot et al. 2022)", "task",
                         choices=METHODS)
     arch: typing.Optional[str] = setting(None, "network; default: the paper's for the source (svhn for svhn, mnist "
-                                         "otherwise)", "task", choices=ARCHS)
+                                         "otherwise); mnist-bn: French et al.'s digit network with batch norm, each "
+                                         "domain's batch normalised by its own statistics", "task", choices=ARCHS)
     init: typing.Optional[str] = setting(None, "start from the weights of this model (the evaluated ones): a run "
                                          "folder, a checkpoint file or URL, or a bundled model's name; dirt-t "
                                          "needs one, e.g. a dann run, and self-train its teacher, e.g. a dirt-t "

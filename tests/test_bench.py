@@ -22,6 +22,12 @@ def test_the_same_step_check_catches_a_different_update(change):
     assert not check["ok"], check
 
 
+def test_the_fast_step_of_french_et_als_batch_norm_network_matches_the_plain_step():
+    # each domain through the network apart, dropout drawn alike: the check must still hold there
+    check = benchmark.check_same_steps("mnist-bn", torch.device("cpu"), False)
+    assert check["ok"], check
+
+
 @pytest.mark.slow
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"

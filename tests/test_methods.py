@@ -348,6 +348,64 @@ def test_the_mean_teacher_is_an_average_of_the_model_that_gets_no_gradient_and_i
     assert any(not torch.equal(t, s) for t, s in zip(run.teacher.parameters(), start))
 
 
+# ---------------------------------------------------------------- French et al.'s network
+
+def test_the_mnist_bn_network_reads_pictures_into_classes_and_normalises_each_domain_by_its_own_batch():
+    torch.manual_seed(0)
+    model = models.DANN("mnist-bn").train()
+    source, target = (torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8) for _ in range(2))
+    target[:, :, :14] = 0  # another domain: the top half blank
+    assert model.batch_norm and not models.DANN("mnist").batch_norm
+    assert model.features(model.prepare(source)).shape == (6, 64 * 4 * 4) and model(source).shape == (6, 10)
+    model.features[-1].p = 0.0  # dropout off, so that passes can be compared
+    for layer in (model.label_classifier[-1], model.domain_classifier[-1]):
+        torch.nn.init.normal_(layer.weight)  # outputs that show their input (they start at zero)
+    apart = model.classify_apart(torch.cat([source, target]), 6)
+    assert torch.allclose(apart, torch.cat([model(source), model(target)]), atol=1e-5)
+    assert not torch.allclose(apart, model(torch.cat([source, target])), atol=1e-2)  # shared statistics differ
+    logits, domain_logits = model.adversarial(source, target, classify_unlabelled=True)
+    assert torch.allclose(logits, apart, atol=1e-5) and domain_logits.shape == (12, 2)
+
+
+def test_the_mean_teacher_of_a_batch_norm_network_keeps_statistics_of_the_target_alone():
+    # French et al.: the teacher reads each target batch in training mode, so its running statistics (what
+    # it is evaluated with) follow the target; the student's mix both domains; the weights are averaged
+    cfg = Config(source="mnist", target="mnist_m", method="self-ensemble", arch="mnist-bn", batch_size=4, epochs=1,
+                 teacher_ema=0.9)
+    target = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)
+    teachers = []
+    for source in (torch.zeros(8, 3, 28, 28, dtype=torch.uint8), torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8)):
+        torch.manual_seed(0)
+        run, _ = training.setup(cfg, TaskData(source_train=(source, torch.arange(8) % 10), target_train=(target, None)),
+                                torch.device("cpu"))
+        run.start_epoch(0)
+        before = [p.detach().clone() for p in run.teacher.parameters()]
+        run.step()
+        for t, b, m in zip(run.teacher.parameters(), before, run.model.parameters()):
+            assert torch.allclose(t, 0.9 * b + 0.1 * m.detach(), atol=1e-7)
+        assert not run.teacher.training  # evaluated with its running statistics
+        teachers.append((run.teacher.features[1].running_mean.clone(), run.model.features[1].running_mean.clone()))
+    (teacher_a, student_a), (teacher_b, student_b) = teachers
+    assert not torch.equal(teacher_a, torch.zeros(32))  # one reading moved them
+    assert torch.equal(teacher_a, teacher_b)  # whatever the source batch was
+    assert not torch.allclose(student_a, student_b)  # the student's read the source too
+
+
+@pytest.mark.parametrize("stop_after", [3])
+def test_a_batch_norm_networks_statistics_are_restored_on_resume(synthetic_root, tmp_path, monkeypatch, stop_after):
+    cfg = Config(source="mnist", target="mnist_m", data_dir=str(synthetic_root), no_download=True, epochs=2,
+                 batch_size=8, device="cpu", save_every=1, method="self-ensemble", arch="mnist-bn")
+    training.train(cfg, tmp_path / "whole")
+    real_step = ctrl_c_after(monkeypatch, stop_after)
+    assert training.train(cfg, tmp_path / "cut") is None
+    monkeypatch.setattr(stepping, "sgd_step", real_step)
+    training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
+    whole, cut = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "cut"))
+    for part in ("model", "ema"):
+        assert "features.1.running_var" in whole[part]
+        assert all(torch.equal(v, cut[part][k]) for k, v in whole[part].items()), part
+
+
 def test_adamatch_aligns_the_target_class_mix_to_the_source_and_thresholds_relative_to_source_confidence():
     source = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.2, 0.8]])  # mean (0.5, 0.5), mean top 0.85
     target = torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.8, 0.2], [0.8, 0.2]])  # mean (0.8, 0.2): skewed to class 0
