@@ -137,3 +137,23 @@ def test_a_reading_is_sure_with_the_moves_only_where_every_moved_copy_agrees():
     marks = marking(chances, agree, 0.9, correct)
     assert marks["threshold"] == (0.25, 1 / 3)
     assert marks["threshold and moves"] == (0.5, 0.5)
+
+
+def test_energy_is_high_where_no_class_responds_strongly_and_marks_past_its_threshold():
+    from experiments.energy_marking import energy, marking
+
+    class Logits(torch.nn.Module):  # the picture's first pixel scales a fixed response
+        def forward(self, images):
+            return images[:, 0, 0, :10].float() * images[:, 0, 1, :1].float()
+
+        def predict_proba(self, images):
+            return self(images).softmax(1)
+
+    images = torch.zeros(3, 3, 28, 28, dtype=torch.uint8)
+    images[:, 0, 0, :10] = torch.tensor([9, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=torch.uint8)
+    images[:, 0, 1, 0] = torch.tensor([3, 1, 0], dtype=torch.uint8)  # strong, weak, no response: same softmax top
+    e = energy(Logits(), images)
+    assert e[0] < e[1] < e[2] and torch.isclose(e[2], -torch.tensor(10.0).log())
+    marks, read = marking(Logits(), images[:2], {"temperature": 1.0, "unsure_below": 0.0}, energy_above=e[0].item(),
+                          correct=lambda read: read == 0)
+    assert read.tolist() == [0, 0] and marks["threshold"] == (0.0, 1.0) and marks["threshold and energy"] == (0.5, 1.0)
