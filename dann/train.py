@@ -87,6 +87,7 @@ def train_seeds(cfg, seeds, out, place=None):
         if finished is None:
             return None
     else:
+        outputs.claim_folder(out, "row")  # so that --jobs or --cluster may continue it
         finished = []
         for seed, seed_cfg in configs.items():
             metrics = training.train(seed_cfg, runs.new_run_folder(seed_cfg, out / f"seed{seed}"))

@@ -14,7 +14,7 @@ import torch
 from dann.common import UserError
 from dann.config import Config
 from conftest import REPO, ctrl_c_after
-from dann import checkpoints, config, methods, models, runs, stepping, training
+from dann import checkpoints, config, methods, models, outputs, runs, stepping, training
 
 
 def test_gradient_reversal_is_minus_lambda_times_the_plain_gradient():
@@ -395,6 +395,7 @@ def test_seeds_train_a_row_and_summarise_it(synthetic_root, tmp_path):
            "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--seeds", "0", "5"]
     r = run_cli(*row, "--out", str(out), env=one_thread)
     assert r.returncode == 0, r.stderr
+    outputs.check_folder(out, "row", "--out")  # a row trained here may be continued side by side (--jobs)
     # the same row with its seeds side by side, each a main.py of its own: the same numbers, and a rerun trains nothing
     side_by_side = run_cli(*row, "--out", str(tmp_path / "jobs"), "--jobs", "2", env=one_thread)
     assert side_by_side.returncode == 0, side_by_side.stderr
