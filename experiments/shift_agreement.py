@@ -17,10 +17,10 @@ from dann import scores
 from dann.checkpoints import class_names, load_checkpoint
 from dann.common import REPO
 from dann.pictures import picture_to_digit
-from dann.pretrained import bundled_models, model_trust, resolve_checkpoint
+from dann.pretrained import model_trust, resolve_checkpoint
 from dann.trust import RISK, calibrated, sure_at
 from experiments.not_digits import digits, not_digits
-from experiments.trust_report import CHOSEN_ON, labelled_sets, labelled_task, parse_args, reader_goal
+from experiments.trust_report import CHOSEN_ON, labelled_task, report, reader_goal
 
 ATC_ERROR_ON_THE_FOUR = 0.0443  # RESULTS.md: ATC's mean absolute error on the four models, to beat
 THRESHOLD_ALONE_DISTANCE = 0.0269  # mean |sure error - .01| of the threshold alone on the four
@@ -79,19 +79,29 @@ def print_table(table, default):
           "reader goal | ATC | moves agree |\n" + "| --- " * 11 + "|")
     for r in table:
         applies = r["model"] == default or r["accuracy"] >= 0.85
-        cells = []
-        for rule in ("threshold", "threshold and moves"):
-            marked, acc = r[rule]
-            goal = ("met" if goal_row(r, rule) else "missed") if applies else "-"
-            cells += [f"{marked:.1%}", "-" if acc is None else f"{acc:.4f}", goal]
+        cells = rule_cells(r, ("threshold", "threshold and moves"), applies)
         print(f"| {r['model']} | {r['set']} | {r['accuracy']:.4f} | {' | '.join(cells)} | {r['atc']:.4f} | {r['moves']:.4f} |")
+
+
+def rule_cells(r, rules, applies):
+    """A table row's cells for each rule: the share marked, the sure readings' accuracy, the reader goal."""
+    cells = []
+    for rule in rules:
+        marked, acc = r[rule]
+        cells += [f"{marked:.1%}", "-" if acc is None else f"{acc:.4f}",
+                  ("met" if goal_row(r, rule) else "missed") if applies else "-"]
+    return cells
+
+
+def pictures_to_mark(data_dir):
+    """(the 28 pictures without a digit, the README's pencil 7), as the reader sees them."""
+    from PIL import Image
+    return digits(not_digits(data_dir)), picture_to_digit(Image.open(REPO / "images" / "pencil_7.jpg"))[None]
 
 
 def pictures_report(models, data_dir):
     """The 28 pictures without a digit marked, and the pencil 7's reading, under each rule."""
-    pictures = digits(not_digits(data_dir))
-    from PIL import Image
-    pencil = picture_to_digit(Image.open(REPO / "images" / "pencil_7.jpg"))[None]
+    pictures, pencil = pictures_to_mark(data_dir)
     print("\n| model | no digit marked: threshold | threshold and moves | pencil 7: read | chance | sure: threshold | "
           "threshold and moves |\n" + "| --- " * 7 + "|")
     for spec in models:
@@ -132,14 +142,5 @@ def verdict(table):
               f"{sum(goal_row(r, rule) for r in applies)}")
 
 
-def main():
-    args = parse_args(__doc__)
-    tests = labelled_sets(args.data_dir, args.photographs)
-    table = [row for spec in args.models for row in rows(spec, tests, args.data_dir)]
-    print_table(table, bundled_models()["default"])
-    pictures_report(args.models, args.data_dir)
-    verdict(table)
-
-
 if __name__ == "__main__":
-    main()
+    report(__doc__, rows, print_table, pictures_report, verdict)

@@ -78,10 +78,23 @@ def parse_args(description):
     return p.parse_args()
 
 
-def main():
-    args = parse_args(__doc__)
+def read_table(description, rows):
+    """(the command line, rows(spec, tests, data_dir) of every model named and every labelled set at hand)."""
+    args = parse_args(description)
     tests = labelled_sets(args.data_dir, args.photographs)
-    table = [row for spec in args.models for row in rows(spec, tests, args.data_dir)]
+    return args, [row for spec in args.models for row in rows(spec, tests, args.data_dir)]
+
+
+def report(description, rows, print_table, pictures_report, verdict):
+    """A second "not sure" measured: its table over the models and sets, the pictures without a digit, its verdict."""
+    args, table = read_table(description, rows)
+    print_table(table, bundled_models()["default"])
+    pictures_report(args.models, args.data_dir)
+    verdict(table)
+
+
+def main():
+    _, table = read_table(__doc__, rows)
     default = bundled_models()["default"]
     print("| model | set | accuracy | not sure | sure acc | not-sure acc | reader goal | ATC | DoC | COT |\n"
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -267,6 +267,16 @@ def test_init_starts_from_a_runs_evaluated_weights_and_refuses_another_network(s
     assert not any((tmp_path / name).exists() for name in ("second", "third", "fourth"))
 
 
+def whole_and_resumed(cfg, tmp_path, monkeypatch, stop_after):
+    """The checkpoints of a run trained whole and of the same run stopped after `stop_after` steps, then resumed."""
+    training.train(cfg, tmp_path / "whole")
+    real_step = ctrl_c_after(monkeypatch, stop_after)
+    assert training.train(cfg, tmp_path / "cut") is None
+    monkeypatch.setattr(stepping, "sgd_step", real_step)
+    training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
+    return (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "cut"))
+
+
 @pytest.mark.parametrize("stop_after", [2, 5])
 @pytest.mark.parametrize("method", ["dirt-t", "self-train"])
 def test_a_method_with_a_teacher_resumes_exactly(synthetic_root, tmp_path, monkeypatch, stop_after, method):
@@ -276,12 +286,7 @@ def test_a_method_with_a_teacher_resumes_exactly(synthetic_root, tmp_path, monke
                 batch_size=8, device="cpu", eval_every=1, save_every=1)
     training.train(Config(**base), tmp_path / "dann")
     cfg = Config(**base, method=method, init=str(tmp_path / "dann"), teacher_every=3, ema=0.5, augment=True)
-    training.train(cfg, tmp_path / "whole")
-    real_step = ctrl_c_after(monkeypatch, stop_after)
-    assert training.train(cfg, tmp_path / "cut") is None
-    monkeypatch.setattr(stepping, "sgd_step", real_step)
-    training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
-    whole, cut = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "cut"))
+    whole, cut = whole_and_resumed(cfg, tmp_path, monkeypatch, stop_after)
     assert whole["step"] == cut["step"] == 8
     for part in ("model", "ema", "teacher"):
         assert all(torch.equal(v, cut[part][k]) for k, v in whole[part].items()), part
@@ -402,12 +407,7 @@ def test_the_mean_teacher_of_a_batch_norm_network_keeps_statistics_of_the_target
 def test_a_batch_norm_networks_statistics_are_restored_on_resume(synthetic_root, tmp_path, monkeypatch, stop_after):
     cfg = Config(source="mnist", target="mnist_m", data_dir=str(synthetic_root), no_download=True, epochs=2,
                  batch_size=8, device="cpu", save_every=1, method="self-ensemble", arch="mnist-bn")
-    training.train(cfg, tmp_path / "whole")
-    real_step = ctrl_c_after(monkeypatch, stop_after)
-    assert training.train(cfg, tmp_path / "cut") is None
-    monkeypatch.setattr(stepping, "sgd_step", real_step)
-    training.train(runs.resumed_config(tmp_path / "cut", "cpu"), tmp_path / "cut", resume=True)
-    whole, cut = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "cut"))
+    whole, cut = whole_and_resumed(cfg, tmp_path, monkeypatch, stop_after)
     for part in ("model", "ema"):
         assert "features.1.running_var" in whole[part]
         assert all(torch.equal(v, cut[part][k]) for k, v in whole[part].items()), part
