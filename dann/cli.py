@@ -47,12 +47,14 @@ def parsed_config(parser, args):
 
 def run_script(main, interrupted="interrupted"):
     """A script's entry point: main()'s int is the exit code (anything else means 0); a
-    UserError or Ctrl-C is one line on stderr and exit code 1, not a traceback."""
+    UserError is one line on stderr and exit code 1, Ctrl-C one line and the shell's code for it
+    (as during start-up: end_while_loading), never a traceback."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here Ctrl-C raises: work may clean up
     try:
         code = main()
     except UserError as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
-        sys.exit(interrupted)
+        print(interrupted, file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     sys.exit(code if isinstance(code, int) else 0)

@@ -283,7 +283,7 @@ def test_ctrl_c_while_a_script_starts_is_one_line():
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
-        if not out:  # interrupted during start-up
+        if not out:  # interrupted during start-up, before or after run_script took over
             assert (process.returncode, err.strip()) == (130, "interrupted")
             landed += 1
     assert landed, "no Ctrl-C landed during start-up"
@@ -347,7 +347,7 @@ def test_image_annotate_marks_a_picture_without_a_digit_as_not_sure(tmp_path):
     assert blank.startswith(f"{tmp_path / 'blank.png'}: not sure (") and seven.startswith(f"{DIGIT_7}: 7  (top-3")
 
 
-def test_run_script_makes_an_expected_failure_or_ctrl_c_one_line_and_passes_an_exit_code():
+def test_run_script_makes_an_expected_failure_or_ctrl_c_one_line_and_passes_an_exit_code(capsys):
     from dann.cli import run_script
 
     def fails():
@@ -356,11 +356,12 @@ def test_run_script_makes_an_expected_failure_or_ctrl_c_one_line_and_passes_an_e
     def interrupted():
         raise KeyboardInterrupt
 
-    for main, code in ((fails, "error: the folder x is missing; create it"), (interrupted, "interrupted"),
+    for main, code in ((fails, "error: the folder x is missing; create it"), (interrupted, 130),
                        (lambda: 3, 3), (lambda: {"a": "result"}, 0)):
         with pytest.raises(SystemExit) as stop:
             run_script(main)
         assert stop.value.code == code
+    assert capsys.readouterr().err == "interrupted\n"  # Ctrl-C: one line, and the shell's code, as during start-up
 
 
 def test_a_reading_below_the_floor_is_never_sure_whatever_the_models_threshold(tmp_path):
