@@ -127,14 +127,17 @@ class DANN(nn.Module):
     def forward(self, images):
         return self.classify(self.prepare(images))
 
+    def features_apart(self, *domains):
+        """The features of several domains' pictures, one tensor a domain, in one tensor. With batch norm
+        each domain is normalised by its own batch statistics, as French et al. train (one batch's
+        statistics shared by two domains mix what the network is to tell apart); without it, one pass."""
+        if self.batch_norm:
+            return torch.cat([self.features(self.prepare(x)) for x in domains])
+        return self.features(self.prepare(torch.cat(domains)))
+
     def classify_apart(self, images, n):
-        """Class logits of pictures whose first n come from one domain and the rest from another. With
-        batch norm each domain's part is normalised by its own batch statistics, as French et al. train
-        (one batch's statistics shared by two domains mix what the network is to tell apart); without
-        it, one pass."""
-        if not self.batch_norm:
-            return self(images)
-        return torch.cat([self(images[:n]), self(images[n:])])
+        """Class logits of pictures whose first n come from one domain and the rest from another."""
+        return self.label_classifier(self.features_apart(images[:n], images[n:]))
 
     def prepare(self, images):
         """The network's input from pictures: standardized (each picture's channels at zero mean and unit
@@ -149,10 +152,7 @@ class DANN(nn.Module):
         """-> (class logits of the labelled images, and of the unlabelled ones if asked; domain
         logits of all of them). DANN's own loss needs the labelled half's class logits only,
         and with the svhn network that halves the work of its largest layers."""
-        if self.batch_norm:  # each domain normalised by its own batch statistics (classify_apart)
-            f = torch.cat([self.features(self.prepare(x)) for x in (labelled, unlabelled)])
-        else:
-            f = self.features(self.prepare(torch.cat([labelled, unlabelled])))
+        f = self.features_apart(labelled, unlabelled)
         logits = self.label_classifier(f if classify_unlabelled else f[:len(labelled)])
         return logits, self.domain_classifier(self.grl(f))
 

@@ -168,9 +168,11 @@ def make_step(model, opt, method, train_sets, cfg, total_steps, first_step, ema=
             batch.unlabelled = unlabelled.index_select(0, next(indices))
         if teacher is not None:  # on the plain images unless the method says otherwise: a teacher
             with torch.no_grad():  # unsure of --augment's shifted ones would hold the model there
-                teacher.train(teacher_in_training_mode)
+                if teacher_in_training_mode:
+                    teacher.train()
                 batch.teacher_probs = torch.softmax(teacher(teacher_view(batch.unlabelled)).float(), 1)
-                teacher.eval()
+                if teacher_in_training_mode:
+                    teacher.eval()  # where it is evaluated and saved
         if cfg.augment:
             batch.images, batch.unlabelled = (x if x is None else augmented("light", x)
                                               for x in (batch.images, batch.unlabelled))
