@@ -19,7 +19,7 @@ def share_statistics():
 
     def __init__(self, *args, **kwargs):
         made(self, *args, **kwargs)
-        self.batch_norm = False  # read by classify_apart, adversarial and make_step's mean teacher
+        self.batch_norm = False  # read by features_apart and make_step's mean teacher
 
     averaged = stepping.averaged_tensors
     models.DANN.__init__ = __init__
@@ -27,7 +27,7 @@ def share_statistics():
 
 
 if __name__ == "__main__":
-    if "--jobs" in sys.argv or "--cluster" in sys.argv:
-        sys.exit("experiments.shared_statistics trains in its own process: leave out --jobs and --cluster")
+    if any(arg.split("=")[0] in ("--jobs", "--cluster") for arg in sys.argv):
+        sys.exit("error: experiments.shared_statistics trains in its own process; leave out --jobs and --cluster")
     share_statistics()
     run_script(main)
