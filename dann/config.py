@@ -63,7 +63,8 @@ class TaskSettings:
     dropout: float = setting(0.0, "dropout in the classifiers' hidden layers", "task")
     input_norm: str = setting("standardize", "what the network makes of each picture: standardize sets its channels "
                               "to zero mean and unit variance (instance normalisation, as DIRT-T), scale maps its "
-                              "pixels to [-1, 1]", "task", choices=INPUT_NORMS)
+                              "pixels to [-1, 1], joint standardizes all its channels together (French et "
+                              "al.'s code), keeping the ratios between its colours", "task", choices=INPUT_NORMS)
     target_imbalance: float = setting(1.0, "keep only the first R^(-c/(C-1)) of each class c of a labelled target's "
                                       "training and test pictures (class 0 whole, the last 1/R): a target whose "
                                       "class mix is not the source's, to measure the label-free estimates on; 1: "

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from dann.common import UserError
 
 ARCHS = ("mnist", "svhn", "mnist-bn")  # the paper's two and French et al.'s; a task's default: domains.default_arch
-INPUT_NORMS = ("standardize", "scale")  # what a network makes of its pixels: DANN.prepare
+INPUT_NORMS = ("standardize", "scale", "joint")  # what a network makes of its pixels: DANN.prepare
 
 
 class GradientReversalFunction(torch.autograd.Function):
@@ -94,13 +94,14 @@ def initialise(model):
             nn.init.zeros_(m.bias)
 
 
-def standardize(images):
+def standardize(images, dims=(2, 3)):
     """uint8 (or 0..255 float) images -> float with every image's channels at zero mean and
     unit variance. Per-image statistics remove the colour and contrast that separate MNIST
-    from MNIST-M (or SVHN's lighting) without looking at any label."""
+    from MNIST-M (or SVHN's lighting) without looking at any label. dims=(1, 2, 3) takes them
+    over all channels together, keeping the ratios between a picture's colours."""
     x = images.float()
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    std = x.std(dim=(2, 3), keepdim=True)
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True)
     return (x - mean) / (std + 1.0)  # +1 (in pixel units) keeps blank images finite
 
 
@@ -141,8 +142,11 @@ class DANN(nn.Module):
 
     def prepare(self, images):
         """The network's input from pictures: standardized (each picture's channels at zero mean and unit
-        variance, DIRT-T's instance normalisation) or scaled to [-1, 1] (RESULTS.md compares them)."""
-        return standardize(images) if self.input_norm == "standardize" else scale(images)
+        variance, DIRT-T's instance normalisation), standardized jointly (all its channels together,
+        French et al.'s code) or scaled to [-1, 1] (RESULTS.md compares them)."""
+        if self.input_norm == "scale":
+            return scale(images)
+        return standardize(images, (2, 3) if self.input_norm == "standardize" else (1, 2, 3))
 
     def classify(self, x):
         """Class logits of prepared images (what virtual adversarial training perturbs)."""

@@ -88,6 +88,17 @@ def test_prediction_entropies():
     assert methods.prediction_entropies(confident)[1].item() < 1e-6
 
 
+def test_joint_standardization_keeps_a_pictures_colours_where_the_per_channel_one_removes_them():
+    gray = torch.randint(0, 100, (1, 1, 28, 28)).float()
+    tinted = torch.cat([gray, 2 * gray, gray + 50], 1)  # one picture, its channels the same strokes in other colours
+    per_channel = models.DANN("mnist").prepare(tinted)
+    joint = models.DANN("mnist", input_norm="joint").prepare(tinted)
+    assert torch.allclose(per_channel[0, 0], per_channel[0, 2], atol=1e-4)  # an offset is taken away per channel
+    assert not torch.allclose(joint[0, 0], joint[0, 2], atol=0.1)  # and kept when standardized jointly
+    assert abs(joint.mean().item()) < 1e-4 and abs(joint.std().item() - 1) < 0.05  # +1 in the divisor
+    assert torch.allclose(joint[0, 1] - joint[0, 1].mean(), 2 * (joint[0, 0] - joint[0, 0].mean()), atol=1e-4)
+
+
 def test_the_virtual_adversarial_perturbation_has_the_radius_and_beats_a_random_one():
     torch.manual_seed(0)
     model = models.DANN("mnist")

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# French et al.'s network (experiments/french_network.sh) fed as their code feeds it: each picture
+# standardised over all its channels together (--input-norm joint), or only scaled to [-1, 1]
+# (--input-norm scale); the short schedule, the two tasks into MNIST-M, seeds 0-2, about 20 min a
+# run at one thread (RESULTS.md, 'Self-ensembling with its paper's network').
+source "$(dirname "$0")/lib.sh"
+bn=(--method self-ensemble --arch mnist-bn --limit 7000 --seeds 0 1 2 "${PLACEMENT[@]}")
+row short-bn-joint-self-ensemble "${bn[@]}" --input-norm joint
+row short-bn-scale-self-ensemble "${bn[@]}" --input-norm scale
