@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from dann.methods import METHODS
+
 RISK = 0.01  # the error the sure readings may have, as the calibrated chances estimate it on the target
 SURE_FLOOR = 0.5  # below it the top class is less likely than all the others together
 
@@ -67,3 +69,10 @@ def risk_coverage(chances, correct, points=21):
         k = max(1, round(n * (i + 1) / points)) if n else 0
         curve.append((k / n if n else 0.0, errors[k - 1].item() / k if k else 0.0))
     return curve
+
+
+def trained_on_moved_copies(config):
+    """Whether a model's last phase learnt from pictures moved about (its method's own augmentation, or
+    --augment), so that a copy moved by two pixels is, for it, the same picture: a checkpoint's config."""
+    method = METHODS.get(config.get("method"))
+    return bool(config.get("augment")) or bool(method and method.augments)

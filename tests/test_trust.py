@@ -139,6 +139,31 @@ def test_a_reading_is_sure_with_the_moves_only_where_every_moved_copy_agrees():
     assert marks["threshold and moves"] == (0.5, 0.5)
 
 
+def test_a_model_trained_on_moved_pictures_is_told_from_its_config():
+    assert trust.trained_on_moved_copies({"method": "self-ensemble"})  # French et al.'s warp and shift
+    assert trust.trained_on_moved_copies({"method": "adamatch"})
+    assert trust.trained_on_moved_copies({"method": "self-train", "augment": True})
+    assert not trust.trained_on_moved_copies({"method": "dann", "augment": False})
+    assert not trust.trained_on_moved_copies({"method": "dirt-t"})
+
+
+def test_the_moves_are_not_adopted_for_models_trained_on_moved_pictures_where_one_reader_goal_is_lost(capsys):
+    from experiments.shift_agreement import verdict_on_moved_copies
+    def row(model, accuracy, threshold, moves, moved_copies=True):
+        return {"model": model, "set": "s", "accuracy": accuracy, "moved_copies": moved_copies,
+                "threshold": threshold, "threshold and moves": moves}
+    closer = [row("a", 0.95, (0.10, 0.980), (0.12, 0.990)), row("b", 0.99, (0.02, 0.995), (0.03, 0.999)),
+              row("c", 0.60, (0.50, 0.800), (0.90, 1.000)),  # read below .85: not judged
+              row("d", 0.95, (0.01, 0.950), (0.50, 1.000), moved_copies=False)]  # keeps the threshold alone
+    verdict_on_moved_copies(closer)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("2 pairs") and "lost: none" in line and line.endswith("moves adopted for such models")
+    lost = closer + [row("e", 0.99, (0.02, 0.995), (0.05, 0.999))]  # marks .05 where .04 is allowed
+    verdict_on_moved_copies(lost)
+    line = capsys.readouterr().out.strip()
+    assert "lost: e on s" in line and line.endswith("moves not adopted for such models")
+
+
 def test_energy_is_high_where_no_class_responds_strongly_and_marks_past_its_threshold():
     from experiments.energy_marking import energy, marking
 
