@@ -72,7 +72,8 @@ def risk_coverage(chances, correct, points=21):
 
 
 def trained_on_moved_copies(config):
-    """Whether a model's last phase learnt from pictures moved about (its method's own augmentation, or
-    --augment), so that a copy moved by two pixels is, for it, the same picture: a checkpoint's config."""
+    """Whether a model learnt from pictures moved about (its method's own augmentation, or --augment)
+    from its first step, not started with --init from another model, so that a copy moved by two pixels
+    is, for it, the same picture (RESULTS.md, 'A reading that stays put'): a checkpoint's config."""
     method = METHODS.get(config.get("method"))
-    return bool(config.get("augment")) or bool(method and method.augments)
+    return (bool(config.get("augment")) or bool(method and method.augments)) and not config.get("init")

@@ -145,6 +145,7 @@ def test_a_model_trained_on_moved_pictures_is_told_from_its_config():
     assert trust.trained_on_moved_copies({"method": "self-train", "augment": True})
     assert not trust.trained_on_moved_copies({"method": "dann", "augment": False})
     assert not trust.trained_on_moved_copies({"method": "dirt-t"})
+    assert not trust.trained_on_moved_copies({"method": "self-ensemble", "init": "runs/dirt-t"})  # a refinement
 
 
 def test_the_moves_are_not_adopted_for_models_trained_on_moved_pictures_where_one_reader_goal_is_lost(capsys):
