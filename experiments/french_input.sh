@@ -9,3 +9,7 @@ row short-bn-joint-self-ensemble "${bn[@]}" --input-norm joint
 row short-bn-scale-self-ensemble "${bn[@]}" --input-norm scale
 # the input normalisation whose MNIST -> MNIST-M seed 0 had the lower class shift (joint: .155, scale: .303)
 row short-bn-joint-synth-self-ensemble "${bn[@]}" --input-norm joint --source synth
+# the other built-in tasks, whether the input costs anywhere (seed 0 first)
+row short-bn-joint-mnist_m-mnist-self-ensemble "${bn[@]}" --input-norm joint --source mnist_m --target mnist
+row short-bn-joint-synth-mnist-self-ensemble "${bn[@]}" --input-norm joint --source synth --target mnist
+row short-bn-joint-mnist-synth-self-ensemble "${bn[@]}" --input-norm joint --target synth
