@@ -9,8 +9,6 @@ import math
 
 import torch
 
-from dann.methods import METHODS
-
 RISK = 0.01  # the error the sure readings may have, as the calibrated chances estimate it on the target
 SURE_FLOOR = 0.5  # below it the top class is less likely than all the others together
 
@@ -70,10 +68,3 @@ def risk_coverage(chances, correct, points=21):
         curve.append((k / n if n else 0.0, errors[k - 1].item() / k if k else 0.0))
     return curve
 
-
-def trained_on_moved_copies(config):
-    """Whether a model learnt from pictures moved about (its method's own augmentation, or --augment)
-    from its first step, not started with --init from another model, so that a copy moved by two pixels
-    is, for it, the same picture (RESULTS.md, 'A reading that stays put'): a checkpoint's config."""
-    method = METHODS.get(config.get("method"))
-    return (bool(config.get("augment")) or bool(method and method.augments)) and not config.get("init")

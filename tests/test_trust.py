@@ -140,12 +140,13 @@ def test_a_reading_is_sure_with_the_moves_only_where_every_moved_copy_agrees():
 
 
 def test_a_model_trained_on_moved_pictures_is_told_from_its_config():
-    assert trust.trained_on_moved_copies({"method": "self-ensemble"})  # French et al.'s warp and shift
-    assert trust.trained_on_moved_copies({"method": "adamatch"})
-    assert trust.trained_on_moved_copies({"method": "self-train", "augment": True})
-    assert not trust.trained_on_moved_copies({"method": "dann", "augment": False})
-    assert not trust.trained_on_moved_copies({"method": "dirt-t"})
-    assert not trust.trained_on_moved_copies({"method": "self-ensemble", "init": "runs/dirt-t"})  # a refinement
+    from experiments.shift_agreement import trained_on_moved_copies
+    assert trained_on_moved_copies({"method": "self-ensemble"})  # French et al.'s warp and shift
+    assert trained_on_moved_copies({"method": "adamatch"})
+    assert trained_on_moved_copies({"method": "self-train", "augment": True})
+    assert not trained_on_moved_copies({"method": "dann", "augment": False})
+    assert not trained_on_moved_copies({"method": "dirt-t"})
+    assert not trained_on_moved_copies({"method": "self-ensemble", "init": "runs/dirt-t"})  # a refinement
 
 
 def test_the_moves_are_not_adopted_for_models_trained_on_moved_pictures_where_one_reader_goal_is_lost(capsys):
