@@ -167,7 +167,7 @@ def test_the_moves_are_not_adopted_for_models_trained_on_moved_pictures_where_on
 
 
 def test_energy_is_high_where_no_class_responds_strongly_and_marks_past_its_threshold():
-    from experiments.energy_marking import energy, marking
+    from experiments.energy_marking import energy, energy_signal, marking
 
     class Logits(torch.nn.Module):  # the picture's first pixel scales a fixed response
         def forward(self, images):
@@ -181,6 +181,20 @@ def test_energy_is_high_where_no_class_responds_strongly_and_marks_past_its_thre
     images[:, 0, 1, 0] = torch.tensor([3, 1, 0], dtype=torch.uint8)  # strong, weak, no response: same softmax top
     e = energy(Logits(), images)
     assert e[0] < e[1] < e[2] and torch.isclose(e[2], -torch.tensor(10.0).log())
-    marks, read = marking(Logits(), images[:2], {"temperature": 1.0, "unsure_below": 0.0}, energy_above=e[0].item(),
+    signal = energy_signal(Logits(), None)
+    signal.__name__ = "energy"
+    marks, read = marking(Logits(), images[:2], {"temperature": 1.0, "unsure_below": 0.0}, signal, e[0].item(),
                           correct=lambda read: read == 0)
     assert read.tolist() == [0, 0] and marks["threshold"] == (0.0, 1.0) and marks["threshold and energy"] == (0.5, 1.0)
+
+
+def test_the_feature_distance_is_the_mahalanobis_distance_to_the_nearest_class_centre():
+    from experiments.feature_distance import centres_and_precision, nearest_distance
+    # two groups at (0, 0) and (10, 0), spread 1 along x and 2 along y within each: pooled variances 1 and 4
+    spread = torch.tensor([[1.0, 2.0], [-1.0, 2.0], [1.0, -2.0], [-1.0, -2.0]])
+    features = torch.cat([spread, spread + torch.tensor([10.0, 0.0])])
+    centres, precision = centres_and_precision(features, torch.tensor([3, 3, 3, 3, 7, 7, 7, 7]))
+    assert torch.allclose(centres, torch.tensor([[0.0, 0.0], [10.0, 0.0]], dtype=torch.float64))
+    assert torch.allclose(precision, torch.diag(torch.tensor([1.0, 0.25], dtype=torch.float64)))
+    d = nearest_distance(torch.tensor([[1.0, 0.0], [0.0, 4.0], [9.0, 2.0], [5.0, 0.0]]), centres, precision)
+    assert torch.allclose(d, torch.tensor([1.0, 4.0, 2.0, 25.0], dtype=torch.float64))  # each to its nearer centre
