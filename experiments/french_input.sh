@@ -22,5 +22,5 @@ row short-bn-joint-self-ensemble-from-dann --method self-ensemble --init "$RUNS/
 row short-bn-joint-synth-dann --method dann --source synth "${chain[@]}"
 row short-bn-joint-synth-self-ensemble-from-dann --method self-ensemble --source synth \
   --init "$RUNS/short-bn-joint-synth-dann/seed{seed}" --epochs 50 "${chain[@]}"
-# full size (every training picture, 100 epochs): about 2 h 15 min a run at one thread, 80-90 min at two
+# full size (every training picture, 100 epochs): about 2 h 20 min a run on a 2-core CPU (two threads are no faster)
 row full-bn-joint-self-ensemble --method self-ensemble --arch mnist-bn --input-norm joint --seeds 0 1 2 "${PLACEMENT[@]}"
