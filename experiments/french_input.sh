@@ -22,5 +22,7 @@ row short-bn-joint-self-ensemble-from-dann --method self-ensemble --init "$RUNS/
 row short-bn-joint-synth-dann --method dann --source synth "${chain[@]}"
 row short-bn-joint-synth-self-ensemble-from-dann --method self-ensemble --source synth \
   --init "$RUNS/short-bn-joint-synth-dann/seed{seed}" --epochs 50 "${chain[@]}"
+# both sources at once (their labelled pictures share one batch, and so its statistics), seeds 0-1
+row short-bn-joint-two-source-self-ensemble "${bn[@]}" --input-norm joint --source mnist+synth
 # full size (every training picture, 100 epochs): about 2 h 20 min a run on a 2-core CPU (two threads are no faster)
 row full-bn-joint-self-ensemble --method self-ensemble --arch mnist-bn --input-norm joint --seeds 0 1 2 "${PLACEMENT[@]}"
