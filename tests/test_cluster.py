@@ -17,6 +17,8 @@ import torch
 from conftest import REPO, run_script
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-cluster.txt")
+# one worker for every test that starts Ray here: `--cluster auto` would join another test's cluster
+pytestmark = pytest.mark.xdist_group("ray")
 
 # a token of the test's own (Ray's token authentication), so no user's ~/.ray/auth_token is read or made
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",

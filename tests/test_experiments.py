@@ -45,6 +45,7 @@ def sweeps_in(script):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # cluster_overhead.sh starts Ray (`--cluster auto`): never beside test_cluster's
 def test_every_experiment_script_trains_its_first_row_and_sweeps_and_every_other_row_parses(
         synthetic_root, tmp_path):
     assert {s.name for s in SCRIPTS} >= {"paper_table.sh", "dann_dirt_t.sh", "short_schedule.sh"}
